@@ -1,0 +1,32 @@
+"""Errors robustode raises for bad input. The CLI prints them as one line."""
+
+
+class RobustodeError(Exception):
+    """Base class: a problem with what the user asked for, not a bug."""
+
+
+class ConfigError(RobustodeError, ValueError):
+    """A setting is malformed or out of range."""
+
+
+class UnknownNameError(RobustodeError, KeyError):
+    """A registry has no entry of that name."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class DuplicateNameError(RobustodeError, ValueError):
+    """A name was registered twice."""
+
+
+class DataError(RobustodeError):
+    """A data set is missing, malformed or cannot be downloaded."""
+
+
+class CheckpointError(RobustodeError):
+    """A checkpoint is missing, truncated or corrupt."""
+
+
+class RecordError(RobustodeError):
+    """A result record is malformed or of another schema version."""

@@ -1,0 +1,76 @@
+"""The model contract every built-in model follows and custom models may follow.
+
+A robustode model maps images in [0, 1] (NCHW, float) to logits and is split
+into two parts:
+
+- ``layer_one(x) -> z``: the first layer, the only part coupled to the input
+  (normalization, then the first conv or the patch embedding). YOPO's inner
+  attack steps run through this part alone.
+- ``rest(z) -> logits``: everything after it.
+
+``forward(x) == rest(layer_one(x))`` always holds. Layer one's parameters are
+those of the ``stem`` module, so defenses can give them their own optimizer.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2471, 0.2435, 0.2616)
+
+
+class Normalize(nn.Module):
+    """(x - mean) / std with mean and std as buffers; the model's first operation."""
+
+    def __init__(self, mean=CIFAR10_MEAN, std=CIFAR10_STD):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+def normalization(enabled: bool) -> nn.Module:
+    """Normalize when enabled; the YOPO reference runs had none."""
+    return Normalize() if enabled else nn.Identity()
+
+
+class LayerOneModel(nn.Module):
+    """Base class for models that follow the layer-one contract.
+
+    Subclasses set ``self.stem`` (layer one) and implement ``rest``.
+    ``input_shape`` (C, H, W) is checked on every call so that a wrong
+    input gives a clear error instead of a shape mismatch deep inside.
+    """
+
+    stem: nn.Module
+    input_shape: tuple[int, int, int] = (3, 32, 32)
+
+    def layer_one(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, self.input_shape, type(self).__name__)
+        return self.stem(x)
+
+    def rest(self, z: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rest(self.layer_one(x))
+
+    def layer_one_parameters(self):
+        return self.stem.parameters()
+
+
+def follows_contract(model: nn.Module) -> bool:
+    return callable(getattr(model, "layer_one", None)) and callable(getattr(model, "rest", None))
+
+
+def check_input(x: torch.Tensor, shape: tuple[int, int, int], who: str) -> None:
+    if x.dim() != 4 or tuple(x.shape[1:]) != tuple(shape):
+        raise ConfigError(
+            f"{who} expects images of shape (N, {shape[0]}, {shape[1]}, {shape[2]}), got {tuple(x.shape)}"
+        )
