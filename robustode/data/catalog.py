@@ -1,0 +1,45 @@
+"""The data set registry, where data lives, and ``load_dataset``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..registry import Registry
+from .types import DataSet
+
+datasets = Registry("dataset")
+
+DATA_ENV = "ROBUSTODE_DATA"
+
+
+def data_root(data_dir: str | os.PathLike | None = None) -> Path:
+    """The data directory: ``data_dir``, else ``$ROBUSTODE_DATA``, else ``~/.cache/robustode``."""
+    if data_dir is None:
+        data_dir = os.environ.get(DATA_ENV) or Path.home() / ".cache" / "robustode"
+    return Path(data_dir).expanduser()
+
+
+def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download: bool = True,
+                 train_subset: int | None = None, test_subset: int | None = None, **options) -> DataSet:
+    """Load a registered data set as uint8 NCHW images and int64 labels.
+
+    Args:
+        name: ``"cifar10"``, ``"cifar100"``, ``"svhn"``, ``"cifar10-jpeg"``,
+            ``"imagefolder:PATH"`` (a directory or .tar/.tar.gz holding ``train/`` and
+            ``test/``) or ``"synthetic"``; ``datasets.names()`` lists them all.
+        data_dir: where data sets are found, downloaded and cached; default
+            ``$ROBUSTODE_DATA``, else ``~/.cache/robustode``.
+        download: let torchvision download a missing data set.
+        train_subset, test_subset: keep only the first n examples (unshuffled).
+        options: passed to the data set's factory, e.g. ``n_train=`` for synthetic.
+
+    Example:
+        >>> data = load_dataset("synthetic", test_subset=100)
+        >>> data.test.images.shape
+        torch.Size([100, 3, 32, 32])
+    """
+    data = datasets.get(name, data_dir=data_root(data_dir), download=download, **options)
+    data.train = data.train.subset(train_subset, f"{data.name} training set")
+    data.test = data.test.subset(test_subset, f"{data.name} test set")
+    return data
