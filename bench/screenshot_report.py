@@ -67,7 +67,8 @@ def chromium(binary: str, *args: str, height: int, profile: str) -> str:
 
 def first_table_column(dom: str, col: int) -> list[str]:
     body = re.search(r"<tbody>(.*?)</tbody>", dom, re.DOTALL).group(1)
-    return [re.findall(r"<td[^>]*>(.*?)</td>", row)[col] for row in re.findall(r"<tr>(.*?)</tr>", body, re.DOTALL)]
+    rows = re.findall(r"<tr>(.*?)</tr>", body, re.DOTALL)
+    return [re.findall(r"<td[^>]*>(.*?)</td>", row)[col] for row in rows]
 
 
 def main() -> None:

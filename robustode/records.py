@@ -74,7 +74,7 @@ class TrainingInfo:
 class EvaluationInfo:
     n: int = field(metadata=_POSITIVE)  # the first n test images, unshuffled
     norm: str = field(metadata={"choices": ("linf", "l2")})
-    eps: float = field(metadata=_FRACTION)  # pixel space
+    eps: float = field(metadata=_NONNEG)  # pixel space
     clean_acc: float = field(metadata=_FRACTION)
     pgd20_acc: float | None = field(metadata=_FRACTION)  # None when PGD-20 was not run
     autoattack_acc: float | None = field(default=None, metadata=_FRACTION)
@@ -223,6 +223,7 @@ def save(record: Record, path: str | os.PathLike, *, overwrite: bool = False) ->
     """Write ``record`` to ``path`` atomically; an existing file is an error unless ``overwrite``."""
     path = Path(path)
     text = _dumps(record)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -261,7 +262,6 @@ def _dumps(record: Record) -> str:
 def save_in(record: Record, folder: str | os.PathLike) -> Path:
     """Save ``record`` under a new name in ``folder`` (created if needed); returns the path."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     name = record_filename(record)
     for i in range(1, 1000):
         path = folder / (name if i == 1 else name.replace(".json", f"__{i}.json"))

@@ -125,7 +125,7 @@ def test_make_record_rejects_unknown_keyword():
 
 
 def test_save_never_overwrites(tmp_path):
-    path = save(demo_record(clean=0.5), tmp_path / "r.json")
+    path = save(demo_record(clean=0.5), tmp_path / "new" / "r.json")
     with pytest.raises(RecordError, match="exists already"):
         save(demo_record(clean=0.9), path)
     assert load_record(path).evaluation.clean_acc == 0.5

@@ -73,14 +73,16 @@ def sections(md):
     for block in md.split("\n## ")[1:]:
         title, _, rest = block.partition("\n")
         out[title] = [[c.strip() for c in line.strip("|").split("|")]
-                      for line in rest.splitlines() if line.startswith("| ") and "Training method" not in line]
+                      for line in rest.splitlines()
+                      if line.startswith("| ") and "Training method" not in line]
     return out
 
 
 def test_markdown_tables_keep_data_kinds_apart_and_sort_by_pgd20(mixed):
     tables = sections(render(mixed, "md"))
     assert list(tables) == ["CIFAR-10 · wrn34_10", "CIFAR-10 (JPEG copy) · preact_resnet18",
-                            "synthetic (not a benchmark) · preact_resnet18", "synthetic (not a benchmark) · resnet20"]
+                            "synthetic (not a benchmark) · preact_resnet18",
+                            "synthetic (not a benchmark) · resnet20"]
     real = tables["CIFAR-10 · wrn34_10"]
     assert [row[0] for row in real] == ["yopo-5-3", "pgd-10", "free-8", "natural"]
     assert [row[1:4] for row in real] == [["86.70", "47.98", "—"], ["87.30", "47.04", "44.04"],
@@ -146,7 +148,8 @@ def test_json_and_csv_hold_every_record_typed(mixed):
     assert len(rows) == len(mixed)
     assert [r["defense.spec"] for r in rows[:4]] == ["yopo-5-3", "pgd-10", "free-8", "natural"]
     assert float(rows[0]["evaluation.pgd20_acc"]) == 0.4798
-    assert rows[0]["evaluation.autoattack_acc"] == "" and float(rows[1]["evaluation.autoattack_acc"]) == 0.4404
+    assert rows[0]["evaluation.autoattack_acc"] == ""
+    assert float(rows[1]["evaluation.autoattack_acc"]) == 0.4404
     assert rows[0]["defense.hyperparameters.steps"] == "10"
 
 
@@ -177,7 +180,8 @@ def test_embed_between_markers(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- leaderboard:start -->\nold\n<!-- leaderboard:end -->\nend\n")
     embed("# new table\n", readme)
-    assert readme.read_text() == "intro\n<!-- leaderboard:start -->\n# new table\n<!-- leaderboard:end -->\nend\n"
+    assert readme.read_text() == ("intro\n<!-- leaderboard:start -->\n# new table\n"
+                                  "<!-- leaderboard:end -->\nend\n")
     readme.write_text("no markers")
     with pytest.raises(ConfigError, match="markers"):
         embed("x", readme)
@@ -190,7 +194,8 @@ def test_formatting():
 
 @pytest.mark.skipif(not shutil.which("chromium"), reason="no chromium here (apt-get install chromium)")
 def test_page_sorts_in_a_real_browser(tmp_path):
-    done = subprocess.run([sys.executable, str(ROOT / "bench" / "screenshot_report.py"), "--out", str(tmp_path)],
+    script = ROOT / "bench" / "screenshot_report.py"
+    done = subprocess.run([sys.executable, str(script), "--out", str(tmp_path)],
                           check=False, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr + done.stdout
     assert (tmp_path / "report.png").stat().st_size > 10_000

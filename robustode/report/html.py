@@ -61,14 +61,17 @@ def _section(g: Group) -> str:
     notes = "\n".join(f'<p class="note">{escape(n)}</p>' for n in group_notes(g))
     figures = (_img(plots.robust_vs_time(g.records), f"Robust accuracy vs training time, {g.title}")
                + _img(plots.clean_vs_robust(g.records), f"Clean vs robust accuracy, {g.title}"))
-    return f'<section>\n<h2>{escape(g.title)}</h2>\n{notes}\n{_table(g)}\n<div class="plots">{figures}</div>\n</section>'
+    return (f"<section>\n<h2>{escape(g.title)}</h2>\n{notes}\n{_table(g)}\n"
+            f'<div class="plots">{figures}</div>\n</section>')
 
 
 def render_html(records: Iterable[Record], title: str = "robustode leaderboard") -> str:
     """A complete HTML page that needs no other file and no network."""
     groups = group_records(records)
     body = "\n".join(_section(g) for g in groups) or "<p>No records yet.</p>"
-    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{escape(title)}</title>\n'
-            f"<style>{_CSS}</style>\n</head>\n<body>\n<h1>{escape(title)}</h1>\n"
+    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+            f"<title>{escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n"
+            f"<body>\n<h1>{escape(title)}</h1>\n"
             f'<p class="note">Red points and line: the Pareto front (no other run is both faster and more '
-            f"robust). Click a column header to sort.</p>\n{body}\n<script>{_JS}</script>\n</body>\n</html>\n")
+            f"robust). Click a column header to sort.</p>\n{body}\n"
+            f"<script>{_JS}</script>\n</body>\n</html>\n")

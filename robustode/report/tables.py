@@ -117,7 +117,8 @@ class Column:
 
 def _aa_text(r: Record) -> str:
     e = r.evaluation
-    return pct(e.autoattack_acc) + ("" if e.autoattack_standard or e.autoattack_acc is None else NONSTANDARD_AA)
+    marked = e.autoattack_acc is not None and not e.autoattack_standard
+    return pct(e.autoattack_acc) + (NONSTANDARD_AA if marked else "")
 
 
 def _acc_sort(acc: float | None) -> float:
