@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 import tempfile
 import warnings
 from pathlib import Path
@@ -27,12 +26,14 @@ def load_cached(path: Path) -> dict | None:
     if not path.is_file():
         return None
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        arrays = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(arrays, dict):
+            raise TypeError(f"holds a {type(arrays).__name__}, not a dict")
+        return arrays
+    except Exception as err:  # torch.load fails on damaged files with many exception types
         # A truncated or stale file only costs a fresh decode; say so and carry on.
         warnings.warn(f"ignoring unreadable cache {path} ({err}); decoding again", stacklevel=2)
         return None
-
 
 def save_cached(path: Path, arrays: dict) -> bool:
     """Store the tensors atomically; a read-only data directory only costs speed."""

@@ -149,7 +149,8 @@ def _decode(data: bytes, rel: str, origin: str) -> tuple[bytes, tuple[int, int]]
             image = image.convert("RGB")
         return image.tobytes(), image.size
     except Exception as err:  # PIL reports malformed files through many exception types
-        raise DataError(f"cannot decode image {rel} in {origin}: {err}") from err
+        reason = "not an image format PIL reads" if isinstance(err, UnidentifiedImageError) else err
+        raise DataError(f"cannot decode image {rel} in {origin}: {reason}") from err
 
 
 def _stem(path: Path) -> str:
