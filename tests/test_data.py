@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from robustode.data import load_dataset, make_synthetic
 from robustode.data import cifar10_jpeg as jpeg_module
+from robustode.data import load_dataset, make_synthetic
 from robustode.data.torchvision_sets import _cifar_split, _svhn_split
 from robustode.errors import ConfigError, DataError, UnknownNameError
 

@@ -30,7 +30,7 @@ def load_cached(path: Path) -> dict | None:
         if not isinstance(arrays, dict):
             raise TypeError(f"holds a {type(arrays).__name__}, not a dict")
         return arrays
-    except Exception as err:  # torch.load fails on damaged files with many exception types
+    except Exception as err:  # noqa: BLE001  (torch.load fails on damaged files in many ways)
         # A truncated or stale file only costs a fresh decode; say so and carry on.
         warnings.warn(f"ignoring unreadable cache {path} ({err}); decoding again", stacklevel=2)
         return None
