@@ -1,0 +1,105 @@
+"""Small pieces every defense shares: projection, random starts, mode switches, one SGD step."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from ..utils import check_positive_int, parse_fraction
+from .base import StepOutput
+
+BN_MODES = ("eval", "train")
+
+
+def project(delta: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
+    """Clip delta to the L-inf eps-ball and x + delta to [0, 1] (reference section 4's clip)."""
+    return (x + delta.clamp(-eps, eps)).clamp(0.0, 1.0) - x
+
+
+def random_start(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """delta ~ U(-eps, eps), projected."""
+    return project(torch.empty_like(x).uniform_(-eps, eps), x, eps)
+
+
+def autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
+    """The dtype of the autocast region the loop runs train_step in (None outside one).
+
+    Training-time attacks run in it too; pgd() would otherwise switch autocast off.
+    """
+    kind = x.device.type
+    return torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else None
+
+
+@contextmanager
+def bn_mode(model: nn.Module, mode: str) -> Iterator[None]:
+    """Run the block with the model in ``mode`` ("eval" or "train"); restore every module's own mode after."""
+    saved = [(m, m.training) for m in model.modules()]
+    model.train(mode == "train")
+    try:
+        yield
+    finally:
+        for m, training in saved:
+            m.training = training
+
+
+@contextmanager
+def frozen_bn_stats(model: nn.Module) -> Iterator[None]:
+    """Batch norm keeps normalizing by batch statistics but its running statistics do not move.
+
+    momentum 0 makes the running-average update a no-op while the forward stays
+    the train-mode function; num_batches_tracked is restored as well.
+    """
+    saved = []
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            tracked = None if m.num_batches_tracked is None else m.num_batches_tracked.clone()
+            saved.append((m, m.momentum, tracked))
+            m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, momentum, tracked in saved:
+            m.momentum = momentum
+            if tracked is not None:
+                m.num_batches_tracked.copy_(tracked)
+
+
+def sgd_step(loss: torch.Tensor, optimizers: list, on_step: Callable[[], None]) -> None:
+    """zero_grad, backward, step every optimizer, then tell the loop."""
+    for opt in optimizers:
+        opt.zero_grad(set_to_none=True)
+    loss.backward()
+    for opt in optimizers:
+        opt.step()
+    on_step()
+
+
+def output(loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> StepOutput:
+    """StepOutput from tensors only: no .item(), so no host sync per step."""
+    correct = (logits.detach().argmax(1) == y).sum()
+    return StepOutput(loss=loss.detach(), correct=correct, count=y.shape[0])
+
+
+# Field checks: hyperparameters may arrive as strings from the command line ("2/255").
+
+def as_count(value, name: str) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    return check_positive_int(value, name)
+
+
+def as_positive(value, name: str, allow_zero: bool = False) -> float:
+    value = parse_fraction(value, name)
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value:g}")
+    return value
+
+
+def as_bn_mode(value: str, name: str = "bn_mode") -> str:
+    if value not in BN_MODES:
+        raise ConfigError(f"{name} must be one of {', '.join(BN_MODES)}, got {value!r}")
+    return value

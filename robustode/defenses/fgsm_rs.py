@@ -1,0 +1,118 @@
+"""FGSM with a random start ("Fast is better than free", Wong, Rice, Kolter, ICLR 2020)."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from ..attacks import pgd
+from ..utils import check_eps
+from .base import Defense, Preset, StepOutput
+from .common import as_bn_mode, as_count, as_positive, autocast_dtype, bn_mode, output, sgd_step
+
+log = logging.getLogger("robustode")
+
+
+@dataclass
+class FGSMRS(Defense):
+    """FGSM-RS (Wong, Rice, Kolter 2020, https://arxiv.org/abs/2001.03994), with the overfitting guard.
+
+    One step: delta ~ U(-eps, eps), clipped; one step
+    delta <- clip(delta + alpha * sign(grad_delta L(x + delta))) with alpha =
+    10/255 = 1.25 eps; then one optimizer step on L(x + delta). The attack runs
+    in ``bn_mode`` "train", as in the authors' code. Two passes per batch.
+
+    Catastrophic-overfitting guard (``guard=True``): the first training batch is
+    kept; after every epoch PGD-5 (alpha 2/255, eval mode, float32) measures its
+    robust accuracy. If it falls by more than ``guard_drop`` (0.2 = 20 points)
+    from the previous epoch, the previous epoch's weights and optimizer state are
+    restored and ``end_epoch`` returns the reason, which stops training.
+
+    Preset: 15 epochs, cyclic lr 0 -> 0.2 -> 0 per iteration, SGD momentum 0.9,
+    weight decay 5e-4, batch 128 (PreActResNet-18).
+
+        defense = robustode.defenses.create_defense("fgsm-rs", guard=False)
+    """
+
+    alpha: float = 10 / 255
+    bn_mode: str = "train"
+    guard: bool = True
+    guard_drop: float = 0.2  # stop when guard-batch PGD-5 accuracy falls by more than this fraction
+    guard_steps: int = 5
+    guard_alpha: float = 2 / 255
+
+    preset: ClassVar[Preset] = Preset(
+        lr=0.2, momentum=0.9, weight_decay=5e-4, batch_size=128, epochs=15, schedule="cyclic",
+        source="Wong, Rice, Kolter 2020, github.com/locuslab/fast_adversarial CIFAR10/train_fgsm.py",
+    )
+
+    def __post_init__(self):
+        self.eps = check_eps(self.eps)
+        self.alpha = check_eps(self.alpha, "alpha")
+        self.guard_alpha = check_eps(self.guard_alpha, "guard_alpha")
+        self.guard_drop = as_positive(self.guard_drop, "guard_drop")
+        self.guard_steps = as_count(self.guard_steps, "guard_steps")
+        self.bn_mode = as_bn_mode(self.bn_mode)
+        self._guard_batch: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._previous: dict | None = None  # {"epoch", "acc", "model", "optimizers"} of the last good epoch
+
+    @property
+    def passes_per_batch(self) -> float:
+        return 2.0
+
+    def train_step(self, model, x, y, optimizers, on_step) -> StepOutput:
+        if self.guard and self._guard_batch is None:
+            self._guard_batch = (x.detach().clone(), y.detach().clone())
+        with bn_mode(model, self.bn_mode):
+            x_adv = pgd(model, x, y, eps=self.eps, alpha=self.alpha, steps=1,
+                        autocast_dtype=autocast_dtype(x))
+        logits = model(x_adv)
+        loss = F.cross_entropy(logits, y)
+        sgd_step(loss, optimizers, on_step)
+        return output(loss, logits, y)
+
+    def guard_accuracy(self, model) -> float:
+        """PGD accuracy on the kept training batch (eval mode, float32)."""
+        x, y = self._guard_batch
+        device = next(model.parameters()).device
+        x, y = x.to(device), y.to(device)
+        with bn_mode(model, "eval"), torch.autocast(device.type, enabled=False):
+            x_adv = pgd(model, x, y, eps=self.eps, alpha=self.guard_alpha, steps=self.guard_steps)
+            with torch.no_grad():
+                correct = (model(x_adv).argmax(1) == y).sum().item()
+        return correct / y.shape[0]
+
+    def end_epoch(self, model, optimizers, epoch: int) -> str | None:
+        if not self.guard or self._guard_batch is None:
+            return None
+        acc = self.guard_accuracy(model)
+        previous = self._previous
+        if previous is not None and previous["acc"] - acc > self.guard_drop:
+            model.load_state_dict(previous["model"])
+            for opt, state in zip(optimizers, previous["optimizers"]):
+                opt.load_state_dict(copy.deepcopy(state))
+            reason = (
+                f"catastrophic overfitting at epoch {epoch}: PGD-{self.guard_steps} accuracy on the guard "
+                f"batch fell from {previous['acc']:.1%} to {acc:.1%}; restored epoch {previous['epoch']} weights"
+            )
+            log.warning(reason)
+            return reason
+        self._previous = {
+            "epoch": epoch,
+            "acc": acc,
+            "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
+            "optimizers": [copy.deepcopy(opt.state_dict()) for opt in optimizers],
+        }
+        return None
+
+    def state_dict(self) -> dict:
+        return {"guard_batch": self._guard_batch, "previous": self._previous}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._guard_batch = state.get("guard_batch")
+        self._previous = state.get("previous")

@@ -1,0 +1,143 @@
+"""YOPO-m-n: You Only Propagate Once (Zhang, Zhang, Lu, Zhu, Dong, NeurIPS 2019)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+from ..utils import check_eps
+from .base import Defense, Preset, StepOutput
+from .common import as_count, frozen_bn_stats, project, random_start
+from .split import LayerSplit, layer_one_parameters, split_model
+
+
+def hamiltonian(layer_one: Callable, x: torch.Tensor, eta: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """H(eta) = sum(layer_one(x + eta) * p), with p = -dL/dz the fixed co-state."""
+    return (layer_one(x + eta) * p).sum()
+
+
+def inner_steps(layer_one: Callable, x: torch.Tensor, eta: torch.Tensor, p: torch.Tensor, *,
+                steps: int, sigma: float, eps: float) -> torch.Tensor:
+    """``steps`` sign steps eta <- clip(eta - sigma * sign(dH/deta)) through layer one alone.
+
+    Descending H ascends the loss, since dH/deta = -(dz/deta)^T dL/dz = -dL/deta.
+    eta stays projected, so x + eta needs no clamp inside H.
+    """
+    for _ in range(steps):
+        eta = eta.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(hamiltonian(layer_one, x, eta, p), eta)
+        eta = project(eta.detach() - sigma * grad.sign(), x, eps)
+    return eta.detach()
+
+
+@dataclass
+class YOPO(Defense):
+    """YOPO-m-n (Zhang et al. 2019, "You Only Propagate Once", https://arxiv.org/abs/1905.00877).
+
+    The model is split into layer one f0 and the rest g (robustode.defenses.split).
+    One step, on one minibatch:
+
+    1. eta ~ U(-eps, eps), clipped; all gradients zeroed once.
+    2. ``m`` times: z = f0(x + eta), L = CE(g(z), y), backward (weight gradients
+       of ALL parameters accumulate over the m passes); p = -dL/dz, detached;
+       ``n`` sign steps eta <- clip(eta - sigma * sign(dH/deta)) through layer one
+       only, H(eta) = sum(f0(x + eta) * p); then the Hamiltonian gradient
+       d(-H)/dtheta0 at the new eta is added to layer one's gradient.
+    3. One step of the main optimizer (all but layer one) and one of the
+       layer-one optimizer; ``on_step`` once.
+
+    Layer one's gradient is accumulated explicitly (CE gradients of every pass
+    plus every Hamiltonian gradient): the official code's save/restore of
+    conv1's gradient is not replicated. Batch-norm running statistics inside
+    layer one stay frozen during the inner steps and the Hamiltonian pass.
+
+    Defaults: eps 8/255, sigma 2/255, m 5, n 3 (``yopo-5-3``). ``nonlinear_layer_one``
+    (research option) moves the first nonlinearity into layer one; the model must
+    define layer_one_nonlinear(x), rest_nonlinear(z), layer_one_nonlinear_parameters().
+    ``first`` names the first child of a custom sequential model (see split_model).
+    Cost: ``passes_per_batch`` counts the m full passes only; the m * (n + 1)
+    layer-one-only passes cost about 1/depth of a pass each.
+    Preset: the official WRN-34-10 YOPO-5-3 run, lr 0.1 * 4 / m for both
+    optimizers, SGD momentum 0.9, weight decay 5e-4, batch 256, 36 epochs, lr x0.1
+    at 30, 34, 36 (the official loop ran 37).
+
+        defense = robustode.defenses.create_defense("yopo-5-3")
+    """
+
+    m: int = 5
+    n: int = 3
+    sigma: float = 2 / 255
+    nonlinear_layer_one: bool = False
+    first: str | None = None
+
+    def __post_init__(self):
+        self.eps = check_eps(self.eps)
+        self.sigma = check_eps(self.sigma, "sigma")
+        self.m = as_count(self.m, "m (M of yopo-M-N)")
+        self.n = as_count(self.n, "n (N of yopo-M-N)")
+        self._split: tuple[nn.Module, LayerSplit] | None = None
+
+    @property
+    def preset(self) -> Preset:
+        # The main lr is 0.1 * 4 / m (config.py: SGDOptimizerMaker(lr=1e-1 * 4 / K)). The layer-one
+        # optimizer gets the same value: train.py builds it as optim.SGD(net.layer_one.parameters(),
+        # lr=lr_scheduler.get_lr()[0], momentum=0.9, weight_decay=5e-4), where lr_scheduler wraps the
+        # main optimizer (so get_lr()[0] == 0.1 * 4 / K at construction), and gives it a MultiStepLR with
+        # the same milestones. So both optimizers share one lr and one schedule.
+        return Preset(
+            lr=0.1 * 4 / self.m, momentum=0.9, weight_decay=5e-4, batch_size=256, epochs=36,
+            milestones=(30, 34, 36),
+            source="Zhang et al. 2019, github.com/a1600012888/YOPO-You-Only-Propagate-Once "
+            "experiments/CIFAR10/wide34.yopo-5-3/{config,train}.py",
+        )
+
+    @property
+    def passes_per_batch(self) -> float:
+        return float(self.m)
+
+    def optimizers(self, model, groups, make):
+        """[main optimizer over all but layer one, layer-one optimizer]; each group keeps its settings."""
+        first = {id(p) for p in layer_one_parameters(model, self.first, self.nonlinear_layer_one)}
+        if not first:
+            raise ConfigError(f"YOPO needs a layer one with parameters; {type(model).__name__}'s has none")
+        main, one = [], []
+        for group in groups:
+            params = list(group["params"])
+            for target, keep in ((main, False), (one, True)):
+                chosen = [p for p in params if (id(p) in first) == keep]
+                if chosen:
+                    target.append({**group, "params": chosen})
+        return [make(main), make(one)]
+
+    def split(self, model: nn.Module, x: torch.Tensor) -> LayerSplit:
+        if self._split is None or self._split[0] is not model:
+            self._split = (model, split_model(model, self.first, self.nonlinear_layer_one, example=x))
+        return self._split[1]
+
+    def train_step(self, model, x, y, optimizers, on_step) -> StepOutput:
+        split = self.split(model, x)
+        eta = random_start(x, self.eps)
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
+        losses = []
+        for _ in range(self.m):
+            z = split.layer_one(x + eta)
+            z.retain_grad()
+            logits = split.rest(z)
+            loss = F.cross_entropy(logits, y)
+            loss.backward()  # accumulates dL/dtheta into every parameter, layer one included
+            p = -z.grad.detach()
+            with frozen_bn_stats(model):
+                eta = inner_steps(split.layer_one, x, eta, p, steps=self.n, sigma=self.sigma, eps=self.eps)
+                (-hamiltonian(split.layer_one, x, eta, p)).backward()  # adds sum(dL/dz * dz/dtheta0) at new eta
+            losses.append(loss.detach())
+        for opt in optimizers:
+            opt.step()
+        on_step()
+        correct = (logits.detach().argmax(1) == y).sum()
+        return StepOutput(loss=torch.stack(losses).mean(), correct=correct, count=y.shape[0])
