@@ -1,0 +1,17 @@
+"""Attacks: functions of (model, x, y, settings) returning x_adv, and their registry.
+
+    from robustode.attacks import pgd, fgsm, attacks, build
+    x_adv = pgd(model, x, y, eps=8/255, alpha=2/255, steps=20)
+    attack = build("pgd-20")            # or "autoattack", "torchattacks:CW(c=1)"
+    x_adv = attack(model, x, y)
+"""
+
+from . import adapter, autoattack, fgsm as _fgsm_module, pgd as _pgd_module  # noqa: F401  (registration)
+from .adapter import TorchAttack
+from .autoattack import AutoAttack, AutoAttackConfig
+from .fgsm import fgsm
+from .pgd import pgd, project
+from .spec import Attack, FunctionAttack, attacks, build, parse_spec
+
+__all__ = ["Attack", "AutoAttack", "AutoAttackConfig", "FunctionAttack", "TorchAttack", "attacks", "build",
+           "fgsm", "parse_spec", "pgd", "project"]

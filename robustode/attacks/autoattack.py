@@ -1,0 +1,144 @@
+"""AutoAttack composed from torchattacks' four components, at the reference strength."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+
+from ..errors import ConfigError
+from ..utils import check_eps, check_positive_int
+from .adapter import _torchattacks_norm
+from .guards import frozen_parameters, preserved_mode, preserved_rng
+from .pgd import project
+from .spec import Attack, attacks
+
+
+@dataclass(frozen=True)
+class AutoAttackConfig:
+    """Component settings; the defaults are the standard AutoAttack (Croce & Hein, 2020)."""
+
+    eps: float = 8 / 255
+    norm: str = "linf"
+    apgd_steps: int = 100  # APGD-CE, one run, no restarts
+    apgdt_targets: int = 9  # APGD-T (targeted DLR loss), one run per target class
+    apgdt_steps: int = 100
+    fab_targets: int = 9  # FAB-T
+    fab_steps: int = 100
+    square_queries: int = 5000  # Square, black-box
+    seed: int = 0
+
+    @property
+    def standard(self) -> bool:
+        reference = AutoAttackConfig(eps=self.eps, norm=self.norm, seed=self.seed)
+        return self == reference
+
+
+# The cheap development version: its numbers are labelled non-standard and must never be
+# reported as AutoAttack.
+DEV = dict(apgd_steps=20, apgdt_targets=3, apgdt_steps=20, fab_targets=3, fab_steps=20, square_queries=500)
+
+
+class AutoAttack(Attack):
+    r"""AutoAttack in the paper 'Reliable evaluation of adversarial robustness with an ensemble
+    of diverse parameter-free attacks' [https://arxiv.org/abs/2003.01690]
+
+    Threat model: L-infinity (default) or L2 ball of radius ``eps``, intersected with [0, 1].
+    Runs APGD-CE, APGD-T, FAB-T and Square (torchattacks 3.5 components) in turn, each only
+    on the points still robust; a point is robust only if it survives all four (worst case
+    per point). Components run with the model in eval mode and a fixed seed; the caller's
+    RNG state, module modes and parameter .grad are restored or untouched afterwards.
+
+    Arguments (an AutoAttackConfig; defaults are the standard version):
+        eps (float): radius. (Default: 8/255)
+        norm (str): "linf" or "l2". (Default: "linf")
+        apgd_steps (int): APGD-CE iterations. (Default: 100)
+        apgdt_targets, apgdt_steps (int): APGD-T target classes and iterations. (Default: 9, 100)
+        fab_targets, fab_steps (int): FAB-T target classes and iterations. (Default: 9, 100)
+        square_queries (int): Square queries. (Default: 5000)
+        seed (int): seed of every component. (Default: 0)
+    Input range [0, 1]; models with fewer than 4 classes are refused (APGD-T's DLR loss
+    needs four logits).
+
+    Examples::
+        >>> aa = attacks.get("autoattack")
+        >>> x_adv = aa(model, x, y)
+    """
+
+    def __init__(self, config: AutoAttackConfig, name: str = "autoattack"):
+        check_eps(config.eps)
+        _torchattacks_norm(config.norm)
+        for field in ("apgd_steps", "apgdt_targets", "apgdt_steps", "fab_targets", "fab_steps", "square_queries"):
+            check_positive_int(getattr(config, field), field)
+        self.config = config
+        settings = {"attack": "autoattack", **asdict(config), "standard": config.standard}
+        if not config.standard:
+            settings["note"] = "non-standard AutoAttack (weaker than the reference); not comparable to AA"
+        super().__init__(name, settings)
+
+    def components(self, model, num_classes: int) -> list[tuple[str, object, bool]]:
+        """(name, torchattacks attack, is black-box) in the order they run."""
+        import torchattacks
+
+        c = self.config
+        if num_classes < 4:
+            raise ConfigError(f"AutoAttack needs a model with at least 4 classes (APGD-T), got {num_classes}")
+        common = dict(norm=_torchattacks_norm(c.norm), eps=c.eps, seed=c.seed)
+        # torchattacks counts targets as n_classes - 1.
+        apgdt_classes = min(c.apgdt_targets, num_classes - 1) + 1
+        fab_classes = min(c.fab_targets, num_classes - 1) + 1
+        return [
+            ("apgd-ce", torchattacks.APGD(model, loss="ce", steps=c.apgd_steps, n_restarts=1, **common), False),
+            ("apgd-t", torchattacks.APGDT(model, n_classes=apgdt_classes, steps=c.apgdt_steps, n_restarts=1,
+                                          **common), False),
+            ("fab-t", torchattacks.FAB(model, multi_targeted=True, n_classes=fab_classes, steps=c.fab_steps,
+                                       n_restarts=1, **common), False),
+            ("square", torchattacks.Square(model, n_queries=c.square_queries, n_restarts=1, **common), True),
+        ]
+
+    def __call__(self, model, x, y):
+        return self.run(model, x, y)[0]
+
+    def run(self, model, x, y):
+        x, c = x.detach(), self.config
+        with frozen_parameters(model), preserved_mode(model), preserved_rng(c.seed):
+            model.eval()
+            with torch.no_grad():
+                logits = model(x)
+            robust = logits.argmax(1) == y
+            x_adv, blackbox_fooled = x.clone(), torch.zeros_like(robust)
+            for name, attack, blackbox in self.components(model, logits.shape[1]):
+                idx = robust.nonzero().squeeze(1)
+                if len(idx) == 0:
+                    break
+                attack.set_device(x.device)
+                candidate = project(attack(x[idx], y[idx]).detach(), x[idx], c.eps, c.norm.lower())
+                with torch.no_grad():
+                    fooled = model(candidate).argmax(1) != y[idx]
+                x_adv[idx[fooled]] = candidate[fooled]
+                robust[idx[fooled]] = False
+                if blackbox:
+                    blackbox_fooled[idx[fooled]] = True
+        return x_adv, blackbox_fooled
+
+
+def _config(**settings) -> AutoAttackConfig:
+    known = AutoAttackConfig.__dataclass_fields__
+    unknown = sorted(set(settings) - set(known))
+    if unknown:
+        raise ConfigError(f"AutoAttack takes no setting {', '.join(unknown)} (it takes: {', '.join(known)})")
+    settings["eps"] = check_eps(settings.get("eps", 8 / 255))
+    settings["norm"] = str(settings.get("norm", "linf")).lower()
+    return AutoAttackConfig(**settings)
+
+
+@attacks.register("autoattack")
+def autoattack(eps=8 / 255, **settings):
+    """Standard AutoAttack: APGD-CE, APGD-T (9 targets), FAB-T (9 targets), Square (5,000 queries)."""
+    return AutoAttack(_config(eps=eps, **settings))
+
+
+@attacks.register("autoattack-dev")
+def autoattack_dev(eps=8 / 255, **settings):
+    """Cheap NON-STANDARD AutoAttack for development (20 steps, 3 targets, 500 queries)."""
+    return AutoAttack(_config(eps=eps, **{**DEV, **settings}), name="autoattack-dev")
