@@ -10,9 +10,7 @@ import torch
 import torch.nn.functional as F
 from defense_fixtures import Counter, TinyNet, blobs, groups, one_thread, sgd  # noqa: F401
 
-from robustode.defenses import (
-    YOPO, DefenseSpecError, Free, create_defense, defenses, register_defense,
-)
+from robustode.defenses import YOPO, DefenseSpecError, Free, create_defense, defenses, register_defense
 from robustode.defenses.base import Defense
 from robustode.defenses.trades import kl_batchmean, trades_attack
 from robustode.errors import ConfigError, RobustodeError, UnknownNameError
