@@ -159,3 +159,11 @@ def test_real_cifar10_jpeg_copy(cifar10_jpeg, cifar10_jpeg_tar):
     again = load_dataset("cifar10-jpeg", data_dir=cache_root)
     assert not data.meta["from_cache"] and again.meta["from_cache"]
     assert torch.equal(again.test.images, data.test.images) and torch.equal(again.train.labels, data.train.labels)
+
+
+def test_registry_factories_resolve_the_data_dir_themselves(data_dir):
+    from robustode.data import datasets
+
+    assert datasets.get("synthetic", n_train=10, n_test=10).kind == "synthetic"
+    with pytest.raises(DataError, match=f"cifar10 is not in {data_dir} and downloads are off"):
+        datasets.get("cifar10", download=False)

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from ..errors import DataError
-from .catalog import DATA_ENV, datasets
+from .catalog import DATA_ENV, data_root, datasets
 from .imagefolder import load_imagefolder
 from .types import DataSet
 
@@ -19,8 +19,9 @@ _REPO = Path(__file__).resolve().parents[2]
 
 
 @datasets.register("cifar10-jpeg")
-def cifar10_jpeg(*, data_dir: Path, download: bool = True) -> DataSet:
+def cifar10_jpeg(*, data_dir: Path | None = None, download: bool = True) -> DataSet:
     """CIFAR-10 (JPEG copy, quality 75): found in the data dir, $ROBUSTODE_DATA or a shared/data folder."""
+    data_dir = data_root(data_dir)
     places = candidate_dirs(data_dir)
     for folder in places:
         if (folder / ARCHIVE).is_file():

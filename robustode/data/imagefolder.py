@@ -17,7 +17,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError
 from .cache import cache_file, load_cached, save_cached
-from .catalog import datasets
+from .catalog import data_root, datasets
 from .trees import open_tree
 from .types import DataSet, Split
 
@@ -27,8 +27,9 @@ IMAGE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", 
 
 
 @datasets.register("imagefolder:")
-def imagefolder(path: str, *, data_dir: Path, download: bool = True) -> DataSet:
+def imagefolder(path: str, *, data_dir: Path | None = None, download: bool = True) -> DataSet:
     """Your own images: PATH/{train,test}/<class>/<image>, as a directory or a .tar/.tar.gz."""
+    data_dir = data_root(data_dir)
     return load_imagefolder(path, data_dir / "cache")
 
 

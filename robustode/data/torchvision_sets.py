@@ -10,35 +10,38 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .catalog import DATA_ENV, datasets
+from .catalog import DATA_ENV, data_root, datasets
 from .types import DataSet, Split
 
 DOWNLOAD_TIMEOUT_S = 60  # per socket operation: offline machines must fail, not hang
 
 
 @datasets.register("cifar10")
-def cifar10(*, data_dir: Path, download: bool = True) -> DataSet:
+def cifar10(*, data_dir: Path | None = None, download: bool = True) -> DataSet:
     """CIFAR-10 (Krizhevsky, 2009): 50,000 / 10,000 32x32 RGB images, 10 classes."""
     from torchvision.datasets import CIFAR10
 
+    data_dir = data_root(data_dir)
     return _load("cifar10", lambda train: CIFAR10(data_dir, train=train, download=download),
                  data_dir, download, _cifar_split)
 
 
 @datasets.register("cifar100")
-def cifar100(*, data_dir: Path, download: bool = True) -> DataSet:
+def cifar100(*, data_dir: Path | None = None, download: bool = True) -> DataSet:
     """CIFAR-100 (Krizhevsky, 2009): 50,000 / 10,000 32x32 RGB images, 100 classes."""
     from torchvision.datasets import CIFAR100
 
+    data_dir = data_root(data_dir)
     return _load("cifar100", lambda train: CIFAR100(data_dir, train=train, download=download),
                  data_dir, download, _cifar_split)
 
 
 @datasets.register("svhn")
-def svhn(*, data_dir: Path, download: bool = True) -> DataSet:
+def svhn(*, data_dir: Path | None = None, download: bool = True) -> DataSet:
     """SVHN (Netzer et al., 2011): 73,257 / 26,032 32x32 RGB digits, 10 classes."""
     from torchvision.datasets import SVHN
 
+    data_dir = data_root(data_dir)
     root = data_dir / "svhn"
     return _load("svhn", lambda train: SVHN(root, split="train" if train else "test", download=download),
                  root, download, _svhn_split, classes=[str(d) for d in range(10)])
