@@ -1,6 +1,8 @@
 """PGD and FGSM: exact answers on linear models, invariants over many seeds, a cross-check
 against torchattacks, and the attack registry."""
 
+import itertools
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -82,7 +84,7 @@ def small_model(in_dim, classes, seed):
 
 def random_case(seed):
     g = torch.Generator().manual_seed(seed)
-    ints = lambda lo, hi: int(torch.randint(lo, hi + 1, (1,), generator=g))  # noqa: E731
+    ints = lambda lo, hi: int(torch.randint(lo, hi + 1, (1,), generator=g))
     shape = (ints(1, 6), ints(1, 3), ints(1, 5), ints(1, 5))
     classes = ints(2, 5)
     x = torch.rand(shape, generator=g)
@@ -229,7 +231,7 @@ def test_more_steps_never_raise_robust_accuracy(trained):
             torch.manual_seed(0)  # the same random start for every run
             accs.append(accuracy(model, pgd(model, x, y, steps=steps, early_stop=early_stop), y))
         tolerance = 0 if early_stop else one_example  # early stop makes it exact: fooled points stay fooled
-        assert all(b <= a + tolerance + 1e-9 for a, b in zip(accs, accs[1:])), accs
+        assert all(b <= a + tolerance + 1e-9 for a, b in itertools.pairwise(accs)), accs
         assert accs[-1] < accs[0]
 
 

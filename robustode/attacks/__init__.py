@@ -6,7 +6,7 @@
     x_adv = attack(model, x, y)
 """
 
-from . import adapter, autoattack, fgsm as _fgsm_module, pgd as _pgd_module  # noqa: F401  (registration)
+# Importing each attack module registers its entries.
 from .adapter import TorchAttack
 from .autoattack import AutoAttack, AutoAttackConfig
 from .fgsm import fgsm

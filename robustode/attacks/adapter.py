@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import inspect
 
-import torch
-
 from ..errors import ConfigError, UnknownNameError
 from ..utils import check_eps
 from .guards import frozen_parameters, preserved_mode, preserved_rng

@@ -14,7 +14,8 @@ floats, or else kept as strings.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
