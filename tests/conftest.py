@@ -33,3 +33,15 @@ def tiny_synthetic():
     from robustode.data import make_synthetic
 
     return make_synthetic(100, 50, seed=0)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module: on a shared, loaded 2-core machine OpenMP threads
+    spin against each other over tiny tensors. Use with pytest.mark.usefixtures("one_thread")."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -14,13 +14,7 @@ from robustode.errors import ConfigError, DataError, UnknownNameError
 from robustode.evaluator import EvalResult, evaluate
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny tensors: on a shared 2-core machine thread hand-offs cost more than the maths.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def tiny_data(n=96, classes=10, seed=0):
