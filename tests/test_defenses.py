@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 from dataclasses import dataclass
 
@@ -166,3 +167,24 @@ def test_trades_with_beta_zero_is_clean_cross_entropy():
     expected = F.cross_entropy(model(x), y)  # train mode, same batch statistics as the step's forward
     out = defense.train_step(model, x, y, optimizers, lambda: None)
     assert torch.allclose(out.loss, expected.detach(), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", defenses.names())
+def test_every_defense_runs_under_bf16_autocast(name):
+    model, defense, optimizers = setup(example(name))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = defense.train_step(model, *blobs(16), optimizers, lambda: None)
+    assert torch.isfinite(out.loss)
+
+
+@pytest.mark.parametrize("spec", ["pgd-2", "fgsm-rs"])
+def test_training_attacks_run_in_the_loops_autocast_dtype(spec, monkeypatch):
+    module = importlib.import_module(type(create_defense(spec)).__module__)
+    dtypes = []
+    real = module.pgd
+    monkeypatch.setattr(module, "pgd", lambda *a, **kw: dtypes.append(kw["autocast_dtype"]) or real(*a, **kw))
+    model, defense, optimizers = setup(spec)
+    defense.train_step(model, *blobs(16), optimizers, lambda: None)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        defense.train_step(model, *blobs(16), optimizers, lambda: None)
+    assert dtypes == [None, torch.bfloat16]  # pgd would otherwise switch autocast off

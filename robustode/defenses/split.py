@@ -79,8 +79,7 @@ def _methods(model: nn.Module, names: tuple[str, str, str], problem: str) -> tup
             f"{problem} (missing {', '.join(missing)}): define {names[0]}(x), {names[1]}(z) and {names[2]}(), "
             "or pass first=<name of the first submodule> for a model whose forward is the sequence of its children"
         )
-    one, rest, params = (getattr(model, n) for n in names)
-    return one, rest, params
+    return tuple(getattr(model, n) for n in names)
 
 
 def _children(model: nn.Module, first: str) -> tuple[Callable, Callable, Callable]:
