@@ -3,8 +3,9 @@
 import pytest
 import torch
 
+from robustode.errors import ConfigError
 from robustode.models import count_parameters, create
-from robustode.models.lm_resnet import K_MAX
+from robustode.models.lm_resnet import K_MAX, lm_resnet
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread on the shared machine
 
@@ -68,6 +69,8 @@ def test_stochastic_depth_probabilities_and_modes():
     assert torch.equal(model(x), model(x))
     model.train()
     assert not torch.equal(model(x), model(x))
+    with pytest.raises(ConfigError, match="drop_max"):
+        lm_resnet(20, drop_max=1.0)
 
 
 def test_stochastic_depth_drops_or_rescales_each_block():

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from .blocks import PreActBlock, PreActResNet
 from .cifar_resnet import cifar_resnet, register_depths
 
@@ -95,6 +96,8 @@ def lm_resnet(depth: int, num_classes: int = 10, normalize: bool = True, drop_ma
     dropped) is dropped with probability rising linearly to ``drop_max``
     (Huang et al. 2016's linear rule).
     """
+    if not 0.0 <= drop_max < 1.0:
+        raise ConfigError(f"drop_max must lie in [0, 1), got {drop_max}")
     model = cifar_resnet(depth, num_classes, normalize, stage=LMStage, model_cls=LMResNet)
     total = sum(len(stage.blocks) for stage in model.stages)
     first = 1
