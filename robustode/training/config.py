@@ -1,0 +1,121 @@
+"""Training settings: one dataclass; ``None`` means "take the defense's paper preset"."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+
+import torch
+
+from ..errors import ConfigError
+from ..utils import check_positive_int, resolve_device
+from .schedules import SCHEDULES
+
+PRECISIONS = ("bf16", "float32")
+
+# Settings that shape the training trajectory: a resumed run must keep them.
+TRAJECTORY_KEYS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "schedule", "milestones",
+                   "gamma", "cyclic_peak", "nesterov", "no_wd_norms", "seed", "augment", "drop_last")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int | None = None  # nominal epochs; Free-m passes over the data ceil(epochs / m) times
+    batch_size: int | None = None  # training minibatch size
+    lr: float | None = None  # peak learning rate (the defense may scale some groups, e.g. YOPO's layer one)
+    momentum: float | None = None  # SGD momentum
+    weight_decay: float | None = None  # L2 weight decay, except on the groups that get 0
+    schedule: str | None = None  # multistep | cyclic | cosine | constant, as a function of nominal epochs
+    milestones: tuple[float, ...] | None = None  # nominal epochs at which multistep multiplies lr by gamma
+    gamma: float | None = None  # multistep factor
+    cyclic_peak: float = 0.5  # fraction of the run where cyclic peaks: 0.5 as Wong et al.'s train_fgsm.py
+    nesterov: bool = False  # Nesterov momentum (none of the reproduced papers used it)
+    no_wd_norms: bool = False  # no weight decay on normalization layers and biases
+    seed: int = 0  # seeds torch, numpy and random at the start (the model is built by the caller)
+    device: str | None = None  # None or "auto": CUDA when available, else CPU
+    precision: str | None = None  # "bf16" (autocast) or "float32"; None: bf16 on CUDA, float32 on CPU
+    channels_last: bool | None = None  # None: on for CUDA, off for CPU
+    compile: bool = False  # torch.compile the model for training (the original module is saved)
+    augment: bool = True  # random crop (pad 4) and horizontal flip, on the device
+    drop_last: bool = False  # drop the last incomplete minibatch of each data epoch
+    eval_every: int = 0  # data epochs between held-out evaluations (and one at the end); 0: never
+    eval_n: int = 1000  # held-out test images for those evaluations (the first eval_n)
+    eval_attack: str = "pgd-20"  # the attack of those evaluations
+    eval_batch_size: int = 256  # minibatch of those evaluations
+    checkpoint_every: int = 1  # data epochs between checkpoints (and one at the end)
+    keep_best: bool = False  # keep checkpoints/best.pt by held-out robust accuracy (Rice et al. 2020)
+    max_seconds: float | None = None  # training-time budget; the run stops cleanly once it is spent
+    deterministic: bool = False  # deterministic kernels (slower on CUDA); CPU runs are deterministic anyway
+    log_every: int = 50  # minibatches between progress updates (each one reads back from the device)
+
+    def replace(self, **overrides) -> TrainConfig:
+        """A copy with some fields changed; an unknown name raises ConfigError."""
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ConfigError(f"unknown training setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return replace(self, **overrides)
+
+    def explicit(self) -> dict:
+        """The fields set to something other than their default."""
+        default = TrainConfig()
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if getattr(self, f.name) != getattr(default, f.name)}
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["milestones"] = None if self.milestones is None else list(self.milestones)
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in values.items() if k in known}
+        if values.get("milestones") is not None:
+            values["milestones"] = tuple(values["milestones"])
+        return cls(**values)
+
+    def resolve(self, defense) -> dict:
+        """Every setting made concrete for ``defense`` and this machine (JSON-ready)."""
+        preset = defense.preset
+        out = self.to_dict()
+        for name in ("epochs", "batch_size", "lr", "momentum", "weight_decay", "schedule", "milestones", "gamma"):
+            if out[name] is None:
+                value = getattr(preset, name)
+                out[name] = list(value) if isinstance(value, tuple) else value
+        device = resolve_device(self.device)
+        out["device"] = str(device)
+        out["precision"] = self.precision or ("bf16" if device.type == "cuda" else "float32")
+        out["channels_last"] = device.type == "cuda" if self.channels_last is None else self.channels_last
+        out["replays"] = int(defense.replays)
+        out["data_epochs"] = math.ceil(out["epochs"] / out["replays"])
+        _check(out)
+        return out
+
+
+def autocast_dtype(resolved: dict) -> torch.dtype | None:
+    return torch.bfloat16 if resolved["precision"] == "bf16" else None
+
+
+def _check(c: dict) -> None:
+    for name in ("epochs", "batch_size", "checkpoint_every", "log_every", "eval_n", "eval_batch_size"):
+        check_positive_int(c[name], name)
+    if isinstance(c["eval_every"], bool) or not isinstance(c["eval_every"], int) or c["eval_every"] < 0:
+        raise ConfigError(f"eval_every must be an integer >= 0, got {c['eval_every']!r}")
+    for name in ("lr", "momentum", "weight_decay", "gamma"):
+        if not isinstance(c[name], (int, float)) or c[name] < 0:
+            raise ConfigError(f"{name} must be a number >= 0, got {c[name]!r}")
+    if c["nesterov"] and c["momentum"] == 0:
+        raise ConfigError("nesterov needs momentum > 0")
+    if c["schedule"] not in SCHEDULES:
+        raise ConfigError(f"unknown schedule {c['schedule']!r}; known: {', '.join(SCHEDULES)}")
+    if not 0.0 < c["cyclic_peak"] < 1.0:
+        raise ConfigError(f"cyclic_peak must lie strictly between 0 and 1, got {c['cyclic_peak']!r}")
+    if any(m <= 0 for m in c["milestones"]):
+        raise ConfigError(f"milestones are nominal epochs > 0, got {c['milestones']}")
+    if c["precision"] not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {c['precision']!r}")
+    if c["max_seconds"] is not None and not c["max_seconds"] > 0:
+        raise ConfigError(f"max_seconds must be > 0 (or None for no budget), got {c['max_seconds']!r}")
+    if c["keep_best"] and c["eval_every"] == 0:
+        raise ConfigError("keep_best needs held-out evaluations: set eval_every to 1 or more")

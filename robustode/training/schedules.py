@@ -1,0 +1,66 @@
+"""Learning-rate schedules as multipliers of the base lr, functions of nominal-epoch progress.
+
+Progress ``t`` counts optimizer steps in epochs: ``t = steps / batches_per_data_epoch``.
+Free-m takes m optimizer steps per minibatch, so its ``t`` runs m times faster than its
+data epochs: the schedule counts replays (Shafahi et al. 2019) and reaches the lr that
+natural training has at the same nominal epoch. The lr used by step k is ``lr * f(k / B)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+
+def multistep(t: float, *, milestones=(), gamma: float = 0.1, **_) -> float:
+    """lr x gamma at each milestone passed (the papers' piecewise-constant schedule)."""
+    return gamma ** sum(t >= m for m in milestones)
+
+
+def cyclic(t: float, *, total: float, peak: float = 0.5, **_) -> float:
+    """One triangle 0 -> 1 -> 0 over the run, peaking at ``peak * total``.
+
+    Wong, Rice and Kolter's FGSM-RS CIFAR-10 runs (locuslab/fast_adversarial,
+    CIFAR10/train_fgsm.py: CyclicLR with step_size_up = step_size_down = steps / 2)
+    peak at the midpoint, the default here; their DAWNBench-style script
+    (CIFAR10/train_cifar.py) peaks at 2/5 of the epochs: ``cyclic_peak=0.4``.
+    """
+    top = peak * total
+    if t <= top:
+        return t / top
+    return max(0.0, (total - t) / (total - top))
+
+
+def cosine(t: float, *, total: float, **_) -> float:
+    """Half a cosine from 1 to 0 over the run."""
+    return 0.5 * (1.0 + math.cos(math.pi * min(t / total, 1.0)))
+
+
+def constant(t: float, **_) -> float:
+    return 1.0
+
+
+SCHEDULES: dict[str, Callable[..., float]] = {
+    "multistep": multistep, "cyclic": cyclic, "cosine": cosine, "constant": constant,
+}
+
+
+def lr_factor(resolved: dict) -> Callable[[float], float]:
+    """The multiplier as a function of nominal epochs, for a resolved training config.
+
+    The run lasts ``data_epochs * replays`` nominal epochs, which is ``epochs`` unless
+    Free-m's m does not divide it (then the run is rounded up to whole data epochs).
+    """
+    schedule = SCHEDULES[resolved["schedule"]]
+    total = resolved["data_epochs"] * resolved["replays"]
+    settings = {"milestones": tuple(resolved["milestones"]), "gamma": resolved["gamma"],
+                "total": total, "peak": resolved["cyclic_peak"]}
+    return lambda t: schedule(t, **settings)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, factor: Callable[[float], float],
+                   batches_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """A LambdaLR stepped once per optimizer step; step k trains with lr * factor(k / batches_per_epoch)."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: factor(step / batches_per_epoch))

@@ -1,0 +1,111 @@
+"""Learning-rate schedules, their replay counting, and the training config's resolution."""
+
+import math
+
+import pytest
+import torch
+
+from robustode.defenses.base import Defense, Preset
+from robustode.errors import ConfigError
+from robustode.training import TrainConfig
+from robustode.training.schedules import cosine, cyclic, lr_factor, make_scheduler, multistep
+
+
+def lrs(resolved: dict, batches_per_epoch: int, steps: int, base_lr: float = 0.1) -> list[float]:
+    """The lr each of the first ``steps`` optimizer steps trains with."""
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=base_lr, momentum=0.9)
+    scheduler = make_scheduler(opt, lr_factor(resolved), batches_per_epoch)
+    out = []
+    for _ in range(steps):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        scheduler.step()
+    return out
+
+
+def resolved(schedule="multistep", epochs=10, replays=1, milestones=(), gamma=0.1, peak=0.5):
+    return {"schedule": schedule, "milestones": list(milestones), "gamma": gamma, "cyclic_peak": peak,
+            "replays": replays, "data_epochs": math.ceil(epochs / replays)}
+
+
+def test_multistep_multiplies_by_gamma_at_each_milestone():
+    assert multistep(74.999, milestones=(75, 90, 100), gamma=0.1) == 1.0
+    assert multistep(75, milestones=(75, 90, 100), gamma=0.1) == 0.1
+    assert multistep(90, milestones=(75, 90, 100), gamma=0.1) == 0.1 ** 2
+    assert multistep(104, milestones=(75, 90, 100), gamma=0.1) == 0.1 ** 3
+
+
+def test_multistep_changes_lr_at_the_first_step_of_the_milestone_epoch():
+    out = lrs(resolved(epochs=4, milestones=(2, 3)), batches_per_epoch=5, steps=20)
+    assert out[9] == 0.1 and out[10] == pytest.approx(0.01, rel=1e-12)
+    assert out[14] == pytest.approx(0.01, rel=1e-12) and out[15] == pytest.approx(0.001, rel=1e-12)
+
+
+def test_cyclic_triangle_ends_at_zero_and_peaks_where_asked():
+    assert cyclic(0.0, total=15) == 0.0
+    assert cyclic(7.5, total=15) == 1.0
+    assert cyclic(3.75, total=15) == 0.5
+    assert cyclic(15.0, total=15) == 0.0
+    assert cyclic(6.0, total=15, peak=0.4) == 1.0
+    assert cyclic(16.0, total=15) == 0.0
+
+
+def test_cyclic_matches_torch_cycliclr_as_wong_et_al_ran_it():
+    # train_fgsm.py: CyclicLR(base_lr=0, max_lr=0.2, step_size_up=step_size_down=steps / 2), stepped per batch.
+    batches, epochs, max_lr = 6, 3, 0.2
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=max_lr, momentum=0.9)
+    ref = torch.optim.lr_scheduler.CyclicLR(opt, base_lr=0.0, max_lr=max_lr, step_size_up=epochs * batches / 2,
+                                            step_size_down=epochs * batches / 2, cycle_momentum=False)
+    expected = []
+    for _ in range(epochs * batches):
+        expected.append(opt.param_groups[0]["lr"])
+        opt.step()
+        ref.step()
+    ours = lrs(resolved("cyclic", epochs=epochs), batches, epochs * batches, base_lr=max_lr)
+    assert ours == pytest.approx(expected, abs=1e-12)
+
+
+def test_cosine_runs_from_one_to_zero():
+    assert cosine(0.0, total=10) == 1.0
+    assert cosine(5.0, total=10) == pytest.approx(0.5, abs=1e-15)
+    assert cosine(10.0, total=10) == 0.0
+    assert cosine(12.0, total=10) == 0.0
+
+
+@pytest.mark.parametrize("schedule", ["multistep", "cyclic", "cosine"])
+def test_free_counts_replays_so_its_lr_follows_nominal_epochs(schedule):
+    batches, epochs, m = 4, 8, 2
+    natural = lrs(resolved(schedule, epochs=epochs, milestones=(3, 6)), batches, epochs * batches)
+    free = lrs(resolved(schedule, epochs=epochs, replays=m, milestones=(3, 6)), batches, epochs * batches)
+    assert free == natural  # step k of either run trains at nominal epoch k / batches
+
+
+def test_free_with_m_not_dividing_epochs_rounds_the_run_up_to_whole_data_epochs():
+    r = resolved("cosine", epochs=5, replays=2)
+    assert r["data_epochs"] == 3
+    assert lr_factor(r)(6.0) == 0.0 and lr_factor(r)(5.0) > 0.0
+
+
+class _Toy(Defense):
+    preset = Preset(lr=0.2, weight_decay=1e-4, batch_size=32, epochs=5, schedule="cyclic")
+    replays = 2
+
+
+def test_config_resolves_unset_fields_from_the_preset_and_keeps_overrides():
+    c = TrainConfig(lr=0.05).resolve(_Toy())
+    assert (c["lr"], c["weight_decay"], c["batch_size"], c["schedule"]) == (0.05, 1e-4, 32, "cyclic")
+    assert (c["epochs"], c["replays"], c["data_epochs"]) == (5, 2, 3)
+    assert (c["device"], c["precision"], c["channels_last"]) == ("cpu", "float32", False)
+
+
+@pytest.mark.parametrize("bad", [{"schedule": "linear"}, {"keep_best": True}, {"epochs": 0},
+                                 {"precision": "fp16"}, {"cyclic_peak": 1.0}, {"max_seconds": 0},
+                                 {"milestones": (0,)}, {"nesterov": True, "momentum": 0.0}])
+def test_bad_settings_raise_config_error(bad):
+    with pytest.raises(ConfigError):
+        TrainConfig(**bad).resolve(_Toy())
+
+
+def test_unknown_override_names_the_setting():
+    with pytest.raises(ConfigError, match="epocs"):
+        TrainConfig().replace(epocs=3)
