@@ -1,0 +1,14 @@
+"""The one training loop every defense shares: schedules, SGD, timing, checkpoints and resume.
+
+    from robustode.training import fit
+    result = fit("resnet20", "pgd-7", data, epochs=10, out_dir="runs/r20")
+    result.train_seconds, result.history[-1]["eval_robust"]
+"""
+
+from .checkpoint import load_checkpoint, load_model_from_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .loop import TrainResult, fit
+from .schedules import SCHEDULES
+
+__all__ = ["SCHEDULES", "TrainConfig", "TrainResult", "fit", "load_checkpoint", "load_model_from_checkpoint",
+           "save_checkpoint"]

@@ -1,0 +1,129 @@
+"""Checkpoints: written atomically, read with ``weights_only=True``.
+
+A checkpoint is a dict of tensors, dicts, lists, numbers and strings only, so
+``torch.load(weights_only=True)`` reads it without running any pickled code.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import CheckpointError
+
+FORMAT = "robustode-checkpoint"
+VERSION = 1
+REQUIRED = ("model", "optimizers", "schedulers", "epoch", "steps", "rng", "config")
+
+
+def save_checkpoint(path: str | Path, state: dict) -> None:
+    """Write ``state`` to ``path`` atomically: a crash leaves the previous file intact."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save({"format": FORMAT, "version": VERSION, **state}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """Read a robustode checkpoint; a missing, truncated or foreign file raises CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint file at {path}")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt: it is not the zip archive torch.save writes")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(f"checkpoint {path} cannot be read with weights_only=True ({_unpickler_detail(e)}): "
+                              "it is corrupt or not a robustode checkpoint") from None
+    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile) as e:
+        raise CheckpointError(f"checkpoint {path} is corrupt and cannot be read ({_first_line(e)})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a robustode checkpoint (a {type(state).__name__} "
+                              f"without format={FORMAT!r})")
+    if state.get("version") != VERSION:
+        raise CheckpointError(f"checkpoint {path} has format version {state.get('version')!r}; "
+                              f"this robustode reads version {VERSION}")
+    missing = [k for k in REQUIRED if k not in state]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} lacks {', '.join(missing)}")
+    return state
+
+
+def load_model_from_checkpoint(path: str | Path, device="cpu") -> nn.Module:
+    """Rebuild a registered model from a checkpoint (its name and arguments are stored in it)."""
+    state = load_checkpoint(path)
+    info = state["config"].get("model") or {}
+    if not info.get("name"):
+        raise CheckpointError(
+            f"checkpoint {path} holds a custom model ({info.get('class', 'unknown class')}) that robustode "
+            "cannot rebuild by name; build it yourself, then model.load_state_dict(load_checkpoint(path)['model'])")
+    from ..models import create
+
+    model = create(info["name"], num_classes=info["num_classes"], **info.get("kwargs", {}))
+    model.load_state_dict(state["model"])
+    return model.to(device)
+
+
+def rng_state(device: torch.device) -> dict:
+    """Every random generator a run draws from, as plain lists and tensors."""
+    version, internal, gauss = random.getstate()
+    _, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    state = {
+        "torch": torch.get_rng_state(),
+        "python": [version, list(internal), gauss],
+        "numpy": {"keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss), "cached": float(cached)},
+    }
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = state["numpy"]
+    np.random.set_state(("MT19937", np.array(n["keys"], dtype=np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _unpickler_detail(error: Exception) -> str:
+    # torch's message is a paragraph of advice; the one useful line follows "WeightsUnpickler error:".
+    _, _, detail = str(error).partition("WeightsUnpickler error:")
+    lines = [line.strip() for line in detail.splitlines() if line.strip()]
+    return lines[0].split(". ")[0] if lines else _first_line(error)
+
+
+def _fsync_dir(directory: Path) -> None:
+    # Makes the rename itself durable; some file systems (and Windows) cannot open a directory.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
