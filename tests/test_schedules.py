@@ -51,11 +51,12 @@ def test_cyclic_triangle_ends_at_zero_and_peaks_where_asked():
 
 
 def test_cyclic_matches_torch_cycliclr_as_wong_et_al_ran_it():
-    # train_fgsm.py: CyclicLR(base_lr=0, max_lr=0.2, step_size_up=step_size_down=steps / 2), stepped per batch.
+    # train_fgsm.py: CyclicLR(base_lr=0, max_lr=0.2, step_size_up=step_size_down=steps / 2), per batch.
     batches, epochs, max_lr = 6, 3, 0.2
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=max_lr, momentum=0.9)
-    ref = torch.optim.lr_scheduler.CyclicLR(opt, base_lr=0.0, max_lr=max_lr, step_size_up=epochs * batches / 2,
-                                            step_size_down=epochs * batches / 2, cycle_momentum=False)
+    half = epochs * batches / 2
+    ref = torch.optim.lr_scheduler.CyclicLR(opt, base_lr=0.0, max_lr=max_lr, step_size_up=half,
+                                            step_size_down=half, cycle_momentum=False)
     expected = []
     for _ in range(epochs * batches):
         expected.append(opt.param_groups[0]["lr"])

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from defense_fixtures import one_thread  # noqa: F401 (autouse: one CPU thread)
-from training_utils import Plain, data, tiny
+from training_utils import Plain, data, same_weights, tiny
 
 import robustode.evaluator
 from robustode.defenses import create_defense
@@ -53,6 +53,13 @@ def test_free_m_runs_epochs_over_m_data_epochs_on_the_natural_lr_schedule():
     assert free.passes_per_image == natural.passes_per_image == 4.0
 
 
+def test_the_cuda_settings_bf16_autocast_and_channels_last_also_run_on_cpu():
+    model = tiny()
+    result = fit(model, Plain(), data(), precision="bf16", channels_last=True, quiet=True)
+    assert result.config["train"]["precision"] == "bf16" and result.history[-1]["loss"] < 2.5
+    assert model.stem[1].weight.is_contiguous(memory_format=torch.channels_last)
+
+
 def fake_evaluate(robust_by_call, pause=0.0):
     calls = []
 
@@ -76,10 +83,22 @@ def test_training_time_excludes_the_periodic_evaluation(monkeypatch):
     assert result.train_seconds == pytest.approx(sum(row["seconds"] for row in result.history))
 
 
+def test_periodic_evaluation_uses_the_shared_evaluator_and_leaves_training_untouched():
+    ds = data()
+    plain = fit(tiny(), Plain(), ds, quiet=True)
+    evaluated = fit(tiny(), Plain(), ds, eval_every=1, eval_n=8, quiet=True)
+    assert same_weights(plain.model, evaluated.model)  # evaluation draws from its own random stream
+    direct = robustode.evaluator.evaluate(evaluated.model, ds.test.subset(8), attacks=("pgd-20",), seed=0,
+                                          masking_checks=False, quiet=True)
+    last = evaluated.history[-1]
+    assert (last["eval_clean"], last["eval_robust"]) == (direct.clean_acc, direct.robust["pgd-20"])
+
+
 def test_keep_best_keeps_the_epoch_with_the_best_held_out_robust_accuracy(monkeypatch, tmp_path):
     evaluate, _ = fake_evaluate([0.3, 0.5, 0.4])
     monkeypatch.setattr(robustode.evaluator, "evaluate", evaluate)
-    result = fit(tiny(), Plain(), data(), epochs=3, eval_every=1, keep_best=True, out_dir=tmp_path, quiet=True)
+    result = fit(tiny(), Plain(), data(), epochs=3, eval_every=1, keep_best=True, out_dir=tmp_path,
+                 quiet=True)
     assert result.best["epoch"] == 2 and result.best["eval_robust"] == 0.5
     assert load_checkpoint(tmp_path / "checkpoints" / "best.pt")["epoch"] == 2
     assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["epoch"] == 3
@@ -110,7 +129,8 @@ def test_the_defense_guard_stops_the_run_without_checkpointing_that_epoch(tmp_pa
 
 def test_max_seconds_stops_inside_an_epoch_and_writes_final_pt(tmp_path):
     result = fit(tiny(), Plain(), data(), max_seconds=1e-9, log_every=1, out_dir=tmp_path, quiet=True)
-    assert result.stopped_reason == "time budget of 1e-09 s spent in data epoch 1 within its first 1 minibatches"
+    assert result.stopped_reason == ("time budget of 1e-09 s spent in data epoch 1 "
+                                     "within its first 1 minibatches")
     assert result.data_epochs == 0 and result.history[0]["steps"] == 1
     assert load_checkpoint(tmp_path / "checkpoints" / "final.pt")["mid_epoch"] is True
     assert not (tmp_path / "checkpoints" / "last.pt").exists()
@@ -143,3 +163,6 @@ def test_an_existing_run_directory_is_refused_without_resume(tmp_path):
         fit(tiny(), Plain(), data(), out_dir=tmp_path, quiet=True)
     with pytest.raises(ConfigError, match="nothing to resume"):
         fit(tiny(), Plain(), data(), out_dir=tmp_path, resume=True, quiet=True)
+    with pytest.raises(ConfigError, match="lr must be a number >= 0"):
+        fit(tiny(), Plain(), data(), out_dir=tmp_path / "new", lr=-1.0, quiet=True)
+    assert not (tmp_path / "new").exists()  # a refused run leaves nothing behind

@@ -53,7 +53,8 @@ class Plain(Defense):
     stop_at_epoch: int = 0  # end_epoch returns a stop reason after this data epoch (0: never)
 
     spec: ClassVar[str] = "plain"
-    preset: ClassVar[Preset] = Preset(lr=0.05, batch_size=16, epochs=2, schedule="constant", weight_decay=5e-4)
+    preset: ClassVar[Preset] = Preset(lr=0.05, batch_size=16, epochs=2, schedule="constant",
+                                      weight_decay=5e-4)
 
     def __post_init__(self):
         self.calls = 0

@@ -46,11 +46,13 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     if not path.is_file():
         raise CheckpointError(f"no checkpoint file at {path}")
     if not zipfile.is_zipfile(path):
-        raise CheckpointError(f"checkpoint {path} is truncated or corrupt: it is not the zip archive torch.save writes")
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt: "
+                              "it is not the zip archive torch.save writes")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        raise CheckpointError(f"checkpoint {path} cannot be read with weights_only=True ({_unpickler_detail(e)}): "
+        detail = _unpickler_detail(e)
+        raise CheckpointError(f"checkpoint {path} cannot be read with weights_only=True ({detail}): "
                               "it is corrupt or not a robustode checkpoint") from None
     except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile) as e:
         raise CheckpointError(f"checkpoint {path} is corrupt and cannot be read ({_first_line(e)})") from None
@@ -73,7 +75,8 @@ def load_model_from_checkpoint(path: str | Path, device="cpu") -> nn.Module:
     if not info.get("name"):
         raise CheckpointError(
             f"checkpoint {path} holds a custom model ({info.get('class', 'unknown class')}) that robustode "
-            "cannot rebuild by name; build it yourself, then model.load_state_dict(load_checkpoint(path)['model'])")
+            "cannot rebuild by name; build it yourself, then "
+            "model.load_state_dict(load_checkpoint(path)['model'])")
     from ..models import create
 
     model = create(info["name"], num_classes=info["num_classes"], **info.get("kwargs", {}))
@@ -88,7 +91,8 @@ def rng_state(device: torch.device) -> dict:
     state = {
         "torch": torch.get_rng_state(),
         "python": [version, list(internal), gauss],
-        "numpy": {"keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss), "cached": float(cached)},
+        "numpy": {"keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss),
+                  "cached": float(cached)},
     }
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
@@ -100,7 +104,8 @@ def set_rng_state(state: dict, device: torch.device) -> None:
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     n = state["numpy"]
-    np.random.set_state(("MT19937", np.array(n["keys"], dtype=np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    keys = np.array(n["keys"], dtype=np.uint32)
+    np.random.set_state(("MT19937", keys, n["pos"], n["has_gauss"], n["cached"]))
     if device.type == "cuda" and "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"].cpu(), device)
 

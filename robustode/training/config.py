@@ -12,6 +12,7 @@ from ..utils import check_positive_int, resolve_device
 from .schedules import SCHEDULES
 
 PRECISIONS = ("bf16", "float32")
+PRESET_KEYS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "schedule", "milestones", "gamma")
 
 # Settings that shape the training trajectory: a resumed run must keep them.
 TRAJECTORY_KEYS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "schedule", "milestones",
@@ -35,7 +36,7 @@ class TrainConfig:
     device: str | None = None  # None or "auto": CUDA when available, else CPU
     precision: str | None = None  # "bf16" (autocast) or "float32"; None: bf16 on CUDA, float32 on CPU
     channels_last: bool | None = None  # None: on for CUDA, off for CPU
-    compile: bool = False  # torch.compile the model for training (the original module is saved)
+    compile: bool = False  # torch.compile for training (the original module is saved); counts in epoch 1
     augment: bool = True  # random crop (pad 4) and horizontal flip, on the device
     drop_last: bool = False  # drop the last incomplete minibatch of each data epoch
     eval_every: int = 0  # data epochs between held-out evaluations (and one at the end); 0: never
@@ -53,7 +54,8 @@ class TrainConfig:
         known = {f.name for f in fields(self)}
         unknown = sorted(set(overrides) - known)
         if unknown:
-            raise ConfigError(f"unknown training setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+            raise ConfigError(f"unknown training setting(s) {', '.join(unknown)}; "
+                              f"known: {', '.join(sorted(known))}")
         return replace(self, **overrides)
 
     def explicit(self) -> dict:
@@ -79,7 +81,7 @@ class TrainConfig:
         """Every setting made concrete for ``defense`` and this machine (JSON-ready)."""
         preset = defense.preset
         out = self.to_dict()
-        for name in ("epochs", "batch_size", "lr", "momentum", "weight_decay", "schedule", "milestones", "gamma"):
+        for name in PRESET_KEYS:
             if out[name] is None:
                 value = getattr(preset, name)
                 out[name] = list(value) if isinstance(value, tuple) else value

@@ -15,7 +15,7 @@ from ..errors import ConfigError
 from ..utils import provenance
 from .checkpoint import load_checkpoint
 from .config import TRAJECTORY_KEYS, TrainConfig
-from .runlog import RunLog, prepare_run_dir
+from .runlog import RunLog, check_run_dir
 from .trainer import Trainer
 
 
@@ -60,7 +60,7 @@ def fit(model: nn.Module | str, defense, data: DataSet, *, config: TrainConfig |
         result = fit("resnet20", "pgd-7", load_dataset("cifar10"), epochs=10, out_dir="runs/r20")
     """
     defense = _as_defense(defense)
-    run_dir = prepare_run_dir(out_dir, resume)
+    run_dir = check_run_dir(out_dir, resume)
     saved = load_checkpoint(run_dir / "checkpoints" / "last.pt") if resume else None
     config = (config or TrainConfig()).replace(**overrides)
     if saved is not None:
@@ -92,7 +92,8 @@ def _train(trainer: Trainer, log: RunLog) -> None:
             trainer.run_epoch()
     except KeyboardInterrupt:
         last = trainer.epoch - trainer.epoch % trainer.c["checkpoint_every"]
-        where = f"checkpoints/last.pt holds data epoch {last}" if trainer.run_dir and last else "no checkpoint"
+        saved = trainer.run_dir is not None and last > 0
+        where = f"checkpoints/last.pt holds data epoch {last}" if saved else "no checkpoint"
         log.info(f"interrupted in data epoch {trainer.epoch + 1}; {where}")
         raise
 
@@ -133,7 +134,8 @@ def _run_config(resolved: dict, config: TrainConfig, model: nn.Module, defense, 
     run = {
         "train": resolved,
         "requested": config.to_dict(),
-        "model": {"name": getattr(model, "robustode_name", None), "kwargs": getattr(model, "robustode_kwargs", {}),
+        "model": {"name": getattr(model, "robustode_name", None),
+                  "kwargs": getattr(model, "robustode_kwargs", {}),
                   "class": type(model).__qualname__, "num_classes": data.num_classes},
         "defense": {"spec": defense.spec, "hyperparameters": defense.hyperparameters(),
                     "passes_per_batch": defense.passes_per_batch, "replays": defense.replays},
@@ -157,7 +159,8 @@ def _check_same_run(saved: dict, new: dict, run_dir) -> None:
 @contextmanager
 def _determinism(enabled: bool):
     """Deterministic kernels for the run's duration; the global flags are restored afterwards."""
-    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+    saved = (torch.are_deterministic_algorithms_enabled(),
+             torch.is_deterministic_algorithms_warn_only_enabled(),
              torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
     if enabled:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be deterministic

@@ -21,13 +21,14 @@ def param_groups(model: nn.Module, weight_decay: float, no_wd_norms: bool = Fals
     if callable(getattr(model, "no_weight_decay_parameters", None)):
         exempt |= {id(p) for p in model.no_weight_decay_parameters()}
     if no_wd_norms:
-        exempt |= {id(p) for m in model.modules() if isinstance(m, NORM_TYPES) for p in m.parameters(recurse=False)}
+        norms = [m for m in model.modules() if isinstance(m, NORM_TYPES)]
+        exempt |= {id(p) for m in norms for p in m.parameters(recurse=False)}
         exempt |= {id(p) for name, p in model.named_parameters() if name.rsplit(".", 1)[-1] == "bias"}
     trainable = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"name": "decay", "params": [p for p in trainable if id(p) not in exempt], "weight_decay": weight_decay},
-        {"name": "no_decay", "params": [p for p in trainable if id(p) in exempt], "weight_decay": 0.0},
-    ]
+    decay = [p for p in trainable if id(p) not in exempt]
+    no_decay = [p for p in trainable if id(p) in exempt]
+    groups = [{"name": "decay", "params": decay, "weight_decay": weight_decay},
+              {"name": "no_decay", "params": no_decay, "weight_decay": 0.0}]
     return [g for g in groups if g["params"]]
 
 

@@ -19,8 +19,8 @@ METRICS = ("epoch", "nominal_epoch", "steps", "lr", "loss", "train_acc", "second
            "eval_clean", "eval_robust", "note")
 
 
-def prepare_run_dir(out_dir: str | Path | None, resume: bool) -> Path | None:
-    """Create the run directory; refuse to write into an existing run unless resuming it."""
+def check_run_dir(out_dir: str | Path | None, resume: bool) -> Path | None:
+    """The run directory; an existing run is refused unless resuming it (created by write_config)."""
     if out_dir is None:
         if resume:
             raise ConfigError("resume needs the run directory to continue (out_dir / --out)")
@@ -33,7 +33,6 @@ def prepare_run_dir(out_dir: str | Path | None, resume: bool) -> Path | None:
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         raise ConfigError(f"run directory {run_dir} exists; pass resume=True / --resume to continue it "
                           "or choose another --out")
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     return run_dir
 
 
@@ -56,15 +55,16 @@ class RunLog:
     @contextmanager
     def progress(self, total: int, description: str):
         """Yields ``update(done, stats_text)`` for a bar that disappears when the epoch ends."""
-        bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                       TextColumn("{task.fields[stats]}"), console=self.console, transient=True,
-                       disable=not self.live)
+        bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                       TimeElapsedColumn(), TextColumn("{task.fields[stats]}"), console=self.console,
+                       transient=True, disable=not self.live)
         with bar:
             task = bar.add_task(description, total=total, stats="")
             yield lambda done, stats: bar.update(task, completed=done, stats=stats)
 
     def write_config(self, config: dict) -> None:
         if self.run_dir is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
             write_atomic(self.run_dir / "config.json", json.dumps(config, indent=2, sort_keys=True) + "\n")
 
     def write_metrics(self, history: list[dict]) -> None:

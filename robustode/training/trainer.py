@@ -26,14 +26,16 @@ class Trainer:
         from ..data import DeviceLoader
 
         c = self.c = run_config["train"]
-        self.run_config, self.defense, self.data, self.log, self.run_dir = run_config, defense, data, log, run_dir
+        self.run_config, self.defense, self.data = run_config, defense, data
+        self.log, self.run_dir = log, run_dir
         self.device = torch.device(c["device"])
         fmt = torch.channels_last if c["channels_last"] else torch.preserve_format
         self.model = model.to(self.device, memory_format=fmt)
         # Train through the compiled wrapper; save, evaluate and hook into the original module.
         self.net = torch.compile(self.model) if c["compile"] else self.model
-        self.loader = DeviceLoader(data.train, c["batch_size"], self.device, shuffle=True, augment=c["augment"],
-                                   seed=c["seed"], drop_last=c["drop_last"], channels_last=c["channels_last"])
+        self.loader = DeviceLoader(data.train, c["batch_size"], self.device, shuffle=True,
+                                   augment=c["augment"], seed=c["seed"], drop_last=c["drop_last"],
+                                   channels_last=c["channels_last"])
         groups = param_groups(self.model, c["weight_decay"], c["no_wd_norms"])
         make = sgd_factory(c["lr"], c["momentum"], c["nesterov"], self.device)
         self.optimizers = list(defense.optimizers(self.model, groups, make))
@@ -107,9 +109,10 @@ class Trainer:
         synchronize(self.device)
         seconds = time.perf_counter() - start
         self.seconds += seconds
-        row = {"epoch": e, "nominal_epoch": e * c["replays"], "steps": self.steps, "lr": self.lr, "loss": loss,
-               "train_acc": correct.item() / max(count, 1), "seconds": seconds,
-               "images": count // c["replays"], "images_per_s": count / c["replays"] / seconds, "note": guard}
+        images = count // c["replays"]  # Free-m counts each image once per replay
+        row = {"epoch": e, "nominal_epoch": e * c["replays"], "steps": self.steps, "lr": self.lr,
+               "loss": loss, "train_acc": correct.item() / max(count, 1), "seconds": seconds,
+               "images": images, "images_per_s": images / seconds, "note": guard}
         return row, stop
 
     def _check(self, loss: float, where: str, elapsed: float) -> tuple[str, str] | None:
@@ -134,7 +137,7 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=dtype) if dtype is not None else nullcontext()
 
     def _stop(self, row: dict, kind: str, reason: str) -> None:
-        """Stop: a diverged loss keeps last.pt and restores its weights; a spent budget also writes final.pt."""
+        """Stop inside an epoch. Divergence: keep last.pt, restore its weights. Budget: write final.pt."""
         row["note"] = reason
         self.history.append(row)
         self.log.write_metrics(self.history)
@@ -151,7 +154,8 @@ class Trainer:
             return "no checkpoint was written before, so the returned model holds the diverged weights"
         state = load_checkpoint(path)
         self.model.load_state_dict(state["model"])
-        return f"kept the checkpoint of data epoch {state['epoch']} ({path}); the returned model holds its weights"
+        return (f"kept the checkpoint of data epoch {state['epoch']} ({path}); "
+                "the returned model holds its weights")
 
     # -- evaluation -------------------------------------------------------------------------------
 
@@ -169,7 +173,7 @@ class Trainer:
         if not self.c["keep_best"] or row.get("eval_robust") is None:
             return
         if self.best is None or row["eval_robust"] > self.best["eval_robust"]:
-            self.best = {"epoch": row["epoch"], "eval_robust": row["eval_robust"], "eval_clean": row["eval_clean"]}
+            self.best = {k: row[k] for k in ("epoch", "eval_robust", "eval_clean")}
             self.save("best.pt")
 
     # -- checkpoints ------------------------------------------------------------------------------
@@ -200,7 +204,8 @@ class Trainer:
             load_optimizer(opt, saved)
         for scheduler, saved in zip(self.schedulers, state["schedulers"]):
             scheduler.load_state_dict(saved)
-        self.epoch, self.steps, self.seconds, self.lr = state["epoch"], state["steps"], state["seconds"], state["lr"]
+        self.epoch, self.steps = state["epoch"], state["steps"]
+        self.seconds, self.lr = state["seconds"], state["lr"]
         self.history, self.best = list(state["history"]), state["best"]
         self.loader.load_state_dict(state["loader"])
         self.defense.load_state_dict(to_device(state["defense"], self.device))
@@ -212,7 +217,7 @@ class Trainer:
 
 
 def load_optimizer(opt: torch.optim.Optimizer, state: dict) -> None:
-    """Load an optimizer state but keep this machine's kernel choice (a CUDA run's fused=True fails on CPU)."""
+    """Load an optimizer state, keeping this machine's kernel choice (CUDA's fused=True fails on CPU)."""
     kernels = [{k: g[k] for k in ("fused", "foreach") if k in g} for g in opt.param_groups]
     opt.load_state_dict(state)
     for group, keep in zip(opt.param_groups, kernels):
