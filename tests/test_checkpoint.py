@@ -15,7 +15,8 @@ def defense(spec):
     return Plain() if spec == "plain" else create_defense(spec)
 
 
-@pytest.mark.parametrize("spec", ["plain", "natural", "pgd-2", "free-2"])
+@pytest.mark.parametrize("spec", ["plain", "natural", "pgd-2", "free-2", "yopo-2-1", "fgsm-rs",
+                                  "trades-2"])
 def test_ctrl_c_then_resume_gives_the_weights_of_a_straight_run(tmp_path, spec):
     ds = data()
     settings = {"epochs": 4 if spec == "free-2" else 2, "batch_size": 16, "lr": 0.05, "quiet": True}
