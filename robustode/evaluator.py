@@ -7,9 +7,10 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 from rich.progress import Progress
@@ -45,7 +46,7 @@ class EvalResult:
 
     def to_dict(self) -> dict:
         """JSON-friendly dict (per-point tensors left out)."""
-        return {k: v for k, v in asdict(self).items() if k != "per_point"}
+        return copy.deepcopy({f.name: getattr(self, f.name) for f in fields(self) if f.name != "per_point"})
 
 
 def evaluate(model, data, attacks=("pgd-20",), n=None, batch_size=256, device=None, eps=8 / 255,
@@ -56,7 +57,8 @@ def evaluate(model, data, attacks=("pgd-20",), n=None, batch_size=256, device=No
     data: a DataSet (its test split), a Split (uint8) or an (x, y) pair of tensors (x float in [0, 1]).
     attacks: spec strings ("pgd-20", "autoattack", "torchattacks:CW(c=1)") or Attack objects;
         ``eps`` applies to every attack whose spec does not set its own.
-    n: number of test images (default: all). device: default, the model's own.
+    n: number of test images (default: all).
+    device: default, the model's own; a device given moves the model there.
     masking_checks: run the gradient-masking checks on the first 256 points (masking.py).
     seed: torch is seeded with it for the run; the caller's RNG state is restored afterwards.
     Runs in float32 without autocast. Flags that fire are logged as warnings unless ``quiet``.

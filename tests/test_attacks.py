@@ -229,6 +229,40 @@ def test_more_steps_never_raise_robust_accuracy(trained):
         assert accs[-1] < accs[0]
 
 
+class UpwardGradient(torch.autograd.Function):
+    """Logits whose prediction flips back and forth as the mean pixel grows, with a fake
+    gradient that always says "brighten": PGD then walks through fooled and unfooled iterates."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.shape = x.shape
+        wave = torch.cos(100 * x.flatten(1).mean(1))
+        return torch.stack([wave, -wave], dim=1)
+
+    @staticmethod
+    def backward(ctx, grad_logits):
+        return torch.ones(ctx.shape, dtype=grad_logits.dtype)
+
+
+class Wavy(nn.Module):
+    def forward(self, x):
+        return UpwardGradient.apply(x)
+
+
+def test_early_stop_keeps_the_first_iterate_that_fools():
+    model, x = Wavy(), 0.2 + 0.4 * torch.rand(200, 1, 3, 3)
+    y = model(x).argmax(1)
+    run = dict(eps=0.1, alpha=0.01, random_start=False)
+    with torch.no_grad():
+        fooled_ever = torch.zeros_like(y, dtype=torch.bool)
+        for k in range(1, 11):  # without a random start, pgd(steps=k) is the k-th iterate of a longer run
+            fooled_ever |= model(pgd(model, x, y, steps=k, **run)).argmax(1) != y
+        stopped = pgd(model, x, y, steps=10, early_stop=True, **run)
+        plain = model(pgd(model, x, y, steps=10, **run)).argmax(1) != y
+    assert torch.equal(model(stopped).argmax(1) != y, fooled_ever)
+    assert plain.sum() < fooled_ever.sum()  # the final iterate alone misses some: the test tells them apart
+
+
 @pytest.mark.parametrize("settings", [dict(eps=-0.1), dict(eps=1.5), dict(steps=0), dict(steps=2.5),
                                       dict(norm="l1"), dict(alpha=-1.0), dict(restarts=0),
                                       dict(autocast_dtype="int8")])

@@ -1,5 +1,6 @@
 """The shared evaluator: exact accuracies, the table's PGD-20, worst case, flags, state restored, bad input."""
 
+import json
 import logging
 import random
 
@@ -12,7 +13,6 @@ from robustode.attacks import Attack, pgd
 from robustode.data.types import DataSet, Split
 from robustode.errors import ConfigError, DataError, UnknownNameError
 from robustode.evaluator import EvalResult, evaluate
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
@@ -74,6 +74,7 @@ def test_default_is_the_tables_pgd20_on_all_test_images():
                                                     autocast_dtype=None)
     assert result.precision == "float32" and result.eps == 8 / 255 and result.seconds > 0
     assert result.device.startswith("CPU") and result.provenance["torch_version"] == torch.__version__
+    assert json.loads(json.dumps(result.to_dict()))["robust"] == result.robust
     # The same numbers as one direct PGD-20 call from the same seed, in eval mode, float32.
     model.eval()
     x, y = data.test.images.float() / 255, data.test.labels
