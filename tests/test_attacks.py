@@ -9,7 +9,7 @@ import torch.nn.functional as F
 import torchattacks
 from torch import nn
 
-from robustode.attacks import attacks, build, fgsm, parse_spec, pgd
+from robustode.attacks import attacks, build, fgsm, parse_spec, pgd, split_specs
 from robustode.errors import ConfigError, UnknownNameError
 
 EPS = 8 / 255
@@ -301,6 +301,8 @@ def test_spec_parsing_and_registry_defaults():
     assert attack.name == "pgd-20" and attack.fn is pgd
     assert attack.settings == dict(eps=8 / 255, alpha=2 / 255, steps=20, norm="linf", random_start=True,
                                    restarts=1, early_stop=False, autocast_dtype=None)
+    assert split_specs(" pgd-20(restarts=5, norm=l2),autoattack,, torchattacks:CW(c=1, steps=5)") == [
+        "pgd-20(restarts=5, norm=l2)", "autoattack", "torchattacks:CW(c=1, steps=5)"]
     assert build("pgd").settings["steps"] == 20
     assert build("pgd-7(steps=9)").settings["steps"] == 9  # explicit settings win over the name
     assert build("pgd-10", eps=4 / 255).settings["alpha"] == 1 / 255

@@ -11,7 +11,7 @@ from .adapter import TorchAttack
 from .autoattack import AutoAttack, AutoAttackConfig
 from .fgsm import fgsm
 from .pgd import pgd, project
-from .spec import Attack, FunctionAttack, attacks, build, parse_spec
+from .spec import Attack, FunctionAttack, attacks, build, parse_spec, split_specs
 
 __all__ = ["Attack", "AutoAttack", "AutoAttackConfig", "FunctionAttack", "TorchAttack", "attacks", "build",
-           "fgsm", "parse_spec", "pgd", "project"]
+           "fgsm", "parse_spec", "pgd", "project", "split_specs"]

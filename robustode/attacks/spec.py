@@ -80,6 +80,20 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
     return match["name"], kwargs
 
 
+def split_specs(text: str) -> list[str]:
+    """Split a comma-separated list of specs, keeping commas inside parentheses:
+    ``"pgd-20(restarts=5, norm=l2),autoattack"`` -> ``["pgd-20(restarts=5, norm=l2)", "autoattack"]``."""
+    specs, depth, current = [], 0, ""
+    for char in text:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            specs.append(current)
+            current = ""
+        else:
+            current += char
+    return [spec.strip() for spec in [*specs, current] if spec.strip()]
+
+
 def _value(text: str) -> Any:
     lowered = text.lower()
     if lowered in ("true", "false"):
