@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
 from ..utils import check_positive_int
 from .contract import LayerOneModel, normalization
 
@@ -47,11 +48,20 @@ class PreActBlock(nn.Module):
 
     def branches(self, x: torch.Tensor, residual: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(shortcut(x), f(x)); f is None when ``residual`` is False (a dropped block skips its convs)."""
-        if self.shortcut is None and not residual:
-            return x, None
-        a = F.relu(self.bn1(x))
-        skip = x if self.shortcut is None else self.shortcut(a)
-        return skip, self.conv2(F.relu(self.bn2(self.conv1(a)))) if residual else None
+        if self.shortcut is None:
+            return x, self._convs(self.preactivate(x)) if residual else None
+        return self.projected_branches(self.preactivate(x), residual)
+
+    def preactivate(self, x: torch.Tensor) -> torch.Tensor:
+        """ReLU(BN1(x)): the input as the convs (and a projection shortcut) see it."""
+        return F.relu(self.bn1(x))
+
+    def projected_branches(self, a: torch.Tensor, residual: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(shortcut, f) of a projecting block from a = preactivate(x): it sees x only through a."""
+        return self.shortcut(a), self._convs(a) if residual else None
+
+    def _convs(self, a: torch.Tensor) -> torch.Tensor:
+        return self.conv2(F.relu(self.bn2(self.conv1(a))))
 
     def residual(self, x: torch.Tensor) -> torch.Tensor:
         """f(x) of a shape-keeping block, so that block(x) == x + f(x)."""
@@ -109,6 +119,11 @@ class PreActResNet(LayerOneModel):
         num_classes: size of the output.
         normalize: normalize inside (CIFAR-10 mean/std) when True.
         stage: builds a stage from its list of blocks (default: plain ``Stage``).
+
+    When the first block projects and its stage is a plain ``Stage`` (the
+    WideResNets of widen factor >= 2), ``layer_one_nonlinear`` and
+    ``rest_nonlinear`` split the model after that block's first BN-ReLU (YOPO's
+    ``nonlinear_layer_one``); otherwise they raise ConfigError saying why.
     """
 
     def __init__(
@@ -133,9 +148,46 @@ class PreActResNet(LayerOneModel):
         init_weights(self)
 
     def rest(self, z: torch.Tensor) -> torch.Tensor:
-        for stage in self.stages:
+        return self._run_stages(z, start=0)
+
+    # YOPO's nonlinear_layer_one option: layer one ends with the first block's BN-ReLU. That split exists only
+    # when the first block projects, since its 1x1 shortcut then also takes the pre-activated input; an
+    # identity shortcut would carry stem(x) itself past the nonlinearity.
+    def layer_one_nonlinear(self, x: torch.Tensor) -> torch.Tensor:
+        """a = ReLU(BN(stem(x))), BN being the first block's first BN; the rest continues from a alone."""
+        return self._entry_block().preactivate(self.layer_one(x))
+
+    def rest_nonlinear(self, a: torch.Tensor) -> torch.Tensor:
+        """The first block continued from its pre-activated input a, then everything after it."""
+        skip, f = self._entry_block().projected_branches(a)
+        z = skip + f
+        for block in self.stages[0].blocks[1:]:
+            z = block(z)
+        return self._run_stages(z, start=1)
+
+    def layer_one_nonlinear_parameters(self) -> list[nn.Parameter]:
+        return [*self.stem.parameters(), *self._entry_block().bn1.parameters()]
+
+    def _run_stages(self, z: torch.Tensor, start: int) -> torch.Tensor:
+        for stage in self.stages[start:]:
             z = stage(z)
         return self.head(z)
+
+    def _entry_block(self) -> PreActBlock:
+        stage = self.stages[0]
+        block = stage.blocks[0]
+        if block.shortcut is None:
+            why = (f"its first block keeps the shape ({block.conv1.in_channels} -> {block.conv1.out_channels} "
+                   "channels, stride 1), so its identity shortcut passes stem(x) itself on and the rest cannot "
+                   "continue from ReLU(BN(stem(x))) alone")
+        elif type(stage) is not Stage:
+            why = f"its first stage ({type(stage).__name__}) combines its blocks by its own rule"
+        else:
+            return block
+        raise ConfigError(
+            f"nonlinear_layer_one is not available for {type(self).__name__}: {why}; it works when the first "
+            "block projects: the WideResNets of widen factor >= 2 (wrn34_10, wrn28_10, wrn10_2, any wrnD_K, K >= 2)"
+        )
 
 
 def init_weights(model: nn.Module) -> None:

@@ -19,6 +19,11 @@ def wide_resnet(depth: int, widen_factor: int, num_classes: int = 10, normalize:
     Stem 3x3 conv 3->16; three stages of n = (depth - 4) / 6 pre-activation
     basic blocks at widths 16k, 32k, 64k, strides 1, 2, 2 (the first block of
     every stage projects); head BN-ReLU-pool-Linear; no dropout.
+
+    Layer one is the stem conv. For k >= 2 the first block projects (16 -> 16k,
+    its 1x1 shortcut on the pre-activated input), so the model also supports
+    YOPO's ``nonlinear_layer_one``: layer one = ReLU(BN(stem(x))) with that
+    block's BN. For k = 1 that block's shortcut is the identity: no such split.
     """
     if (depth - 4) % 6 or depth < 10:
         raise ConfigError(f"WideResNet depth must be 6n + 4 with n >= 1 (10, 16, 28, 34, ...), got {depth}")
@@ -34,7 +39,7 @@ def wrn34_10(num_classes: int = 10, normalize: bool = True) -> PreActResNet:
     """WRN-34-10 (Zagoruyko & Komodakis 2016; the TRADES/YOPO definition), 46,160,474 parameters.
 
     Update rule: x <- shortcut(x) + f(x), 5 pre-activation blocks per stage at
-    widths 160/320/640. Parameters: 46,160,474 for 10 classes. Layer one = stem conv.
+    widths 160/320/640. Parameters: 46,160,474 for 10 classes. Layer one = stem conv (or, nonlinear, + BN-ReLU).
 
         model = robustode.models.create("wrn34_10")
         logits = model(torch.rand(8, 3, 32, 32))
@@ -47,7 +52,7 @@ def wrn28_10(num_classes: int = 10, normalize: bool = True) -> PreActResNet:
     """WRN-28-10 (Zagoruyko & Komodakis 2016), 36,479,194 parameters.
 
     Update rule: x <- shortcut(x) + f(x), 4 pre-activation blocks per stage at
-    widths 160/320/640. Parameters: 36,479,194 for 10 classes. Layer one = stem conv.
+    widths 160/320/640. Parameters: 36,479,194 for 10 classes. Layer one = stem conv (or, nonlinear, + BN-ReLU).
 
         model = robustode.models.create("wrn28_10")
         logits = model(torch.rand(8, 3, 32, 32))
@@ -60,7 +65,9 @@ def wrn16_1(num_classes: int = 10, normalize: bool = True) -> PreActResNet:
     """WRN-16-1 (Zagoruyko & Komodakis 2016), a tiny WideResNet for tests, 175,066 parameters.
 
     Update rule: x <- shortcut(x) + f(x), 2 pre-activation blocks per stage at
-    widths 16/32/64. Parameters: 175,066 for 10 classes. Layer one = stem conv.
+    widths 16/32/64. Parameters: 175,066 for 10 classes. Layer one = stem conv. Its
+    first block keeps 16 channels (identity shortcut), so unlike wrn10_2 it has no
+    nonlinear layer one for YOPO.
 
         model = robustode.models.create("wrn16_1")
         logits = model(torch.rand(8, 3, 32, 32))
