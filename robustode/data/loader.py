@@ -8,7 +8,6 @@ floats in [0, 1]. Randomness comes from the loader's own generator, seeded by
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 
 import numpy as np
@@ -33,6 +32,10 @@ class DeviceLoader:
         seed: epoch k's order and augmentation depend on (seed, k) only.
         drop_last: skip the final incomplete batch.
         channels_last: hand out batches in channels_last memory format.
+        rank, world_size: data-parallel training: every rank draws the same epoch
+            (same seed) and takes its contiguous slice of each global minibatch of
+            ``batch_size`` (``shard_bounds``). A last minibatch smaller than
+            ``world_size`` is dropped, so that no rank is left without examples.
 
     Each ``iter()`` starts the next epoch; ``state_dict()`` records which one.
 
@@ -42,8 +45,16 @@ class DeviceLoader:
     """
 
     def __init__(self, split: Split, batch_size: int, device: str | torch.device, *, shuffle: bool = True,
-                 augment: bool = False, seed: int = 0, drop_last: bool = False, channels_last: bool = False):
+                 augment: bool = False, seed: int = 0, drop_last: bool = False, channels_last: bool = False,
+                 rank: int = 0, world_size: int = 1):
         self.batch_size = check_positive_int(batch_size, "batch_size")
+        self.world_size = check_positive_int(world_size, "world_size")
+        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
+            raise ConfigError(f"rank must be an integer in [0, {world_size}), got {rank!r}")
+        if batch_size < world_size:
+            raise ConfigError(f"batch_size {batch_size} is the global minibatch; it must be at least the "
+                              f"{world_size} ranks sharing it")
+        self.rank = rank
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
         if split.images.dtype != torch.uint8 or split.images.dim() != 4:
@@ -60,8 +71,12 @@ class DeviceLoader:
         self.epoch = 0  # the epoch the next iter() yields
 
     def __len__(self) -> int:
-        n = len(self.labels)
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+        full, rest = divmod(len(self.labels), self.batch_size)
+        return full + (not self.drop_last and rest >= self.world_size)
+
+    def global_batch_size(self, index: int) -> int:
+        """Examples in global minibatch ``index`` (0-based) over all ranks."""
+        return min(self.batch_size, len(self.labels) - index * self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         # Draw everything for the epoch up front, on the CPU, so that the batches are
@@ -77,17 +92,18 @@ class DeviceLoader:
         return self._batches(order.to(self.device), shifts, flips)
 
     def _batches(self, order, shifts, flips):
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
-            idx = order[start:start + self.batch_size]
+        for index in range(len(self)):
+            lo, hi = shard_bounds(self.global_batch_size(index), self.rank, self.world_size)
+            first, last = index * self.batch_size + lo, index * self.batch_size + hi
+            idx = order[first:last]
             images = self.images[idx]
             if self.augment:
                 # Offsets and flips are indexed by position in the epoch, not by
-                # example, so they stay independent of the order.
-                images = crop_flip(images, shifts[start:start + len(idx)], flips[start:start + len(idx)])
-            x = images.float().div_(255)
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            yield x, self.labels[idx]
+                # example, so they stay independent of the order (and of the sharding).
+                images = crop_flip(images, shifts[first:last], flips[first:last])
+            if self.channels_last:  # reordered as uint8: a quarter of the bytes of the float copy
+                images = images.contiguous(memory_format=torch.channels_last)
+            yield images.float().div_(255), self.labels[idx]
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "seed": self.seed}
@@ -112,6 +128,13 @@ def crop_flip(images: torch.Tensor, shifts: torch.Tensor, flips: torch.Tensor, p
     b = torch.arange(batch, device=images.device)[:, None, None, None]
     c = torch.arange(channels, device=images.device)[None, :, None, None]
     return padded[b, c, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+def shard_bounds(size: int, rank: int, world_size: int) -> tuple[int, int]:
+    """Rank's slice [lo, hi) of a global minibatch: contiguous, sizes differing by at most one."""
+    base, extra = divmod(size, world_size)
+    lo = rank * base + min(rank, extra)
+    return lo, lo + base + (rank < extra)
 
 
 def _mix(seed: int, epoch: int) -> int:

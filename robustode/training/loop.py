@@ -12,7 +12,8 @@ from torch import nn
 
 from ..data.types import DataSet
 from ..errors import ConfigError
-from ..utils import provenance
+from ..utils import provenance, resolve_device
+from . import distributed
 from .checkpoint import load_checkpoint
 from .config import TRAJECTORY_KEYS, TrainConfig
 from .runlog import RunLog, check_run_dir
@@ -56,17 +57,24 @@ def fit(model: nn.Module | str, defense, data: DataSet, *, config: TrainConfig |
         overrides: TrainConfig fields, e.g. ``epochs=5, lr=0.05``.
 
     On Ctrl-C the last checkpoint (the last completed epoch) stays on disk; resume continues from it.
+    Under ``torchrun --nproc_per_node=N`` every process trains on its shard of each
+    minibatch of ``batch_size`` (the global batch) and only rank 0 writes (see
+    robustode.training.distributed).
 
         result = fit("resnet20", "pgd-7", load_dataset("cifar10"), epochs=10, out_dir="runs/r20")
     """
     defense = _as_defense(defense)
-    run_dir = check_run_dir(out_dir, resume)
-    saved = load_checkpoint(run_dir / "checkpoints" / "last.pt") if resume else None
     config = (config or TrainConfig()).replace(**overrides)
+    ctx = distributed.setup(resolve_device(config.device))  # under torchrun: join its process group
+    run_dir = check_run_dir(out_dir, resume) if ctx.main or resume else None
+    saved = load_checkpoint(run_dir / "checkpoints" / "last.pt") if resume else None
     if saved is not None:
         config = TrainConfig.from_dict(saved["config"]["requested"]).replace(**config.explicit())
     resolved = config.resolve(defense)
-    log = RunLog(run_dir, quiet)
+    resolved["device"] = str(distributed.local_device(torch.device(resolved["device"])))
+    resolved["world_size"] = ctx.world_size
+    run_dir = run_dir if ctx.main else None  # only rank 0 writes
+    log = RunLog(run_dir, quiet or not ctx.main)
     with _determinism(resolved["deterministic"]):
         if isinstance(model, str):
             model = _create_model(model, data.num_classes, resolved["seed"])
@@ -83,6 +91,7 @@ def fit(model: nn.Module | str, defense, data: DataSet, *, config: TrainConfig |
             log.info(f"training {run_config['model']['name'] or run_config['model']['class']} with "
                      f"{defense.spec}: {resolved['data_epochs']} data epochs on {resolved['device']}")
         _train(trainer, log)
+        distributed.broadcast_module(trainer.model)  # after a stop on rank 0's checkpoint, all return its weights
     return _result(trainer, run_dir)
 
 

@@ -17,6 +17,7 @@ import torch
 from ..utils import synchronize
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import autocast_dtype
+from .distributed import GradientSync, agree_on_stop, all_max, all_sum, broadcast_module, context
 from .optim import param_groups, sgd_factory
 from .schedules import lr_factor, make_scheduler
 
@@ -29,18 +30,26 @@ class Trainer:
         self.run_config, self.defense, self.data = run_config, defense, data
         self.log, self.run_dir = log, run_dir
         self.device = torch.device(c["device"])
+        self.dist = context()
         fmt = torch.channels_last if c["channels_last"] else torch.preserve_format
         self.model = model.to(self.device, memory_format=fmt)
+        broadcast_module(self.model)  # data-parallel ranks start from rank 0's weights
         # Train through the compiled wrapper; save, evaluate and hook into the original module.
         self.net = torch.compile(self.model) if c["compile"] else self.model
         self.loader = DeviceLoader(data.train, c["batch_size"], self.device, shuffle=True,
                                    augment=c["augment"], seed=c["seed"], drop_last=c["drop_last"],
-                                   channels_last=c["channels_last"])
+                                   channels_last=c["channels_last"], rank=self.dist.rank,
+                                   world_size=self.dist.world_size)
         groups = param_groups(self.model, c["weight_decay"], c["no_wd_norms"])
         make = sgd_factory(c["lr"], c["momentum"], c["nesterov"], self.device)
         self.optimizers = list(defense.optimizers(self.model, groups, make))
         factor = lr_factor(c)
         self.schedulers = [make_scheduler(opt, factor, len(self.loader)) for opt in self.optimizers]
+        self.sync = GradientSync(self.model, self.optimizers, self.dist.world_size) if self.dist.enabled else None
+        # Reading back mid-epoch costs a host sync: only when someone watches (bar or budget),
+        # every log_every minibatches. Ranks read back together, so they must agree on it.
+        self.watch = all_max(float(log.live or c["max_seconds"] is not None)) > 0
+        self.autocast_dtype = autocast_dtype(c)
         self.after_step = getattr(self.model, "after_optimizer_step", None)
         self.epoch = 0  # data epochs completed
         self.steps = 0  # optimizer steps taken (Free-m: m per minibatch)
@@ -82,36 +91,38 @@ class Trainer:
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), dtype=torch.long, device=self.device)
         count, stop, guard = 0, None, None
-        # Reading back mid-epoch costs a host sync: only when someone watches (bar or budget).
-        watch = self.log.live or c["max_seconds"] is not None
         autocast = self._autocast()
         synchronize(self.device)
         start = time.perf_counter()
         with self.log.progress(n, f"epoch {e}/{c['data_epochs']}") as update:
             for i, (x, y) in enumerate(self.loader, 1):
+                if self.sync is not None:  # this rank's share of the global minibatch
+                    self.sync.weight = len(y) / self.loader.global_batch_size(i - 1)
                 with autocast:
                     out = self.defense.train_step(self.net, x, y, self.optimizers, self.on_step)
                 loss_sum += out.loss.float() * out.count
                 correct += out.correct
                 count += out.count
-                if watch and i % c["log_every"] == 0 and i < n:
-                    loss, elapsed = loss_sum.item() / count, time.perf_counter() - start
-                    update(i, f"loss {loss:.4f} acc {correct.item() / count:.1%} lr {self.lr:.4g} "
+                if self.watch and i % c["log_every"] == 0 and i < n:
+                    loss, acc, _ = totals(loss_sum, correct, count)
+                    elapsed = all_max(time.perf_counter() - start)
+                    update(i, f"loss {loss:.4f} acc {acc:.1%} lr {self.lr:.4g} "
                               f"{i * c['batch_size'] / elapsed:.0f} img/s")
                     stop = self._check(loss, f"in data epoch {e} within its first {i} minibatches", elapsed)
                     if stop is not None:
                         break
-        loss = loss_sum.item() / max(count, 1)
+        loss, acc, count = totals(loss_sum, correct, count)
         if stop is None and not math.isfinite(loss):
             stop = ("diverged", f"training loss became {loss} in data epoch {e}")
         if stop is None:
-            guard = self.defense.end_epoch(self.model, self.optimizers, e)
+            guard = agree_on_stop(self.defense.end_epoch(self.model, self.optimizers, e), self.model,
+                                  self.optimizers)
         synchronize(self.device)
-        seconds = time.perf_counter() - start
+        seconds = all_max(time.perf_counter() - start)  # the slowest rank's time
         self.seconds += seconds
         images = count // c["replays"]  # Free-m counts each image once per replay
         row = {"epoch": e, "nominal_epoch": e * c["replays"], "steps": self.steps, "lr": self.lr,
-               "loss": loss, "train_acc": correct.item() / max(count, 1), "seconds": seconds,
+               "loss": loss, "train_acc": acc, "seconds": seconds,
                "images": images, "images_per_s": images / seconds, "note": guard}
         return row, stop
 
@@ -131,9 +142,14 @@ class Trainer:
         self.steps += 1
         if self.after_step is not None:
             self.after_step()
+        if self.autocast_dtype is not None:
+            # Autocast keeps the bf16 copies of the weights until its region ends, and the region spans
+            # the whole train_step: a defense that steps several times per minibatch (Free-m) would run
+            # its later replays on the copies of the weights from before the first step.
+            torch.clear_autocast_cache()
 
     def _autocast(self):
-        dtype = autocast_dtype(self.c)
+        dtype = self.autocast_dtype
         return torch.autocast(self.device.type, dtype=dtype) if dtype is not None else nullcontext()
 
     def _stop(self, row: dict, kind: str, reason: str) -> None:
@@ -161,7 +177,7 @@ class Trainer:
 
     def _evaluate(self) -> dict:
         """Held-out clean and robust accuracy (the evaluator seeds itself and restores the training RNG)."""
-        from ..evaluator import evaluate
+        from .distributed import evaluate
 
         c = self.c
         held_out = self.data.test.subset(min(c["eval_n"], len(self.data.test)))
@@ -180,7 +196,7 @@ class Trainer:
 
     def seed(self) -> None:
         seed = self.c["seed"]
-        torch.manual_seed(seed)
+        torch.manual_seed(seed + self.dist.rank)  # data-parallel ranks draw independent random starts
         random.seed(seed)
         np.random.seed(seed)
 
@@ -214,6 +230,14 @@ class Trainer:
     def save(self, name: str, mid_epoch: bool = False) -> None:
         if self.run_dir is not None:
             save_checkpoint(self.run_dir / "checkpoints" / name, self.state_dict(mid_epoch))
+
+
+def totals(loss_sum: torch.Tensor, correct: torch.Tensor, count: int) -> tuple[float, float, int]:
+    """(mean loss, accuracy, count) over all ranks, read back in one host sync."""
+    loss_sum, correct, count = all_sum(torch.stack([
+        loss_sum.double(), correct.double(), torch.tensor(float(count), dtype=torch.float64, device=correct.device)
+    ])).tolist()
+    return loss_sum / max(count, 1), correct / max(count, 1), int(count)
 
 
 def load_optimizer(opt: torch.optim.Optimizer, state: dict) -> None:
