@@ -9,7 +9,6 @@ from dataclasses import dataclass
 import pytest
 import torch
 import torch.multiprocessing as mp
-from defense_fixtures import one_thread  # noqa: F401 (autouse: one CPU thread)
 from torch import nn
 from training_utils import tiny
 
@@ -25,6 +24,8 @@ DEFENSES = {"natural": {}, "free-2": {}, "yopo-2-1": {"eps": 0.0}}  # yopo at ep
 SETTINGS = {"epochs": 2, "batch_size": 8, "lr": 0.05, "augment": True, "seed": 3, "schedule": "constant",
             "device": "cpu", "quiet": True}
 EVAL_N = 9  # odd: the ranks' shards differ in size
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one CPU thread per module
 
 
 class NoNorm(LayerOneModel):
@@ -93,7 +94,7 @@ def two_ranks(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def one_process():
+def one_process(one_thread):
     return train_all()
 
 

@@ -12,6 +12,7 @@ from ..utils import check_positive_int, resolve_device
 from .schedules import SCHEDULES
 
 PRECISIONS = ("bf16", "float32")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 PRESET_KEYS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "schedule", "milestones", "gamma")
 
 # Settings that shape the training trajectory: a resumed run must keep them.
@@ -36,7 +37,9 @@ class TrainConfig:
     device: str | None = None  # None or "auto": CUDA when available, else CPU
     precision: str | None = None  # "bf16" (autocast) or "float32"; None: bf16 on CUDA, float32 on CPU
     channels_last: bool | None = None  # None: on for CUDA, off for CPU
-    compile: bool = False  # torch.compile for training (the original module is saved); counts in epoch 1
+    # torch.compile for training (the original module is saved); compiling counts in epoch 1. True, or a
+    # mode: "max-autotune", "max-autotune-no-cudagraphs", "reduce-overhead" (CUDA graphs).
+    compile: bool | str = False
     augment: bool = True  # random crop (pad 4) and horizontal flip, on the device
     drop_last: bool = False  # drop the last incomplete minibatch of each data epoch
     eval_every: int = 0  # data epochs between held-out evaluations (and one at the end); 0: never
@@ -117,6 +120,8 @@ def _check(c: dict) -> None:
         raise ConfigError(f"milestones are nominal epochs > 0, got {c['milestones']}")
     if c["precision"] not in PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {c['precision']!r}")
+    if not isinstance(c["compile"], bool) and c["compile"] not in COMPILE_MODES:
+        raise ConfigError(f"compile must be True, False or one of {', '.join(COMPILE_MODES)}, got {c['compile']!r}")
     if c["max_seconds"] is not None and not c["max_seconds"] > 0:
         raise ConfigError(f"max_seconds must be > 0 (or None for no budget), got {c['max_seconds']!r}")
     if c["keep_best"] and c["eval_every"] == 0:

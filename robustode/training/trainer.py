@@ -35,7 +35,9 @@ class Trainer:
         self.model = model.to(self.device, memory_format=fmt)
         broadcast_module(self.model)  # data-parallel ranks start from rank 0's weights
         # Train through the compiled wrapper; save, evaluate and hook into the original module.
-        self.net = torch.compile(self.model) if c["compile"] else self.model
+        self.net = self.model
+        if c["compile"]:
+            self.net = torch.compile(self.model, mode=None if c["compile"] is True else c["compile"])
         self.loader = DeviceLoader(data.train, c["batch_size"], self.device, shuffle=True,
                                    augment=c["augment"], seed=c["seed"], drop_last=c["drop_last"],
                                    channels_last=c["channels_last"], rank=self.dist.rank,

@@ -1,0 +1,109 @@
+"""bench/throughput.py and bench/time_to_robust.py at toy sizes on the CPU: rows, JSON, records, exact FLOPs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from robustode.models import create
+from robustode.records import load_records
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import throughput
+import time_to_robust
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one CPU thread per module
+
+
+def forward_flops(module, x) -> float:
+    with FlopCounterMode(display=False) as counter:
+        module(x)
+    return counter.get_total_flops() / len(x)
+
+
+@pytest.fixture(scope="module")
+def throughput_report(one_thread, tmp_path_factory):
+    out = tmp_path_factory.mktemp("throughput") / "report.json"
+    argv = ["--models", "resnet20", "--defenses", "natural,pgd-2,free-2", "--batch-size", "8", "--steps", "2",
+            "--device", "cpu", "--json", str(out)]
+    return throughput.main(argv), json.loads(out.read_text())
+
+
+def test_throughput_writes_one_row_per_pair_with_consistent_numbers(throughput_report, capsys):
+    report, saved = throughput_report
+    assert saved == json.loads(json.dumps(report))
+    assert [(r["model"], r["defense"]) for r in saved["rows"]] == [("resnet20", s) for s in ("natural", "pgd-2", "free-2")]
+    assert [r["passes_per_image"] for r in saved["rows"]] == [1.0, 3.0, 2.0]
+    for r in saved["rows"]:
+        assert r["images_per_s"] > 0 and r["batch_size"] == 8 and r["precision"] == "float32"
+        assert r["epoch_s"] == pytest.approx(50_000 / r["images_per_s"])
+        assert r["step_ms"] == pytest.approx(8000 / r["images_per_s"])
+        assert r["tflops"] == pytest.approx(r["gflop_per_image"] * r["images_per_s"] / 1000)
+        assert r["peak_fraction"] is None  # a CPU has no bf16 peak in the table
+    natural = saved["rows"][0]
+    assert natural["vs_natural"] == 1.0
+    assert saved["rows"][1]["vs_natural"] == pytest.approx(saved["rows"][1]["epoch_s"] / (3 * natural["epoch_s"]))
+    assert saved["device"].startswith("CPU") and saved["torch"] == torch.__version__
+    assert saved["command"].startswith("python bench/throughput.py --models resnet20")
+
+
+def test_the_flop_count_sees_every_pass_and_no_weight_gradient_in_attack_steps(throughput_report):
+    _, saved = throughput_report
+    model, x = create("resnet20"), torch.rand(4, 3, 32, 32)
+    full, stem = forward_flops(model, x), forward_flops(model.stem, x)
+    flops = {r["defense"]: r["gflop_per_image"] * 1e9 for r in saved["rows"]}
+    assert flops["natural"] == pytest.approx(3 * full - stem)  # no input gradient through the first conv
+    assert flops["pgd-2"] == pytest.approx(flops["natural"] + 2 * 2 * full)  # attack step: forward + input grads
+    assert flops["free-2"] == pytest.approx(2 * 3 * full)  # each replay also takes the input gradient
+
+
+def test_the_peak_is_looked_up_by_card_name():
+    assert throughput.peak_tflops("NVIDIA H100 80GB HBM3") == 989.0
+    assert throughput.peak_tflops("NVIDIA H100 PCIe") == 756.0
+    assert throughput.peak_tflops("NVIDIA H200") == 989.0
+    assert throughput.peak_tflops("Radeon") is None
+
+
+def test_time_to_robust_writes_records_html_and_stops_at_the_budget(tmp_path):
+    records, html, out = tmp_path / "records", tmp_path / "report.html", tmp_path / "ttr.json"
+    argv = ["--model", "resnet20", "--dataset", "synthetic", "--train-subset", "32", "--defenses", "natural,yopo-2-1",
+            "--epochs", "natural=2,yopo-2-1=1", "--batch-size", "16", "--n", "4", "--device", "cpu",
+            "--budget-seconds", "1e-6", "--records", str(records), "--html", str(html), "--json", str(out)]
+    report = time_to_robust.main(argv)
+    rows = {r["defense"]: r for r in json.loads(out.read_text())["rows"]}
+    assert list(rows) == ["natural", "yopo-2-1"]
+    assert (rows["natural"]["epochs"], rows["natural"]["planned_epochs"]) == (1, 2)  # the budget stopped it
+    assert "time budget" in rows["natural"]["stopped"] and rows["yopo-2-1"]["stopped"] is None
+    assert rows["yopo-2-1"]["lr"] == pytest.approx(0.2)  # not in RECIPES: the default recipe
+    saved = {r.defense.spec: r for r in load_records(records)}
+    assert set(saved) == {"natural", "yopo-2-1"}
+    for spec, record in saved.items():
+        assert record.evaluation.n == 4 == rows[spec]["n"] and record.dataset.kind == "synthetic"
+        assert record.training.seconds == rows[spec]["train_seconds"]
+        assert record.evaluation.pgd20_acc == rows[spec]["pgd20"] and record.training.batch_size == 16
+    assert html.is_file() and "yopo-2-1" in html.read_text()
+    assert report["targets"]["fastest_to_45"] is None or report["targets"]["fastest_to_45"]["pgd20"] >= 0.45
+
+
+def test_the_targets_are_read_off_the_rows():
+    rows = [{"defense": "fgsm-rs", "pgd20": 0.46, "train_seconds": 25.0},
+            {"defense": "free-8", "pgd20": 0.47, "train_seconds": 20.0},
+            {"defense": "pgd-10", "pgd20": 0.48, "train_seconds": 120.0},
+            {"defense": "yopo-5-3", "pgd20": 0.472, "train_seconds": 39.0}]
+    t = time_to_robust.targets(rows)
+    assert t["fastest_to_45"] == {"defense": "free-8", "train_seconds": 20.0, "pgd20": 0.47, "met": True}
+    assert t["yopo_vs_pgd10"]["pgd20_gap"] == pytest.approx(0.008)
+    assert t["yopo_vs_pgd10"]["time_ratio"] == pytest.approx(0.325) and t["yopo_vs_pgd10"]["met"]
+    rows[3]["train_seconds"] = 41.0
+    assert not time_to_robust.targets(rows)["yopo_vs_pgd10"]["met"]
+
+
+def test_epoch_overrides():
+    assert time_to_robust.epochs_overrides("12") == {"*": 12}
+    assert time_to_robust.epochs_overrides("yopo-5-3=10,pgd-10=15") == {"yopo-5-3": 10, "pgd-10": 15}
+    assert time_to_robust.epochs_overrides(None) == {}
