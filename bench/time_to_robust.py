@@ -144,20 +144,19 @@ def main(argv=None) -> dict:
     args.device = str(device)
     data = load_data(args.dataset, args.data_dir, train_subset=args.train_subset)
     console, overrides = wide_console(), epochs_overrides(args.epochs)
-    rows = []
-    for spec in args.defenses.split(","):
-        rows.append(run(spec, data, args, overrides))
-        r = rows[-1]
-        console.print(f"{spec}: {r['train_seconds']:.1f} s, clean {r['clean']:.2%}, PGD-20 {r['pgd20']:.2%}",
-                      highlight=False)
     report = {"model": args.model, "dataset": f"{data.name} ({data.kind})", "device": device_name(device),
               "torch": torch.__version__, "command": args.command, "budget_seconds": args.budget_seconds,
-              "shared_settings": SHARED, "recipes": {k: asdict(v) for k, v in RECIPES.items()},
-              "rows": rows, "targets": targets(rows)}
+              "shared_settings": SHARED, "recipes": {k: asdict(v) for k, v in RECIPES.items()}, "rows": []}
+    for spec in args.defenses.split(","):
+        r = run(spec, data, args, overrides)
+        report["rows"].append(r)
+        report["targets"] = targets(report["rows"])
+        write_json(report, args.json)  # after every run: a run cut short by a time limit keeps the others
+        console.print(f"{spec}: {r['train_seconds']:.1f} s, clean {r['clean']:.2%}, PGD-20 {r['pgd20']:.2%}",
+                      highlight=False)
     if args.html:
         write_report(args.records, "html", args.html)
     show(report, console)
-    write_json(report, args.json)
     return report
 
 

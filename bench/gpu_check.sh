@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# The GPU check of the speed issue, as one command: training throughput (bench/throughput.py), the
+# time-to-robustness runs (bench/time_to_robust.py) and a torch.compile comparison, inside ~9.5 minutes;
+# the tables are printed last. Results go to $OUT (the device tool brings them back), else /tmp/gpu_check.
+#
+# Prepare the checkout once (both folders are git-ignored):
+#   mkdir -p .whl .data && cp /work/shared/wheels/torchattacks-3.5.1-py3-none-any.whl .whl/ \
+#     && cp /work/shared/data/cifar10-jpeg.tar.gz .data/
+# Run it on the GPU machine from the repo root (device tool: carry [".whl", ".data"], timeout_s 600):
+#   bash bench/gpu_check.sh
+# Dry run on the CPU with tiny models, synthetic data and the same logic (venv python here):
+#   GPU_CHECK_TOY=1 PYTHON=.venv/bin/python bash bench/gpu_check.sh
+#
+# Settings (environment): PYTHON (default python3), GPU_CHECK_SECONDS (whole budget, default 560),
+# GPU_CHECK_STAGES (default "throughput models robust compile"), TTR_DEFENSES (time-to-robust defenses),
+# TTR_BUDGET (seconds of training per defense, default 150).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+TOTAL=${GPU_CHECK_SECONDS:-560}
+STAGES=${GPU_CHECK_STAGES:-throughput models robust compile}
+RESULTS=${OUT:-/tmp/gpu_check}
+WORK=$(mktemp -d /tmp/gpu_check.XXXXXX)  # records and the wheel's install: $OUT takes 8 files at most
+trap 'rm -rf "$WORK"' EXIT
+START=$(date +%s)
+mkdir -p "$RESULTS"
+LOG="$RESULTS/gpu_check.log"
+: >"$LOG"
+
+say() { echo "== $*" | tee -a "$LOG"; }
+die() { echo "gpu_check: $*" | tee -a "$LOG" >&2; exit 1; }
+left() { echo $((TOTAL - ($(date +%s) - START))); }
+
+# stage NAME CAP_SECONDS COMMAND...: runs under the smaller of its cap and the time left (20 s kept for
+# the tables); a stage that fails or runs out of time is reported and the next one still runs.
+stage() {
+  local name=$1 cap=$2
+  shift 2
+  case " $STAGES " in *" $name "*) ;; *) say "stage $name: skipped (not in GPU_CHECK_STAGES)"; return 0 ;; esac
+  local limit=$(($(left) - 20))
+  ((limit > cap)) && limit=$cap
+  if ((limit < 10)); then say "stage $name: skipped, only $(left) s of the budget left"; return 0; fi
+  say "stage $name (at most $limit s): $*"
+  local t0=$(date +%s) rc=0
+  timeout --kill-after=10 "$limit" "$@" 2>&1 | tee -a "$LOG" || rc=$?
+  say "stage $name: exit $rc after $(($(date +%s) - t0)) s"
+}
+
+# -- environment: fail fast and say what is missing ---------------------------------------------------
+command -v "$PYTHON" >/dev/null || die "no $PYTHON on PATH (set PYTHON=...)"
+"$PYTHON" - <<'EOF' 2>&1 | tee -a "$LOG" || die "a Python package is missing (see above)"
+import importlib, sys
+missing = [m for m in ("torch", "numpy", "rich", "PIL", "matplotlib") if importlib.util.find_spec(m) is None]
+if missing:
+    sys.exit(f"missing Python packages: {', '.join(missing)}")
+EOF
+WHEEL=$(ls .whl/torchattacks-*.whl 2>/dev/null | head -n 1 || true)
+[[ -n $WHEEL ]] || die "no .whl/torchattacks-*.whl: copy /work/shared/wheels/torchattacks-3.5.1-py3-none-any.whl into .whl/ and carry .whl"
+"$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$WORK/site" "$WHEEL" \
+  || die "pip could not install $WHEEL"
+export PYTHONPATH="$WORK/site:$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+
+if [[ -n ${GPU_CHECK_TOY:-} ]]; then
+  DEVICE=cpu
+  TP_MAIN=(--models resnet20 --defenses natural,pgd-2,free-2,yopo-2-1 --batch-size 8 --steps 2)
+  TP_MODELS=(--models macaron_vit_tiny,lm_resnet20 --defenses natural --batch-size 8 --steps 2)
+  TP_COMPILE=(--models resnet20 --defenses natural --batch-size 8 --steps 2 --compile)
+  TTR=(--model resnet20 --dataset synthetic --train-subset 32 --n 8 --epochs 1 --batch-size 16
+       --defenses "${TTR_DEFENSES:-natural,yopo-2-1}")
+else
+  DEVICE=cuda
+  [[ -f .data/cifar10-jpeg.tar.gz ]] || die "no .data/cifar10-jpeg.tar.gz: copy /work/shared/data/cifar10-jpeg.tar.gz into .data/ and carry .data"
+  TP_MAIN=(--models wrn34_10,preact_resnet18 --defenses natural,fgsm-rs,pgd-10,free-8,yopo-5-3,yopo-3-5,trades-10
+           --steps 10)
+  TP_MODELS=(--models lm_resnet56,meanfield_resnet56,macaron_vit --defenses natural --steps 10)
+  TP_COMPILE=(--models preact_resnet18,wrn34_10 --defenses natural --steps 10 --compile)
+  TTR=(--dataset cifar10-jpeg --data-dir .data --defenses "${TTR_DEFENSES:-fgsm-rs,free-8,yopo-5-3,pgd-10,natural}"
+       --budget-seconds "${TTR_BUDGET:-150}")
+fi
+
+"$PYTHON" - "$DEVICE" <<'EOF' 2>&1 | tee -a "$LOG" || die "torch cannot use the device (see above)"
+import sys, torch, robustode, torchattacks
+device = sys.argv[1]
+if device == "cuda" and not torch.cuda.is_available():
+    sys.exit("torch sees no CUDA device")
+name = torch.cuda.get_device_name() if device == "cuda" else "CPU (toy run)"
+print(f"device {name}; torch {torch.__version__}; python {sys.version.split()[0]}")
+print(f"robustode from {robustode.__file__}; torchattacks from {torchattacks.__file__}")
+EOF
+command -v nvidia-smi >/dev/null && nvidia-smi -L 2>&1 | tee -a "$LOG" || true
+git rev-parse HEAD 2>/dev/null | sed 's/^/commit /' | tee -a "$LOG" || true
+
+# -- the measurements ---------------------------------------------------------------------------------
+stage throughput 170 "$PYTHON" bench/throughput.py "${TP_MAIN[@]}" --device "$DEVICE" --json "$RESULTS/throughput.json"
+stage models 60 "$PYTHON" bench/throughput.py "${TP_MODELS[@]}" --device "$DEVICE" --json "$RESULTS/throughput_models.json"
+stage robust 330 "$PYTHON" bench/time_to_robust.py "${TTR[@]}" --device "$DEVICE" --records "$WORK/records" \
+  --html "$RESULTS/leaderboard.html" --json "$RESULTS/time_to_robust.json"
+stage compile 120 "$PYTHON" bench/throughput.py "${TP_COMPILE[@]}" --device "$DEVICE" --json "$RESULTS/throughput_compile.json"
+
+if [[ -d $WORK/records ]]; then
+  tar -czf "$RESULTS/records.tar.gz" -C "$WORK" records
+fi
+
+# -- the tables, last ---------------------------------------------------------------------------------
+say "tables (after $(($(date +%s) - START)) s)"
+"$PYTHON" - "$RESULTS" <<'EOF' 2>&1 | tee -a "$LOG"
+import json, os, sys
+sys.path.insert(0, "bench")
+import throughput, time_to_robust
+
+results, console = sys.argv[1], throughput.wide_console()
+for name in ("throughput.json", "throughput_models.json", "throughput_compile.json", "time_to_robust.json"):
+    path = os.path.join(results, name)
+    if not os.path.isfile(path):
+        console.print(f"{name}: not written (stage skipped, failed or out of time)")
+        continue
+    report = json.load(open(path))
+    (time_to_robust.show if name == "time_to_robust.json" else throughput.show)(report, console)
+EOF
+ls "$RESULTS" | tee -a "$LOG"
