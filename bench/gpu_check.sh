@@ -12,14 +12,14 @@
 #   GPU_CHECK_TOY=1 PYTHON=.venv/bin/python bash bench/gpu_check.sh
 #
 # Settings (environment): PYTHON (default python3), GPU_CHECK_SECONDS (whole budget, default 560),
-# GPU_CHECK_STAGES (default "throughput models robust compile"), TTR_DEFENSES (time-to-robust defenses),
+# GPU_CHECK_STAGES (default "throughput models robust compile cudagraphs"), TTR_DEFENSES (time-to-robust defenses),
 # TTR_BUDGET (seconds of training per defense, default 150).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 TOTAL=${GPU_CHECK_SECONDS:-560}
-STAGES=${GPU_CHECK_STAGES:-throughput models robust compile}
+STAGES=${GPU_CHECK_STAGES:-throughput models robust compile cudagraphs}
 RESULTS=${OUT:-/tmp/gpu_check}
 WORK=$(mktemp -d /tmp/gpu_check.XXXXXX)  # records and the wheel's install: $OUT takes 8 files at most
 trap 'rm -rf "$WORK"' EXIT
@@ -66,15 +66,17 @@ if [[ -n ${GPU_CHECK_TOY:-} ]]; then
   TP_MAIN=(--models resnet20 --defenses natural,pgd-2,free-2,yopo-2-1 --batch-size 8 --steps 2)
   TP_MODELS=(--models macaron_vit_tiny,lm_resnet20 --defenses natural --batch-size 8 --steps 2)
   TP_COMPILE=(--models resnet20 --defenses natural --batch-size 8 --steps 2 --compile)
+  TP_GRAPHS=(--models resnet20 --defenses natural --batch-size 8 --steps 2 --compile default)
   TTR=(--model resnet20 --dataset synthetic --train-subset 32 --n 8 --epochs 1 --batch-size 16
        --defenses "${TTR_DEFENSES:-natural,yopo-2-1}")
 else
   DEVICE=cuda
   [[ -f .data/cifar10-jpeg.tar.gz ]] || die "no .data/cifar10-jpeg.tar.gz: copy /work/shared/data/cifar10-jpeg.tar.gz into .data/ and carry .data"
   TP_MAIN=(--models wrn34_10,preact_resnet18 --defenses natural,fgsm-rs,pgd-10,free-8,yopo-5-3,yopo-3-5,trades-10
-           --steps 10)
-  TP_MODELS=(--models lm_resnet56,meanfield_resnet56,macaron_vit --defenses natural --steps 10)
-  TP_COMPILE=(--models preact_resnet18,wrn34_10 --defenses natural --steps 10 --compile)
+           --steps 20)
+  TP_MODELS=(--models lm_resnet56,meanfield_resnet56,macaron_vit --defenses natural --steps 20)
+  TP_COMPILE=(--models preact_resnet18,wrn34_10 --defenses natural --steps 20 --compile)
+  TP_GRAPHS=(--models preact_resnet18 --defenses natural --steps 20 --compile reduce-overhead)
   TTR=(--dataset cifar10-jpeg --data-dir .data --defenses "${TTR_DEFENSES:-fgsm-rs,free-8,yopo-5-3,pgd-10,natural}"
        --budget-seconds "${TTR_BUDGET:-150}")
 fi
@@ -97,6 +99,7 @@ stage models 60 "$PYTHON" bench/throughput.py "${TP_MODELS[@]}" --device "$DEVIC
 stage robust 330 "$PYTHON" bench/time_to_robust.py "${TTR[@]}" --device "$DEVICE" --records "$WORK/records" \
   --html "$RESULTS/leaderboard.html" --json "$RESULTS/time_to_robust.json"
 stage compile 120 "$PYTHON" bench/throughput.py "${TP_COMPILE[@]}" --device "$DEVICE" --json "$RESULTS/throughput_compile.json"
+stage cudagraphs 90 "$PYTHON" bench/throughput.py "${TP_GRAPHS[@]}" --device "$DEVICE" --json "$RESULTS/throughput_cudagraphs.json"
 
 if [[ -d $WORK/records ]]; then
   tar -czf "$RESULTS/records.tar.gz" -C "$WORK" records
@@ -110,7 +113,8 @@ sys.path.insert(0, "bench")
 import throughput, time_to_robust
 
 results, console = sys.argv[1], throughput.wide_console()
-for name in ("throughput.json", "throughput_models.json", "throughput_compile.json", "time_to_robust.json"):
+for name in ("throughput.json", "throughput_models.json", "throughput_compile.json", "throughput_cudagraphs.json",
+             "time_to_robust.json"):
     path = os.path.join(results, name)
     if not os.path.isfile(path):
         console.print(f"{name}: not written (stage skipped, failed or out of time)")
