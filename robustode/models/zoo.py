@@ -33,12 +33,15 @@ def create(name: str, num_classes: int = 10, **kwargs: Any) -> nn.Module:
     model = robustode.models.create("lm_resnet56", normalize=False)
     """
     factory, parsed, args = registry.resolve(name)
-    kwargs = {**parsed, "num_classes": num_classes, **kwargs}
+    options = {**parsed, "num_classes": num_classes, **kwargs}
     try:
-        inspect.signature(factory).bind(*args, **kwargs)
+        inspect.signature(factory).bind(*args, **options)
     except TypeError as err:
         raise ConfigError(f"model {name!r}: {err}") from None
-    return factory(*args, **kwargs)
+    model = factory(*args, **options)
+    # Checkpoints store these, so the model can be rebuilt: create(name, num_classes=..., **kwargs).
+    model.robustode_name, model.robustode_kwargs = name, dict(kwargs)
+    return model
 
 
 def list_models(pattern: str = "*") -> list[str]:
