@@ -1,3 +1,46 @@
-"""robustode: adversarial robustness through the ODE view of deep networks."""
+"""robustode: adversarial robustness through the ODE view of deep networks.
 
-__version__ = "0.1.0"
+    import robustode as ro
+    model, record = ro.train("lm_resnet20", defense="yopo-5-3", data="cifar10", epochs=36)
+    result = ro.evaluate(model, "cifar10", attacks=["pgd-20", "autoattack"], n=1000)
+    ro.list_models("lm_*"), ro.list_defenses(), ro.list_attacks(), ro.list_datasets()
+
+Plug in your own parts by name with ``ro.register_model``, ``ro.register_defense``
+and ``ro.register_attack``; see examples/custom_model.py.
+"""
+
+__version__ = "0.1.0"  # before the imports: their modules read it
+
+from .api import evaluate, load_model, train
+from .attacks import attacks as _attacks
+from .data import datasets as _datasets
+from .data import load_dataset
+from .defenses import create_defense, register_defense
+from .defenses import defenses as _defenses
+from .models import create as create_model
+from .models import list as list_models
+from .models import register_model
+from .training import TrainConfig
+
+register_attack = _attacks.register
+list_defenses = _defenses.names
+list_attacks = _attacks.names
+list_datasets = _datasets.names
+
+__all__ = [
+    "TrainConfig",
+    "__version__",
+    "create_defense",
+    "create_model",
+    "evaluate",
+    "list_attacks",
+    "list_datasets",
+    "list_defenses",
+    "list_models",
+    "load_dataset",
+    "load_model",
+    "register_attack",
+    "register_defense",
+    "register_model",
+    "train",
+]

@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-from rich.table import Table
+KINDS = ("models", "defenses", "attacks", "datasets")
 
 
-def _rows(what: str, pattern: str) -> list[tuple[str, ...]]:
-    if what == "models":
-        from ..models import describe
-
-        return [(d["name"], "-" if d["params"] is None else f"{d['params']:,}", d["summary"]) for d in describe(pattern)]
-    registry = _registry(what)
-    return [(e.name, e.summary) for e in registry.entries(pattern)]
+def rows(kind: str, pattern: str = "*") -> list[tuple[str, str]]:
+    """(name, one-line description) for each entry of ``kind`` whose name matches ``pattern``."""
+    return [(e.name, e.summary) for e in _registry(kind).entries(pattern)]
 
 
-def _registry(what: str):
-    if what == "defenses":
+def _registry(kind: str):
+    if kind == "models":
+        from ..models import registry
+
+        return registry
+    if kind == "defenses":
         from ..defenses import defenses
 
         return defenses
-    if what == "attacks":
+    if kind == "attacks":
         from ..attacks import attacks
 
         return attacks
@@ -28,14 +28,14 @@ def _registry(what: str):
     return datasets
 
 
-def print_listing(console, what: str | None, pattern: str = "*") -> None:
-    for kind in [what] if what else ["models", "defenses", "attacks", "datasets"]:
-        table = Table(title=kind, title_justify="left")
-        table.add_column("name", no_wrap=True)
-        if kind == "models":
-            table.add_column("params (10 classes)", justify="right")
-        table.add_column("what it is")
-        rows = _rows(kind, pattern)
-        for row in rows:
-            table.add_row(*row)
-        console.print(table if rows else f"no {kind} match {pattern!r}")
+def print_listing(what: str | None, pattern: str = "*") -> None:
+    # Plain lines, never wrapped into a table: easy to read, grep and paste.
+    for kind in [what] if what else KINDS:
+        found = rows(kind, pattern)
+        if not found:
+            print(f"no {kind} match {pattern!r}")
+            continue
+        print(f"{kind}:")
+        width = max(len(name) for name, _ in found)
+        for name, summary in found:
+            print(f"  {name:<{width}}  {summary}".rstrip())

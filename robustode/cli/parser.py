@@ -5,43 +5,83 @@ from __future__ import annotations
 import argparse
 
 from ..errors import ConfigError
-from ..utils import parse_fraction
+from ..utils import check_eps, parse_fraction
 
-EPILOG = "Eps and step sizes accept fractions: --eps 8/255. Docs: README.md"
-
-
-def fraction(text: str) -> float:
-    try:
-        return parse_fraction(text)
-    except ConfigError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
+EPILOG = "Budgets and step sizes accept fractions: --eps 8/255, --defense 'pgd-10(alpha=2/255)'."
+DEFENSE_HELP = ("natural, pgd-K, free-M, yopo-M-N, fgsm-rs or trades-K, optionally with settings in "
+                "parentheses: 'pgd-10(alpha=2/255)' (see `robustode list defenses`)")
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument prints one line (no usage block) and exits with status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _checked(parse):
+    """An argparse type from a function raising ConfigError (its message becomes argparse's)."""
+
+    def convert(text: str):
+        try:
+            return parse(text)
+        except ConfigError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    convert.__name__ = parse.__name__  # argparse names the type in "invalid <name> value"
+    return convert
+
+
+@_checked
+def budget(text: str) -> float:
+    return check_eps(text, "the value")
+
+
+@_checked
+def positive_number(text: str) -> float:
+    value = parse_fraction(text)
+    if not value > 0:
+        raise ConfigError(f"expected a number > 0, got {text}")
     return value
 
 
+def _integer(text: str, minimum: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"expected an integer, got {text!r}") from None
+    if value < minimum:
+        raise ConfigError(f"expected an integer >= {minimum}, got {value}")
+    return value
+
+
+@_checked
+def positive_int(text: str) -> int:
+    return _integer(text, 1)
+
+
+@_checked
+def count(text: str) -> int:
+    return _integer(text, 0)
+
+
+@_checked
 def attack_list(text: str) -> list[str]:
     names = [t.strip() for t in text.split(",") if t.strip()]
     if not names:
-        raise argparse.ArgumentTypeError("expected a comma-separated list of attacks, e.g. pgd-20,autoattack")
+        raise ConfigError("expected a comma-separated list of attacks, e.g. pgd-20,autoattack")
     return names
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="robustode", epilog=EPILOG,
-        description="Adversarial training and evaluation through the ODE view of deep networks.")
+def build_parser() -> Parser:
     from .. import __version__
 
+    parser = Parser(prog="robustode", epilog=EPILOG,
+                    formatter_class=lambda prog: argparse.HelpFormatter(prog, max_help_position=32),
+                    description="Adversarial training and evaluation through the ODE view of deep networks. "
+                                "Start with `robustode demo`; each command has its own --help.")
     parser.add_argument("--version", action="version", version=f"robustode {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     _train(sub)
     _eval(sub)
     _leaderboard(sub)
@@ -50,106 +90,125 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _data_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default="cifar10",
-                   help="cifar10, cifar100, svhn, cifar10-jpeg, imagefolder:PATH or synthetic (default: cifar10)")
-    p.add_argument("--data-dir", help="where data sets live (default: $ROBUSTODE_DATA, else ~/.cache/robustode)")
+def _command(sub, name: str, summary: str, description: str) -> Parser:
+    return sub.add_parser(name, help=summary, description=description, epilog=EPILOG,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
-def _eval_options(p: argparse.ArgumentParser, n_help: str) -> None:
-    p.add_argument("--attacks", type=attack_list, default=["pgd-20"],
-                   help="comma-separated attacks for the final evaluation (default: pgd-20; e.g. "
-                        "pgd-20,autoattack; see `robustode list attacks`)")
-    p.add_argument("--n", type=positive_int, help=n_help)
-    p.add_argument("--eval-batch-size", type=positive_int, default=256, help="evaluation minibatch (default: 256)")
-    p.add_argument("--records", help="also save the record in this folder (e.g. leaderboard/records)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+def _data_options(p: Parser, default: str | None, default_text: str) -> None:
+    p.add_argument("--dataset", default=default, metavar="NAME",
+                   help=f"cifar10, cifar100, svhn, cifar10-jpeg, imagefolder:PATH or synthetic (default: {default_text})")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="where data sets live (default: $ROBUSTODE_DATA, else ~/.cache/robustode)")
+
+
+def _eval_options(p: Parser) -> None:
+    p.add_argument("--attacks", type=attack_list, default=["pgd-20"], metavar="LIST",
+                   help="comma-separated attacks, e.g. pgd-20,autoattack (default: pgd-20; "
+                        "see `robustode list attacks`)")
+    p.add_argument("--n", type=positive_int, metavar="N", help="evaluate the first N test images (default: all)")
+    p.add_argument("--eval-batch-size", type=positive_int, default=256, metavar="B",
+                   help="evaluation minibatch (default: 256)")
+    p.add_argument("--records", metavar="DIR", help="also save the record in DIR (e.g. leaderboard/records)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto)")
+    p.add_argument("--quiet", action="store_true", help="print only the summary")
 
 
 def _train(sub) -> None:
     from .commands import cmd_train
 
-    p = sub.add_parser("train", help="train a model with a defense, then evaluate it", epilog=EPILOG,
-                       description="Train a model with a defense, evaluate it with the shared evaluator, and "
-                                   "write a run directory (config, log, metrics.csv, checkpoints, record.json).")
+    p = _command(sub, "train", "train a model with a defense, then evaluate it",
+                 "Train a model with a defense, evaluate it with the shared evaluator, and write a run\n"
+                 "directory OUT/NAME: config.json, train.log, metrics.csv, checkpoints/last.pt and\n"
+                 "record.json. An existing run directory is never overwritten: continue it with --resume.\n\n"
+                 "  robustode train --model lm_resnet20 --defense yopo-5-3 --dataset cifar10 --n 1000")
     p.add_argument("--model", required=True, help="model name (see `robustode list models`)")
-    p.add_argument("--defense", required=True,
-                   help="natural, pgd-K, free-M, yopo-M-N, fgsm-rs or trades-K (see `robustode list defenses`)")
-    _data_options(p)
-    p.add_argument("--train-subset", type=positive_int, help="train on the first N training images only")
+    p.add_argument("--defense", required=True, metavar="SPEC", help=DEFENSE_HELP)
+    _data_options(p, "cifar10", "cifar10")
+    p.add_argument("--train-subset", type=positive_int, metavar="N", help="train on the first N training images")
     p.add_argument("--epochs", type=positive_int, help="nominal epochs (default: the defense's paper preset)")
-    p.add_argument("--batch-size", type=positive_int, help="minibatch size (default: the preset)")
-    p.add_argument("--lr", type=fraction, help="peak learning rate (default: the preset)")
+    p.add_argument("--batch-size", type=positive_int, metavar="B", help="minibatch size (default: the preset)")
+    p.add_argument("--lr", type=positive_number, help="peak learning rate (default: the preset)")
     p.add_argument("--schedule", choices=["multistep", "cyclic", "cosine", "constant"],
                    help="learning-rate schedule (default: the preset)")
-    p.add_argument("--eps", type=fraction, help="training perturbation budget, e.g. 8/255 (default: the defense's)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    p.add_argument("--eps", type=budget,
+                   help="budget of the defense and the final evaluation, e.g. 8/255 (default: the "
+                        "defense's own; evaluation at 8/255)")
+    p.add_argument("--seed", type=count, default=0, help="random seed (default: 0)")
     p.add_argument("--precision", choices=["bf16", "float32"], help="default: bf16 on CUDA, float32 on CPU")
     p.add_argument("--compile", action="store_true", help="torch.compile the model for training")
-    p.add_argument("--eval-every", type=int, default=0, metavar="EPOCHS",
-                   help="held-out PGD-20 evaluation every EPOCHS data epochs (default: 0, only at the end)")
-    p.add_argument("--eval-n", type=positive_int, default=1000, help="held-out images for those (default: 1000)")
-    p.add_argument("--keep-best", action="store_true", help="keep the checkpoint with the best held-out PGD-20")
-    p.add_argument("--max-seconds", type=float, help="stop training after this much training time")
-    p.add_argument("--out", default="runs", help="parent folder of run directories (default: runs/)")
+    p.add_argument("--eval-every", type=count, default=0, metavar="E",
+                   help="held-out PGD-20 every E data epochs (default: 0, only the final evaluation)")
+    p.add_argument("--eval-n", type=positive_int, default=1000, metavar="N",
+                   help="test images for those held-out evaluations (default: 1000)")
+    p.add_argument("--keep-best", action="store_true",
+                   help="keep checkpoints/best.pt, the epoch with the best held-out PGD-20 (needs --eval-every)")
+    p.add_argument("--max-seconds", type=positive_number, metavar="S", help="stop training after S seconds")
+    p.add_argument("--out", default="runs", metavar="DIR", help="parent of run directories (default: runs)")
     p.add_argument("--name", help="run directory name (default: DATASET-MODEL-DEFENSE-sSEED)")
-    p.add_argument("--resume", action="store_true", help="continue the run in the run directory")
-    _eval_options(p, "evaluate on the first N test images (default: all)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run directory from its last checkpoint (repeat the run's own options)")
+    _eval_options(p)
     p.set_defaults(run=cmd_train)
 
 
 def _eval(sub) -> None:
     from .commands import cmd_eval
 
-    p = sub.add_parser("eval", help="evaluate a saved checkpoint and write a record", epilog=EPILOG,
-                       description="Evaluate a checkpoint written by `robustode train` on its data set "
-                                   "(or --dataset) and write a record beside it.")
-    p.add_argument("--checkpoint", required=True, help="a checkpoint file (runs/NAME/checkpoints/last.pt)")
-    p.add_argument("--dataset", help="data set to evaluate on (default: the one the model was trained on)")
-    p.add_argument("--data-dir", help="where data sets live")
-    p.add_argument("--eps", type=fraction, default=8 / 255, help="attack budget (default: 8/255)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
-    p.add_argument("--out", help="record file to write (default: eval-record.json beside the run)")
-    _eval_options(p, "evaluate on the first N test images (default: all)")
+    p = _command(sub, "eval", "evaluate a saved checkpoint and write a record",
+                 "Evaluate a checkpoint written by `robustode train` on the data set it was trained on\n"
+                 "(or --dataset), print the summary and write a record (default: eval-record.json in\n"
+                 "the run directory).\n\n"
+                 "  robustode eval --checkpoint runs/NAME/checkpoints/last.pt --attacks pgd-20,autoattack --n 1000")
+    p.add_argument("--checkpoint", required=True, metavar="PATH", help="e.g. runs/NAME/checkpoints/last.pt")
+    _data_options(p, None, "the one the model was trained on")
+    p.add_argument("--eps", type=budget, default=8 / 255, help="attack budget (default: 8/255)")
+    p.add_argument("--out", metavar="FILE", help="record file to write (default: RUN/eval-record.json)")
+    _eval_options(p)
     p.set_defaults(run=cmd_eval)
 
 
 def _leaderboard(sub) -> None:
     from .commands import cmd_leaderboard
 
-    p = sub.add_parser("leaderboard", help="render the leaderboard from a folder of records",
-                       description="Render records as Markdown (the seed's table shape), one self-contained "
-                                   "HTML page with plots, JSON or CSV.")
-    p.add_argument("--records", default="leaderboard/records", help="folder of record files")
+    p = _command(sub, "leaderboard", "render the leaderboard from a folder of records",
+                 "Render a folder of records as Markdown, one self-contained HTML page with plots,\n"
+                 "JSON or CSV. A malformed record is an error, never silently left out.\n\n"
+                 "  robustode leaderboard --format html --out leaderboard.html")
+    p.add_argument("--records", default="leaderboard/records", metavar="DIR",
+                   help="folder of record files (default: leaderboard/records)")
     p.add_argument("--format", choices=["md", "html", "json", "csv"], default="md", help="default: md")
-    p.add_argument("--out", help="file to write (default: print to the terminal)")
+    p.add_argument("--out", metavar="FILE", help="file to write (default: print it)")
     p.set_defaults(run=cmd_leaderboard)
 
 
 def _list(sub) -> None:
     from .commands import cmd_list
 
-    p = sub.add_parser("list", help="list models, defenses, attacks or data sets")
+    p = _command(sub, "list", "list models, defenses, attacks or data sets",
+                 "What is available, one line each.\n\n  robustode list models --pattern 'lm_*'")
     p.add_argument("what", nargs="?", choices=["models", "defenses", "attacks", "datasets"],
                    help="default: all four")
-    p.add_argument("--pattern", default="*", help="glob over names, e.g. '*resnet56*'")
+    p.add_argument("--pattern", default="*", help="glob over names, e.g. 'lm_*'")
     p.set_defaults(run=cmd_list)
 
 
 def _demo(sub) -> None:
     from .commands import cmd_demo
+    from .demo import DEFAULTS
 
-    p = sub.add_parser("demo", help="the quick start: natural vs yopo-5-3 on a small subset, then the leaderboard",
-                       description="Train a small model with natural training and with YOPO-5-3 on a small subset "
-                                   "(the CIFAR-10 JPEG copy when it can be found, else the synthetic set), "
-                                   "evaluate both with PGD-20 and show the leaderboard. A few minutes on a CPU.")
-    p.add_argument("--out", default="runs/demo", help="where the demo's runs and records go")
-    p.add_argument("--dataset", help="data set (default: cifar10-jpeg when found, else synthetic)")
-    p.add_argument("--data-dir", help="where data sets live")
-    p.add_argument("--model", default="lm_resnet20", help="model (default: lm_resnet20)")
-    p.add_argument("--epochs", type=positive_int, default=5, help="epochs (default: 5)")
-    p.add_argument("--train-subset", type=positive_int, default=2000, help="training images (default: 2000)")
-    p.add_argument("--n", type=positive_int, default=500, help="test images evaluated (default: 500)")
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    d = DEFAULTS
+    p = _command(sub, "demo", "the quick start: natural training vs YOPO-5-3, then the leaderboard",
+                 "Train a small model with natural training and with YOPO-5-3 on a subset of CIFAR-10\n"
+                 "(the JPEG copy when it can be found, else the synthetic set), evaluate both with\n"
+                 "PGD-20 and show the leaderboard. A few minutes on a laptop CPU.")
+    p.add_argument("--out", default="runs/demo", metavar="DIR", help="where runs and records go (default: runs/demo)")
+    _data_options(p, None, "cifar10-jpeg when found, else synthetic")
+    p.add_argument("--model", default=d["model"], help=f"default: {d['model']}")
+    p.add_argument("--epochs", type=positive_int, default=d["epochs"], help=f"default: {d['epochs']}")
+    p.add_argument("--train-subset", type=positive_int, default=d["train_subset"], metavar="N",
+                   help=f"training images (default: {d['train_subset']})")
+    p.add_argument("--n", type=positive_int, default=d["n"], help=f"test images evaluated (default: {d['n']})")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
     p.set_defaults(run=cmd_demo)
+
