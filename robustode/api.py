@@ -30,7 +30,7 @@ from .evaluator import EvalResult
 from .evaluator import evaluate as _evaluate
 from .models import registry as model_registry
 from .records import Record, make_record, save, save_in
-from .training import TrainConfig, fit, load_model_from_checkpoint
+from .training import TrainConfig, distributed, fit, load_model_from_checkpoint
 from .utils import check_eps, check_positive_int
 
 DEFAULT_ATTACKS = ("pgd-20",)
@@ -40,7 +40,7 @@ EVAL_EPS = 8 / 255  # the field's standard L-inf budget
 def train(model: nn.Module | str, defense: str | Defense = "pgd-10", data: str | DataSet = "cifar10", *,
           eps: float | str | None = None, defense_options: dict | None = None,
           attacks: Sequence[str] = DEFAULT_ATTACKS, n: int | None = None, eval_batch_size: int = 256,
-          data_dir=None, train_subset: int | None = None, test_subset: int | None = None,
+          masking_checks: bool = True, data_dir=None, train_subset: int | None = None, test_subset: int | None = None,
           out_dir=None, resume: bool = False, records_dir=None, label: str | None = None,
           command: str | None = None, quiet: bool = False, **settings) -> tuple[nn.Module, Record]:
     """Train ``model`` with ``defense`` on ``data``, evaluate it, and return (model, record).
@@ -57,6 +57,8 @@ def train(model: nn.Module | str, defense: str | Defense = "pgd-10", data: str |
         defense_options: other fields of the defense, e.g. {"first": "conv1"} for YOPO.
         attacks: the final evaluation's attacks ("pgd-20"; add "autoattack").
         n: the final evaluation uses the first n test images (default: all of them).
+        masking_checks: run the evaluator's gradient-masking checks (PGD-50 and PGD-20 at
+            2 eps on up to 256 points: several times the cost of PGD-20 when n is small).
         train_subset, test_subset: keep only the first images of each split.
         out_dir: run directory (config.json, train.log, metrics.csv, checkpoints/,
             record.json); an existing one is refused unless ``resume``.
@@ -76,12 +78,13 @@ def train(model: nn.Module | str, defense: str | Defense = "pgd-10", data: str |
     dataset = load_data(data, data_dir, train_subset, test_subset)
     check_n(n, dataset)
     result = fit(model, defense, dataset, out_dir=out_dir, resume=resume, quiet=quiet, **settings)
-    evaluation = _evaluate(result.model, dataset, attacks=attacks, n=n, batch_size=eval_batch_size,
-                           device=result.config["train"]["device"], eps=eval_eps, quiet=quiet)
+    # Under torchrun each rank evaluates its shard of the test points; only rank 0 saves (run_dir is None elsewhere).
+    evaluation = distributed.evaluate(result.model, dataset, attacks=attacks, n=n, batch_size=eval_batch_size,
+                                      device=result.config["train"]["device"], eps=eval_eps, quiet=quiet)
     record = make_run_record(result.config, result, evaluation, result.model, label=label, command=command)
     if result.run_dir is not None:
         save(record, Path(result.run_dir) / "record.json", overwrite=True)
-    if records_dir is not None:
+    if records_dir is not None and distributed.context().main:
         save_in(record, records_dir)
     return result.model, record
 

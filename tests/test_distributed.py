@@ -12,6 +12,7 @@ import torch.multiprocessing as mp
 from torch import nn
 from training_utils import tiny
 
+from robustode.api import train
 from robustode.data import DeviceLoader, make_synthetic
 from robustode.defenses import Natural, create_defense
 from robustode.evaluator import evaluate
@@ -77,6 +78,9 @@ def worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
     model.load_state_dict(results["natural"])
     evaluation = distributed.evaluate(model, tiny_data(), attacks=("fgsm",), quiet=True, masking_checks=False)
     results["eval"] = (evaluation.clean_acc, evaluation.robust["fgsm"], evaluation.n, evaluation.per_point)
+    _, record = train(NoNorm(), "natural", tiny_data(), attacks=("fgsm",), records_dir=os.path.join(out_dir, "records"),
+                      **SETTINGS)
+    results["record"] = record.evaluation.robust
     torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
 
 
@@ -122,7 +126,8 @@ def test_only_rank_zero_writes_the_run_directory(two_ranks):
         run = out / spec
         assert (run / "checkpoints" / "last.pt").is_file() and (run / "train.log").is_file()
         assert '"world_size": 2' in (run / "config.json").read_text()
-    assert sorted(p.name for p in out.iterdir()) == sorted([*DEFENSES, "rank0.pt", "rank1.pt"])
+    assert sorted(p.name for p in out.iterdir()) == sorted([*DEFENSES, "rank0.pt", "rank1.pt", "records"])
+    assert len(list((out / "records").iterdir())) == 1  # robustode.api.train: one record, from rank 0
 
 
 def test_sharded_evaluation_gathers_every_point_in_order(two_ranks):
@@ -135,6 +140,7 @@ def test_sharded_evaluation_gathers_every_point_in_order(two_ranks):
         assert (clean, robust, n) == (single.clean_acc, single.robust["fgsm"], EVAL_N)
         for key, mask in single.per_point.items():
             assert torch.equal(per_point[key], mask)
+    assert ranks[0]["record"] == ranks[1]["record"]
 
 
 @pytest.mark.parametrize("world_size", [2, 3])
