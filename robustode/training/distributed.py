@@ -46,9 +46,9 @@ from ..errors import DataError
 
 @dataclass(frozen=True)
 class Context:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
+    rank: int = 0  # this process among all of them
+    world_size: int = 1  # processes training together
+    local_rank: int = 0  # this process among those on its machine: its GPU index
 
     @property
     def enabled(self) -> bool:
@@ -135,10 +135,6 @@ class GradientSync:
                 _broadcast(self.buffers)
 
         return pre_step
-
-    def remove(self) -> None:
-        for handle in self.handles:
-            handle.remove()
 
 
 def _all_reduce(tensors: list[torch.Tensor], weight: float) -> None:
