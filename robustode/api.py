@@ -40,9 +40,10 @@ EVAL_EPS = 8 / 255  # the field's standard L-inf budget
 def train(model: nn.Module | str, defense: str | Defense = "pgd-10", data: str | DataSet = "cifar10", *,
           eps: float | str | None = None, defense_options: dict | None = None,
           attacks: Sequence[str] = DEFAULT_ATTACKS, n: int | None = None, eval_batch_size: int = 256,
-          masking_checks: bool = True, data_dir=None, train_subset: int | None = None, test_subset: int | None = None,
-          out_dir=None, resume: bool = False, records_dir=None, label: str | None = None,
-          command: str | None = None, quiet: bool = False, **settings) -> tuple[nn.Module, Record]:
+          masking_checks: bool = True, data_dir=None, train_subset: int | None = None,
+          test_subset: int | None = None, out_dir=None, resume: bool = False, records_dir=None,
+          label: str | None = None, command: str | None = None, quiet: bool = False,
+          **settings) -> tuple[nn.Module, Record]:
     """Train ``model`` with ``defense`` on ``data``, evaluate it, and return (model, record).
 
     Args:
@@ -78,9 +79,11 @@ def train(model: nn.Module | str, defense: str | Defense = "pgd-10", data: str |
     dataset = load_data(data, data_dir, train_subset, test_subset)
     check_n(n, dataset)
     result = fit(model, defense, dataset, out_dir=out_dir, resume=resume, quiet=quiet, **settings)
-    # Under torchrun each rank evaluates its shard of the test points; only rank 0 saves (run_dir is None elsewhere).
+    # Under torchrun each rank evaluates its shard of the test points; only rank 0 saves
+    # (run_dir is None elsewhere).
     evaluation = distributed.evaluate(result.model, dataset, attacks=attacks, n=n, batch_size=eval_batch_size,
-                                      device=result.config["train"]["device"], eps=eval_eps, quiet=quiet)
+                                      device=result.config["train"]["device"], eps=eval_eps, quiet=quiet,
+                                      masking_checks=masking_checks)
     record = make_run_record(result.config, result, evaluation, result.model, label=label, command=command)
     if result.run_dir is not None:
         save(record, Path(result.run_dir) / "record.json", overwrite=True)
@@ -115,7 +118,8 @@ def build_defense(defense: str | Defense, eps=None, options: dict | None = None)
     """A Defense from a spec such as "yopo-5-3" or "pgd-10(alpha=2/255)", with ``eps`` and ``options`` set."""
     if not isinstance(defense, str):
         if eps is not None or options:
-            raise ConfigError("eps and defense_options apply to a defense spec; set them on your Defense instead")
+            raise ConfigError("eps and defense_options apply to a defense spec; "
+                              "set them on your Defense instead")
         return defense
     name, settings = parse_spec(defense)
     settings.update(options or {})
@@ -180,7 +184,8 @@ def make_run_record(run: dict, trained, evaluation: EvalResult, model: nn.Module
                   "seconds": t["train_seconds"], "images_per_second": t["images_per_second"],
                   "passes_per_image": t["passes_per_image"], "optimizer": optimizer,
                   "stopped_early": t["stopped_reason"]},
-        evaluation={"n": evaluation.n, "norm": "linf", "eps": evaluation.eps, "clean_acc": evaluation.clean_acc,
+        evaluation={"n": evaluation.n, "norm": "linf", "eps": evaluation.eps,
+                    "clean_acc": evaluation.clean_acc,
                     "pgd20_acc": robust.get("pgd-20"), "autoattack_acc": robust.get(aa) if aa else None,
                     "autoattack_standard": aa == "autoattack", "robust": robust,
                     "attack_settings": evaluation.attack_settings, "seconds": evaluation.seconds,

@@ -28,9 +28,12 @@ TINY = ["--model", "vit_tiny", "--dataset", "synthetic", "--train-subset", "64",
         "--n", "32", "--quiet"]
 
 
-def train(tmp_path, *extra: str, defense: str = "natural", epochs: int = 1) -> int:
-    return main(["train", *TINY, "--defense", defense, "--epochs", str(epochs), "--out", str(tmp_path / "runs"),
-                 *extra])
+def train(tmp_path, *extra: str, defense: str = "natural", epochs: int = 1, checks: bool = False) -> int:
+    """``robustode train`` on the tiny settings; the gradient-masking checks cost most of the time,
+    so they run only on request."""
+    out = str(tmp_path / "runs")
+    return main(["train", *TINY, "--defense", defense, "--epochs", str(epochs), "--out", out, *extra,
+                 *([] if checks else ["--no-masking-checks"])])
 
 
 def error_line(capsys) -> str:
@@ -43,9 +46,10 @@ def error_line(capsys) -> str:
 
 def test_train_writes_the_run_directory_and_the_record(tmp_path, capsys):
     assert train(tmp_path, "--eps", "4/255", "--seed", "1", "--records", str(tmp_path / "records"),
-                 defense="pgd-1", epochs=2) == 0
+                 defense="pgd-1", epochs=2, checks=True) == 0
     run = tmp_path / "runs" / "synthetic-vit_tiny-pgd-1-s1"
-    assert {p.name for p in run.iterdir()} == {"config.json", "train.log", "metrics.csv", "checkpoints", "record.json"}
+    files = {"config.json", "train.log", "metrics.csv", "checkpoints", "record.json"}
+    assert {p.name for p in run.iterdir()} == files
     record = load_record(run / "record.json")
     assert record.defense.hyperparameters["eps"] == 4 / 255  # --eps reached the defense
     assert record.evaluation.eps == 4 / 255  # and the final evaluation
@@ -53,6 +57,7 @@ def test_train_writes_the_run_directory_and_the_record(tmp_path, capsys):
     assert (record.training.epochs, record.training.seed, record.training.batch_size) == (2, 1, 32)
     assert (record.dataset.n_train, record.evaluation.n) == (64, 32)
     assert record.command.startswith("robustode train --model vit_tiny")
+    assert record.evaluation.flags["checks"]["subset"] == 32  # the masking checks ran, on all 32 images
     rows = list(csv.DictReader(io.StringIO((run / "metrics.csv").read_text())))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     config = json.loads((run / "config.json").read_text())
@@ -76,7 +81,8 @@ def test_an_existing_run_directory_is_never_overwritten(tmp_path, capsys):
 
 @dataclass
 class Interrupted(Natural):
-    """Natural training that raises KeyboardInterrupt once, at the first step of data epoch 2 (2 steps/epoch)."""
+    """Natural training that raises KeyboardInterrupt once: at the first step of data epoch 2
+    (64 images in batches of 32 make 2 steps per epoch)."""
 
     def train_step(self, model, x, y, optimizers, on_step):
         STEPS.append(1)
@@ -98,8 +104,8 @@ def interrupted():
 
 def test_resume_after_an_interrupted_run_matches_an_uninterrupted_one(tmp_path, capsys, interrupted):
     assert train(tmp_path, defense="interrupted", epochs=3) == 130
-    assert error_line(capsys) == ("robustode train: interrupted; the run directory keeps its last checkpoint: "
-                                  "continue with --resume")
+    assert error_line(capsys) == ("robustode train: interrupted; continue from the last completed epoch: "
+                                  "the same command plus --resume")
     run = tmp_path / "runs" / "synthetic-vit_tiny-interrupted-s0"
     assert load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] == 1
     assert not (run / "record.json").exists()
@@ -114,11 +120,12 @@ def test_resume_after_an_interrupted_run_matches_an_uninterrupted_one(tmp_path, 
 def test_eval_rebuilds_the_model_from_a_checkpoint_and_writes_a_record(tmp_path, capsys):
     assert train(tmp_path, defense="pgd-1") == 0
     run = tmp_path / "runs" / "synthetic-vit_tiny-pgd-1-s0"
-    argv = ["eval", "--checkpoint", str(run / "checkpoints" / "last.pt"), "--attacks", "pgd-5,fgsm", "--n", "16",
-            "--records", str(tmp_path / "records"), "--quiet"]
+    argv = ["eval", "--checkpoint", str(run / "checkpoints" / "last.pt"), "--attacks", "pgd-5,fgsm",
+            "--n", "16", "--records", str(tmp_path / "records"), "--quiet", "--no-masking-checks"]
     assert main(argv) == 0
     record = load_record(run / "eval-record.json")
     assert set(record.evaluation.robust) == {"pgd-5", "fgsm"} and record.evaluation.n == 16
+    assert record.evaluation.flags["checks"] is None
     assert (record.model.name, record.defense.spec, record.dataset.n_train) == ("vit_tiny", "pgd-1", 64)
     model = ro.load_model(run / "checkpoints" / "last.pt")
     data = ro.load_dataset("synthetic")
@@ -161,8 +168,9 @@ def test_list_prints_one_line_per_entry(capsys):
 def test_every_issue_flag_is_in_the_train_help(capsys):
     assert main(["train", "--help"]) == 0
     text = capsys.readouterr().out
-    for flag in ("--model", "--defense", "--dataset", "--epochs", "--batch-size", "--lr", "--schedule", "--eps",
-                 "--seed", "--device", "--data-dir", "--out", "--resume", "--compile", "--eval-every"):
+    for flag in ("--model", "--defense", "--dataset", "--epochs", "--batch-size", "--lr", "--schedule",
+                 "--eps", "--seed", "--device", "--data-dir", "--out", "--resume", "--compile",
+                 "--eval-every"):
         assert flag in text, flag
     for command in ("eval", "leaderboard", "list", "demo"):
         assert main([command, "--help"]) == 0
@@ -182,6 +190,12 @@ def malformed_records(tmp_path) -> str:
     return str(folder)
 
 
+def a_file(tmp_path) -> str:
+    path = tmp_path / "a-file"
+    path.write_text("not a folder")
+    return str(path)
+
+
 BAD = [
     (["train", "--eps", "-1"], "train", "--eps"),
     (["train", "--eps", "2"], "train", "must lie in [0, 1]"),
@@ -197,6 +211,7 @@ BAD = [
     (["train", "--n", "501"], "train", "n=501"),
     (["train", "--device", "tpu"], "train", "unknown device 'tpu'"),
     (["train", "--train-subset", "5000"], "train", "only 2000"),
+    (["train", "--out", a_file], "train", "Not a directory"),
     (["eval", "--checkpoint", "{tmp}/missing.pt"], "eval", "no checkpoint file"),
     (["eval", "--checkpoint", corrupt_checkpoint], "eval", "corrupt"),
     (["eval", "--checkpoint", "x.pt", "--attacks", "pgd-20,nope"], "eval", "unknown attack 'nope'"),

@@ -27,16 +27,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args) or 0
     except RobustodeError as err:
-        _fail(prog, str(err))
+        return _fail(prog, str(err))
     except OSError as err:  # an unwritable --out, a full disk: the user's to fix, not a bug
-        _fail(prog, f"{err.strerror or err}" + (f": {err.filename}" if err.filename else ""))
+        return _fail(prog, f"{err.strerror or err}" + (f": {err.filename}" if err.filename else ""))
     except KeyboardInterrupt:
-        hint = "; the run directory keeps its last checkpoint: continue with --resume" if args.command == "train" else ""
+        hint = "; continue from the last completed epoch: the same command plus --resume" \
+            if args.command == "train" else ""
         print(f"{prog}: interrupted{hint}", file=sys.stderr)
         return 130
-    return 1
 
 
-def _fail(prog: str, message: str) -> None:
+def _fail(prog: str, message: str) -> int:
     line = " ".join(part.strip() for part in message.splitlines() if part.strip()) or "failed"
     print(f"{prog}: error: {line}", file=sys.stderr)
+    return 1

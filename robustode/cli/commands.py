@@ -36,7 +36,8 @@ def cmd_train(args) -> int:
         "precision": args.precision, "max_seconds": args.max_seconds}.items() if v is not None}
     _, record = train(
         args.model, args.defense, args.dataset, eps=args.eps, attacks=args.attacks, n=args.n,
-        eval_batch_size=args.eval_batch_size, data_dir=args.data_dir, train_subset=args.train_subset,
+        eval_batch_size=args.eval_batch_size, masking_checks=args.masking_checks, data_dir=args.data_dir,
+        train_subset=args.train_subset,
         out_dir=run_dir, resume=args.resume, records_dir=args.records, quiet=args.quiet,
         command=command_line(args), seed=args.seed, device=args.device, compile=args.compile,
         eval_every=args.eval_every, eval_n=args.eval_n, keep_best=args.keep_best, **settings)
@@ -63,7 +64,7 @@ def cmd_eval(args) -> int:
                         f"{run['model']['num_classes']}")
     check_n(args.n, data)
     result = evaluate(model, data, attacks=tuple(args.attacks), n=args.n, batch_size=args.eval_batch_size,
-                      device=device, eps=args.eps, quiet=args.quiet)
+                      device=device, eps=args.eps, quiet=args.quiet, masking_checks=args.masking_checks)
     dataset = {**data.describe(), "n_train": run["data"]["n_train"]}  # the images it was trained on
     record = make_run_record({**run, "data": dataset}, trained_summary(state), result, model,
                              command=command_line(args))

@@ -90,14 +90,15 @@ def build_parser() -> Parser:
     return parser
 
 
-def _command(sub, name: str, summary: str, description: str) -> Parser:
-    return sub.add_parser(name, help=summary, description=description, epilog=EPILOG,
+def _command(sub, name: str, summary: str, description: str, epilog: str | None = None) -> Parser:
+    return sub.add_parser(name, help=summary, description=description, epilog=epilog,
                           formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def _data_options(p: Parser, default: str | None, default_text: str) -> None:
     p.add_argument("--dataset", default=default, metavar="NAME",
-                   help=f"cifar10, cifar100, svhn, cifar10-jpeg, imagefolder:PATH or synthetic (default: {default_text})")
+                   help="cifar10, cifar100, svhn, cifar10-jpeg, imagefolder:PATH or synthetic "
+                        f"(default: {default_text})")
     p.add_argument("--data-dir", metavar="DIR",
                    help="where data sets live (default: $ROBUSTODE_DATA, else ~/.cache/robustode)")
 
@@ -106,9 +107,12 @@ def _eval_options(p: Parser) -> None:
     p.add_argument("--attacks", type=attack_list, default=["pgd-20"], metavar="LIST",
                    help="comma-separated attacks, e.g. pgd-20,autoattack (default: pgd-20; "
                         "see `robustode list attacks`)")
-    p.add_argument("--n", type=positive_int, metavar="N", help="evaluate the first N test images (default: all)")
+    p.add_argument("--n", type=positive_int, metavar="N",
+                   help="evaluate the first N test images (default: all)")
     p.add_argument("--eval-batch-size", type=positive_int, default=256, metavar="B",
                    help="evaluation minibatch (default: 256)")
+    p.add_argument("--no-masking-checks", dest="masking_checks", action="store_false",
+                   help="skip the gradient-masking checks (PGD-50 and PGD-20 at 2*eps on up to 256 images)")
     p.add_argument("--records", metavar="DIR", help="also save the record in DIR (e.g. leaderboard/records)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto)")
     p.add_argument("--quiet", action="store_true", help="print only the summary")
@@ -118,16 +122,20 @@ def _train(sub) -> None:
     from .commands import cmd_train
 
     p = _command(sub, "train", "train a model with a defense, then evaluate it",
-                 "Train a model with a defense, evaluate it with the shared evaluator, and write a run\n"
-                 "directory OUT/NAME: config.json, train.log, metrics.csv, checkpoints/last.pt and\n"
-                 "record.json. An existing run directory is never overwritten: continue it with --resume.\n\n"
-                 "  robustode train --model lm_resnet20 --defense yopo-5-3 --dataset cifar10 --n 1000")
+                 "Train a model with a defense, evaluate it with the shared evaluator, and write\n"
+                 "a run directory OUT/NAME: config.json, train.log, metrics.csv, checkpoints/last.pt\n"
+                 "and record.json. An existing run directory is never overwritten: continue an\n"
+                 "interrupted run with the same command plus --resume.\n\n"
+                 "  robustode train --model lm_resnet20 --defense yopo-5-3 --dataset cifar10 --n 1000",
+                 EPILOG)
     p.add_argument("--model", required=True, help="model name (see `robustode list models`)")
     p.add_argument("--defense", required=True, metavar="SPEC", help=DEFENSE_HELP)
     _data_options(p, "cifar10", "cifar10")
-    p.add_argument("--train-subset", type=positive_int, metavar="N", help="train on the first N training images")
+    p.add_argument("--train-subset", type=positive_int, metavar="N",
+                   help="train on the first N training images")
     p.add_argument("--epochs", type=positive_int, help="nominal epochs (default: the defense's paper preset)")
-    p.add_argument("--batch-size", type=positive_int, metavar="B", help="minibatch size (default: the preset)")
+    p.add_argument("--batch-size", type=positive_int, metavar="B",
+                   help="minibatch size (default: the preset)")
     p.add_argument("--lr", type=positive_number, help="peak learning rate (default: the preset)")
     p.add_argument("--schedule", choices=["multistep", "cyclic", "cosine", "constant"],
                    help="learning-rate schedule (default: the preset)")
@@ -142,7 +150,8 @@ def _train(sub) -> None:
     p.add_argument("--eval-n", type=positive_int, default=1000, metavar="N",
                    help="test images for those held-out evaluations (default: 1000)")
     p.add_argument("--keep-best", action="store_true",
-                   help="keep checkpoints/best.pt, the epoch with the best held-out PGD-20 (needs --eval-every)")
+                   help="keep checkpoints/best.pt, the epoch with the best held-out PGD-20 "
+                        "(needs --eval-every)")
     p.add_argument("--max-seconds", type=positive_number, metavar="S", help="stop training after S seconds")
     p.add_argument("--out", default="runs", metavar="DIR", help="parent of run directories (default: runs)")
     p.add_argument("--name", help="run directory name (default: DATASET-MODEL-DEFENSE-sSEED)")
@@ -156,10 +165,12 @@ def _eval(sub) -> None:
     from .commands import cmd_eval
 
     p = _command(sub, "eval", "evaluate a saved checkpoint and write a record",
-                 "Evaluate a checkpoint written by `robustode train` on the data set it was trained on\n"
-                 "(or --dataset), print the summary and write a record (default: eval-record.json in\n"
-                 "the run directory).\n\n"
-                 "  robustode eval --checkpoint runs/NAME/checkpoints/last.pt --attacks pgd-20,autoattack --n 1000")
+                 "Evaluate a checkpoint written by `robustode train` on the data set it was\n"
+                 "trained on (or --dataset), print the summary and write a record (default:\n"
+                 "eval-record.json in the run directory).\n\n"
+                 "  robustode eval --checkpoint runs/NAME/checkpoints/last.pt \\\n"
+                 "                 --attacks pgd-20,autoattack --n 1000",
+                 EPILOG)
     p.add_argument("--checkpoint", required=True, metavar="PATH", help="e.g. runs/NAME/checkpoints/last.pt")
     _data_options(p, None, "the one the model was trained on")
     p.add_argument("--eps", type=budget, default=8 / 255, help="attack budget (default: 8/255)")
@@ -172,12 +183,13 @@ def _leaderboard(sub) -> None:
     from .commands import cmd_leaderboard
 
     p = _command(sub, "leaderboard", "render the leaderboard from a folder of records",
-                 "Render a folder of records as Markdown, one self-contained HTML page with plots,\n"
-                 "JSON or CSV. A malformed record is an error, never silently left out.\n\n"
+                 "Render a folder of records as Markdown, one self-contained HTML page with\n"
+                 "plots, JSON or CSV. A malformed record is an error, never silently left out.\n\n"
                  "  robustode leaderboard --format html --out leaderboard.html")
     p.add_argument("--records", default="leaderboard/records", metavar="DIR",
                    help="folder of record files (default: leaderboard/records)")
-    p.add_argument("--format", choices=["md", "html", "json", "csv"], default="md", help="default: md")
+    p.add_argument("--format", choices=["md", "html", "json", "csv"], default="md", metavar="FORMAT",
+                   help="md (default), html, json or csv")
     p.add_argument("--out", metavar="FILE", help="file to write (default: print it)")
     p.set_defaults(run=cmd_leaderboard)
 
@@ -187,8 +199,8 @@ def _list(sub) -> None:
 
     p = _command(sub, "list", "list models, defenses, attacks or data sets",
                  "What is available, one line each.\n\n  robustode list models --pattern 'lm_*'")
-    p.add_argument("what", nargs="?", choices=["models", "defenses", "attacks", "datasets"],
-                   help="default: all four")
+    p.add_argument("what", nargs="?", choices=["models", "defenses", "attacks", "datasets"], metavar="WHAT",
+                   help="models, defenses, attacks or datasets (default: all four)")
     p.add_argument("--pattern", default="*", help="glob over names, e.g. 'lm_*'")
     p.set_defaults(run=cmd_list)
 
@@ -199,16 +211,19 @@ def _demo(sub) -> None:
 
     d = DEFAULTS
     p = _command(sub, "demo", "the quick start: natural training vs YOPO-5-3, then the leaderboard",
-                 "Train a small model with natural training and with YOPO-5-3 on a subset of CIFAR-10\n"
-                 "(the JPEG copy when it can be found, else the synthetic set), evaluate both with\n"
-                 "PGD-20 and show the leaderboard. A few minutes on a laptop CPU.")
-    p.add_argument("--out", default="runs/demo", metavar="DIR", help="where runs and records go (default: runs/demo)")
+                 "Train a small model with natural training and with YOPO-5-3 on a subset of\n"
+                 "CIFAR-10 (the JPEG copy when it can be found, else the synthetic set), evaluate\n"
+                 "both with PGD-20 and show the leaderboard. A few minutes on a laptop CPU.")
+    p.add_argument("--out", default="runs/demo", metavar="DIR",
+                   help="where runs and records go (default: runs/demo)")
     _data_options(p, None, "cifar10-jpeg when found, else synthetic")
-    p.add_argument("--model", default=d["model"], help=f"default: {d['model']}")
-    p.add_argument("--epochs", type=positive_int, default=d["epochs"], help=f"default: {d['epochs']}")
+    p.add_argument("--model", default=d["model"], help=f"the model trained twice (default: {d['model']})")
+    p.add_argument("--epochs", type=positive_int, default=d["epochs"],
+                   help=f"epochs of each (default: {d['epochs']})")
     p.add_argument("--train-subset", type=positive_int, default=d["train_subset"], metavar="N",
                    help=f"training images (default: {d['train_subset']})")
-    p.add_argument("--n", type=positive_int, default=d["n"], help=f"test images evaluated (default: {d['n']})")
+    p.add_argument("--n", type=positive_int, default=d["n"],
+                   help=f"test images evaluated (default: {d['n']})")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
     p.set_defaults(run=cmd_demo)
 
