@@ -46,7 +46,7 @@ def error_line(capsys) -> str:
 
 def test_train_writes_the_run_directory_and_the_record(tmp_path, capsys):
     assert train(tmp_path, "--eps", "4/255", "--seed", "1", "--records", str(tmp_path / "records"),
-                 defense="pgd-1", epochs=2, checks=True) == 0
+                 "--eval-every", "1", "--eval-n", "16", defense="pgd-1", epochs=2, checks=True) == 0
     run = tmp_path / "runs" / "synthetic-vit_tiny-pgd-1-s1"
     files = {"config.json", "train.log", "metrics.csv", "checkpoints", "record.json"}
     assert {p.name for p in run.iterdir()} == files
@@ -60,6 +60,7 @@ def test_train_writes_the_run_directory_and_the_record(tmp_path, capsys):
     assert record.evaluation.flags["checks"]["subset"] == 32  # the masking checks ran, on all 32 images
     rows = list(csv.DictReader(io.StringIO((run / "metrics.csv").read_text())))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert all(0 <= float(r["eval_robust"]) <= 1 for r in rows)  # --eval-every 1: held-out PGD-20 each epoch
     config = json.loads((run / "config.json").read_text())
     assert config["train"]["epochs"] == 2 and config["defense"]["hyperparameters"]["eps"] == 4 / 255
     assert load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] == 2
@@ -245,3 +246,11 @@ def test_the_installed_command_reports_errors_in_one_line(tmp_path):
     assert done.stderr.startswith("robustode train: error: bad defense spec 'yopo-0-3'")
     assert done.stderr.count("\n") == 1 and done.stdout == ""
     assert not (tmp_path / "runs").exists()
+
+
+def test_no_command_prints_the_help_and_fails(capsys):
+    assert main([]) == 2
+    out = capsys.readouterr().out
+    assert out.startswith("usage: robustode") and all(c in out for c in ("train", "eval", "leaderboard", "demo"))
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"robustode {ro.__version__}"

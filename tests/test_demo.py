@@ -39,5 +39,7 @@ def test_demo_refuses_a_folder_that_holds_an_earlier_demo(tmp_path, capsys):
 
 def test_demo_falls_back_to_the_synthetic_set_without_the_cifar10_copy(tmp_path, monkeypatch):
     monkeypatch.setattr(cifar10_jpeg, "candidate_dirs", lambda data_dir: [tmp_path])
-    assert pick_dataset(None, tmp_path).name == "synthetic"
-    assert pick_dataset("synthetic", tmp_path).kind == "synthetic"
+    data, why = pick_dataset(None, tmp_path)
+    assert data.name == "synthetic" and "cifar10-jpeg.tar.gz was not found" in why
+    data, why = pick_dataset("synthetic", tmp_path)
+    assert data.kind == "synthetic" and why is None

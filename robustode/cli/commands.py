@@ -37,9 +37,8 @@ def cmd_train(args) -> int:
     _, record = train(
         args.model, args.defense, args.dataset, eps=args.eps, attacks=args.attacks, n=args.n,
         eval_batch_size=args.eval_batch_size, masking_checks=args.masking_checks, data_dir=args.data_dir,
-        train_subset=args.train_subset,
-        out_dir=run_dir, resume=args.resume, records_dir=args.records, quiet=args.quiet,
-        command=command_line(args), seed=args.seed, device=args.device, compile=args.compile,
+        train_subset=args.train_subset, out_dir=run_dir, resume=args.resume, records_dir=args.records,
+        quiet=args.quiet, command=command_line(args), seed=args.seed, device=args.device, compile=args.compile,
         eval_every=args.eval_every, eval_n=args.eval_n, keep_best=args.keep_best, **settings)
     show_summary(record, run_dir)
     return 0

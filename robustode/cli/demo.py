@@ -14,16 +14,17 @@ DEFAULTS = {"model": "lm_resnet20", "epochs": 3, "train_subset": 2000, "n": 300}
 SETTINGS = {"batch_size": 64, "schedule": "cosine", "masking_checks": False}
 
 
-def pick_dataset(name: str | None, data_dir):
-    """The data set asked for; by default the CIFAR-10 JPEG copy when it can be found, else synthetic."""
+def pick_dataset(name: str | None, data_dir) -> tuple:
+    """(data set, why it is the synthetic one or None): the one asked for, by default the
+    CIFAR-10 JPEG copy when it can be found, else the synthetic set."""
     from ..data import load_dataset
 
     if name:
-        return load_dataset(name, data_dir=data_dir)
+        return load_dataset(name, data_dir=data_dir), None
     try:
-        return load_dataset("cifar10-jpeg", data_dir=data_dir)
-    except DataError:
-        return load_dataset("synthetic", data_dir=data_dir)
+        return load_dataset("cifar10-jpeg", data_dir=data_dir), None
+    except DataError as err:
+        return load_dataset("synthetic", data_dir=data_dir), str(err)
 
 
 def run_demo(args, console) -> int:
@@ -37,7 +38,10 @@ def run_demo(args, console) -> int:
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out} is not empty (an earlier demo?); remove it or pass another --out")
     registry.resolve(args.model)
-    data = pick_dataset(args.dataset, args.data_dir)
+    data, fallback = pick_dataset(args.dataset, args.data_dir)
+    if fallback:
+        console.print(f"{fallback}.\nThe demo uses the synthetic set instead: a smoke test, not a benchmark.",
+                      highlight=False, markup=False)
     n_train, n_test = min(args.train_subset, len(data.train)), min(args.n, len(data.test))
     data = load_data(data, train_subset=n_train, test_subset=n_test)
     console.print(f"demo: {args.model} trained for {args.epochs} epochs with {' and with '.join(DEFENSES)} "
