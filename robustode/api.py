@@ -121,7 +121,11 @@ def build_defense(defense: str | Defense, eps=None, options: dict | None = None)
             raise ConfigError("eps and defense_options apply to a defense spec; "
                               "set them on your Defense instead")
         return defense
-    name, settings = parse_spec(defense)
+    try:
+        name, settings = parse_spec(defense)
+    except ConfigError:  # its message speaks of attacks
+        raise ConfigError(f"malformed defense spec {defense!r}; expected e.g. 'pgd-10' or "
+                          "'pgd-10(alpha=2/255)'") from None
     settings.update(options or {})
     if eps is not None:
         settings["eps"] = check_eps(eps)

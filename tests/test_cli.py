@@ -207,6 +207,7 @@ BAD = [
     (["train", "--defense", "pgd"], "train", "unknown defense 'pgd'"),
     (["train", "--defense", "yopo-0-3"], "train", "bad defense spec 'yopo-0-3'"),
     (["train", "--defense", "pgd-2(alpa=1/255)"], "train", "no setting alpa"),
+    (["train", "--defense", "pgd-2(alpha"], "train", "malformed defense spec 'pgd-2(alpha'"),
     (["train", "--dataset", "no_such_data"], "train", "unknown dataset 'no_such_data'"),
     (["train", "--attacks", "pgd-20,no_such_attack"], "train", "unknown attack 'no_such_attack'"),
     (["train", "--n", "501"], "train", "n=501"),
