@@ -166,3 +166,16 @@ def test_an_existing_run_directory_is_refused_without_resume(tmp_path):
     with pytest.raises(ConfigError, match="lr must be a number >= 0"):
         fit(tiny(), Plain(), data(), out_dir=tmp_path / "new", lr=-1.0, quiet=True)
     assert not (tmp_path / "new").exists()  # a refused run leaves nothing behind
+
+
+def test_a_run_that_died_before_its_first_checkpoint_can_start_afresh(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    (run / "train.log").write_text("killed in epoch 1\n")
+    with pytest.raises(ConfigError, match="without --resume to start it afresh"):
+        fit(tiny(), Plain(), data(), out_dir=run, resume=True, quiet=True)
+    fit(tiny(), Plain(), data(), out_dir=run, epochs=1, quiet=True)
+    assert (run / "checkpoints" / "last.pt").is_file()
+    with pytest.raises(ConfigError, match="exists; pass resume=True"):  # now it holds a checkpoint
+        fit(tiny(), Plain(), data(), out_dir=run, epochs=1, quiet=True)

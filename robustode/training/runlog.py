@@ -28,12 +28,22 @@ def check_run_dir(out_dir: str | Path | None, resume: bool) -> Path | None:
     run_dir = Path(out_dir)
     if resume:
         if not (run_dir / "checkpoints" / "last.pt").is_file():
-            raise ConfigError(f"nothing to resume in {run_dir}: it has no checkpoints/last.pt")
+            hint = "; run the same command without --resume to start it afresh" if never_ran(run_dir) else ""
+            raise ConfigError(f"nothing to resume in {run_dir}: it has no checkpoints/last.pt{hint}")
         return run_dir
-    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+    if run_dir.exists() and not never_ran(run_dir):
         raise ConfigError(f"run directory {run_dir} exists; pass resume=True / --resume to continue it "
                           "or choose another --out")
     return run_dir
+
+
+def never_ran(run_dir: Path) -> bool:
+    """A directory left by a run that stopped before its first checkpoint: nothing in it to lose."""
+    if not run_dir.is_dir():
+        return False
+    checkpoints = run_dir / "checkpoints"
+    leftovers = {p.name for p in run_dir.iterdir()} - {"config.json", "train.log", "metrics.csv", "checkpoints"}
+    return not leftovers and not (checkpoints.exists() and any(checkpoints.iterdir()))
 
 
 class RunLog:
