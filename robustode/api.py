@@ -175,7 +175,9 @@ def make_run_record(run: dict, trained, evaluation: EvalResult, model: nn.Module
     t = trained if isinstance(trained, dict) else trained.to_dict()
     train, model_info, defense = run["train"], run["model"], run["defense"]
     robust = dict(evaluation.robust)
-    aa = next((k for k in robust if k.startswith("autoattack")), None)
+    settings = evaluation.attack_settings
+    # AutoAttack under any spec ("autoattack", "autoattack-dev", with settings): its own flag says standard.
+    aa = next((k for k in robust if settings.get(k, {}).get("attack") == "autoattack"), None)
     # Nominal epochs done: Free-m replays each data epoch m times.
     epochs = min(train["epochs"], t["data_epochs"] * int(defense.get("replays", 1)))
     optimizer = {k: train[k] for k in ("lr", "momentum", "weight_decay", "schedule", "milestones", "gamma")}
@@ -191,7 +193,7 @@ def make_run_record(run: dict, trained, evaluation: EvalResult, model: nn.Module
         evaluation={"n": evaluation.n, "norm": "linf", "eps": evaluation.eps,
                     "clean_acc": evaluation.clean_acc,
                     "pgd20_acc": robust.get("pgd-20"), "autoattack_acc": robust.get(aa) if aa else None,
-                    "autoattack_standard": aa == "autoattack", "robust": robust,
+                    "autoattack_standard": bool(aa and settings[aa].get("standard")), "robust": robust,
                     "attack_settings": evaluation.attack_settings, "seconds": evaluation.seconds,
                     "flags": evaluation.flags},
         provenance=run["provenance"],

@@ -205,3 +205,12 @@ def test_the_package_exposes_the_api():
     assert "yopo-M-N" in ro.list_defenses() and "pgd-K" in ro.list_attacks()
     assert "synthetic" in ro.list_datasets() and "vit_tiny" in ro.list_models("vit*")
     assert ro.TrainConfig().replace(epochs=3).epochs == 3
+
+
+@pytest.mark.parametrize("spec, standard", [("autoattack-dev", False), ("autoattack-dev(square_queries=50)", False)])
+def test_the_record_takes_autoattack_under_any_spec_and_labels_it_by_its_own_flag(data, spec, standard):
+    _, record = ro.train(Plain(), "natural", data, attacks=("pgd-20", spec), masking_checks=False, **FAST)
+    ev = record.evaluation
+    assert ev.autoattack_acc == ev.robust[spec]
+    assert ev.autoattack_standard is standard
+    assert ev.autoattack_acc <= ev.clean_acc
