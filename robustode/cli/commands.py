@@ -119,6 +119,11 @@ def cmd_demo(args) -> int:
 
 
 def show_summary(record, where: Path) -> None:
+    """The result as a small table; under torchrun only rank 0 prints it."""
+    from ..training.distributed import context
+
+    if context().rank != 0:
+        return
     ev, tr = record.evaluation, record.training
     table = Table(title=f"{record.model.name} / {record.defense.spec} on {record.dataset.name} "
                         f"({record.dataset.kind})")
