@@ -133,9 +133,7 @@ def _create_model(name: str, num_classes: int, seed: int) -> nn.Module:
     from ..models import create
 
     torch.manual_seed(seed)  # the initial weights follow the run's seed
-    model = create(name, num_classes=num_classes)
-    model.robustode_name, model.robustode_kwargs = name, {}
-    return model
+    return create(name, num_classes=num_classes)  # create() tags it, so checkpoints can rebuild it
 
 
 def _run_config(resolved: dict, config: TrainConfig, model: nn.Module, defense, data: DataSet) -> dict:
