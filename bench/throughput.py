@@ -94,12 +94,12 @@ def measure(model_name: str, spec: str, args, device: torch.device) -> dict:
         raise RuntimeError(f"{model_name} / {spec} stopped early: {result.stopped_reason}")
     seconds = sum(row["seconds"] for row in timed)
     images_per_s = sum(row["images"] for row in timed) / seconds
-    flops = flops_per_image(model_name, spec, device, result.config["train"]["precision"])
+    flops = flops_per_image(model_name, spec, device, result.run.train.precision)
     return {"model": model_name, "defense": spec, "batch_size": batch, "images_per_s": images_per_s,
             "step_ms": 1000 * batch / images_per_s, "epoch_s": EPOCH / images_per_s,
             "passes_per_image": defense.passes_per_batch, "gflop_per_image": flops / 1e9,
-            "tflops": flops * images_per_s / 1e12, "precision": result.config["train"]["precision"],
-            "channels_last": result.config["train"]["channels_last"], "compile": args.compile}
+            "tflops": flops * images_per_s / 1e12, "precision": result.run.train.precision,
+            "channels_last": result.run.train.channels_last, "compile": args.compile}
 
 
 def add_ratios(rows: list[dict], peak: float | None) -> None:

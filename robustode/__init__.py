@@ -3,15 +3,15 @@
     import robustode as ro
     model, record = ro.train("lm_resnet20", defense="yopo-5-3", data="cifar10", epochs=36)
     result = ro.evaluate(model, "cifar10", attacks=["pgd-20", "autoattack"], n=1000)
+    record = ro.evaluate_checkpoint("runs/x/checkpoints/last.pt", attacks=["pgd-20", "autoattack"])
     ro.list_models("lm_*"), ro.list_defenses(), ro.list_attacks(), ro.list_datasets()
 
 Plug in your own parts by name with ``ro.register_model``, ``ro.register_defense``
 and ``ro.register_attack``; see examples/custom_model.py.
 """
 
-__version__ = "0.1.0"  # before the imports: their modules read it
-
-from .api import evaluate, load_model, train
+from ._version import __version__
+from .api import evaluate, evaluate_checkpoint, load_model, train
 from .attacks import attacks as _attacks
 from .data import datasets as _datasets
 from .data import load_dataset
@@ -33,6 +33,7 @@ __all__ = [
     "create_defense",
     "create_model",
     "evaluate",
+    "evaluate_checkpoint",
     "list_attacks",
     "list_datasets",
     "list_defenses",

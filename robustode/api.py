@@ -3,6 +3,7 @@
     import robustode as ro
     model, record = ro.train("preact_resnet18", defense="yopo-5-3", data="cifar10", epochs=36)
     result = ro.evaluate(model, "cifar10", attacks=["pgd-20"], n=1000)
+    record = ro.evaluate_checkpoint("runs/x/checkpoints/last.pt", attacks=["pgd-20", "autoattack"])
 
 Your own model works too: pass an ``nn.Module`` taking images in [0, 1] and
 returning logits. Every defense trains it as it is except YOPO, which needs
@@ -14,24 +15,24 @@ splits the model itself after checking that the parts reproduce its forward.
 
 from __future__ import annotations
 
-import re
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from torch import nn
 
 from .attacks.spec import build as build_attack
-from .attacks.spec import parse_spec
 from .data import DataSet, load_dataset
 from .defenses import create_defense
 from .defenses.base import Defense
+from .dist import context
 from .errors import ConfigError, DataError
-from .evaluator import EvalResult
-from .evaluator import evaluate as _evaluate
+from .evaluation import evaluate, evaluate_sharded
 from .models import registry as model_registry
-from .records import Record, make_record, save, save_in
-from .training import TrainConfig, distributed, fit, load_model_from_checkpoint
-from .utils import check_eps, check_positive_int
+from .records import DatasetInfo, Record, run_record, save, save_in
+from .training import TrainConfig, TrainResult, fit, load_checkpoint
+from .training.checkpoint import model_from_state
+from .utils import check_positive_int, resolve_device
 
 DEFAULT_ATTACKS = ("pgd-20",)
 EVAL_EPS = 8 / 255  # the field's standard L-inf budget
@@ -39,7 +40,7 @@ EVAL_EPS = 8 / 255  # the field's standard L-inf budget
 
 def train(model: nn.Module | str, defense: str | Defense = "pgd-10", data: str | DataSet = "cifar10", *,
           eps: float | str | None = None, defense_options: dict | None = None,
-          attacks: Sequence[str] = DEFAULT_ATTACKS, n: int | None = None, eval_batch_size: int = 256,
+          attacks: Sequence[str] | str = DEFAULT_ATTACKS, n: int | None = None, eval_batch_size: int = 256,
           masking_checks: bool = True, data_dir=None, train_subset: int | None = None,
           test_subset: int | None = None, out_dir=None, resume: bool = False, records_dir=None,
           label: str | None = None, command: str | None = None, quiet: bool = False,
@@ -73,45 +74,59 @@ def train(model: nn.Module | str, defense: str | Defense = "pgd-10", data: str |
     """
     if isinstance(model, str):
         model_registry.resolve(model)  # an unknown name fails now, not after loading the data
-    defense = build_defense(defense, eps, defense_options)
-    eval_eps = EVAL_EPS if eps is None else check_eps(eps)
+    defense, eval_eps = build_defense(defense, eps, defense_options), EVAL_EPS if eps is None else eps
     attacks = check_attacks(attacks, eval_eps)
     dataset = load_data(data, data_dir, train_subset, test_subset)
     check_n(n, dataset)
-    result = fit(model, defense, dataset, out_dir=out_dir, resume=resume, quiet=quiet, **settings)
+    trained = fit(model, defense, dataset, out_dir=out_dir, resume=resume, quiet=quiet, **settings)
     # Under torchrun each rank evaluates its shard of the test points; only rank 0 saves
     # (run_dir is None elsewhere).
-    evaluation = distributed.evaluate(result.model, dataset, attacks=attacks, n=n, batch_size=eval_batch_size,
-                                      device=result.config["train"]["device"], eps=eval_eps, quiet=quiet,
-                                      masking_checks=masking_checks)
-    record = make_run_record(result.config, result, evaluation, result.model, label=label, command=command)
-    if result.run_dir is not None:
-        save(record, Path(result.run_dir) / "record.json", overwrite=True)
-    if records_dir is not None and distributed.context().main:
+    evaluation = evaluate_sharded(trained.model, dataset, attacks=attacks, n=n, batch_size=eval_batch_size,
+                                  device=trained.run.train.device, eps=eval_eps, quiet=quiet,
+                                  masking_checks=masking_checks)
+    record = run_record(trained, evaluation, label=label, command=command)
+    _save(record, trained.run_dir, records_dir)
+    return trained.model, record
+
+
+def _save(record: Record, run_dir: str | None, records_dir) -> None:
+    """record.json in the run directory, and a new file in ``records_dir``; rank 0 only under torchrun."""
+    if run_dir is not None:
+        save(record, Path(run_dir) / "record.json", overwrite=True)
+    if records_dir is not None and context().main:
         save_in(record, records_dir)
-    return result.model, record
 
 
-def evaluate(model: nn.Module, data: str | DataSet = "cifar10", *, attacks: Sequence[str] = DEFAULT_ATTACKS,
-             n: int | None = None, eps: float | str = EVAL_EPS, batch_size: int = 256, device=None,
-             data_dir=None, masking_checks: bool = True, quiet: bool = False) -> EvalResult:
-    """Clean and robust accuracy of ``model`` on the first ``n`` test images of ``data``.
+def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | DataSet | None = None, *,
+                        attacks: Sequence[str] | str = DEFAULT_ATTACKS, n: int | None = None,
+                        eps: float | str = EVAL_EPS, batch_size: int = 256, device=None, data_dir=None,
+                        masking_checks: bool = True, quiet: bool = False, label: str | None = None,
+                        command: str | None = None) -> Record:
+    """Evaluate a checkpoint of ``ro.train`` / ``robustode train`` and return its record.
 
-    ``attacks`` are spec strings ("pgd-20", "pgd-50(restarts=5)", "autoattack",
-    see ``ro.list_attacks()``); ``eps`` applies to those that do not set their own.
-    The result has ``clean_acc``, ``robust[attack]``, ``worst_case`` and the
-    gradient-masking ``flags`` (see robustode.evaluator.evaluate).
+    ``data`` defaults to the data set the run trained on; the record keeps the run's
+    training facts (epochs, time, passes) from the checkpoint.
 
-        result = ro.evaluate(ro.load_model("runs/x/checkpoints/last.pt"), "cifar10", n=1000)
+        record = ro.evaluate_checkpoint("runs/x/checkpoints/last.pt", attacks=["pgd-20", "autoattack"])
     """
-    dataset = load_data(data, data_dir)
-    return _evaluate(model, dataset, attacks=tuple(attacks), n=n, batch_size=batch_size, device=device,
-                     eps=check_eps(eps), quiet=quiet, masking_checks=masking_checks)
+    device = resolve_device(device)
+    attacks = check_attacks(attacks, eps)
+    state = load_checkpoint(checkpoint)
+    trained = TrainResult.from_checkpoint(state, model_from_state(state, checkpoint, device))
+    dataset = load_data(data or trained.run.data.name, data_dir)
+    if dataset.num_classes != trained.run.model.num_classes:
+        raise DataError(f"{dataset.name} has {dataset.num_classes} classes but the model was trained for "
+                        f"{trained.run.model.num_classes}")
+    check_n(n, dataset)
+    result = evaluate(trained.model, dataset, attacks=attacks, n=n, batch_size=batch_size, device=device, eps=eps,
+                      quiet=quiet, masking_checks=masking_checks)
+    evaluated = DatasetInfo(**{**dataset.describe(), "n_train": trained.run.data.n_train})  # trained on
+    return run_record(trained, result, dataset=evaluated, label=label, command=command)
 
 
 def load_model(checkpoint: str | Path, device="cpu") -> nn.Module:
     """The registered model saved in a checkpoint of ``ro.train`` / ``robustode train``."""
-    return load_model_from_checkpoint(checkpoint, device=device)
+    return model_from_state(load_checkpoint(checkpoint), checkpoint, device)
 
 
 def build_defense(defense: str | Defense, eps=None, options: dict | None = None) -> Defense:
@@ -121,20 +136,13 @@ def build_defense(defense: str | Defense, eps=None, options: dict | None = None)
             raise ConfigError("eps and defense_options apply to a defense spec; "
                               "set them on your Defense instead")
         return defense
-    try:
-        name, settings = parse_spec(defense)
-    except ConfigError:  # its message speaks of attacks
-        raise ConfigError(f"malformed defense spec {defense!r}; expected e.g. 'pgd-10' or "
-                          "'pgd-10(alpha=2/255)'") from None
-    settings.update(options or {})
+    settings = dict(options or {})
     if eps is not None:
-        settings["eps"] = check_eps(eps)
-    built = create_defense(name, **settings)
-    built.spec = defense.strip() if "(" in defense else name
-    return built
+        settings["eps"] = eps
+    return create_defense(defense, **settings)
 
 
-def check_attacks(attacks: Sequence[str] | str, eps: float) -> tuple[str, ...]:
+def check_attacks(attacks: Sequence[str] | str, eps) -> tuple[str, ...]:
     """The attack specs, each checked by building it (an unknown name fails before training)."""
     specs = (attacks,) if isinstance(attacks, str) else tuple(attacks)
     if not specs:
@@ -164,51 +172,4 @@ def load_data(data: str | DataSet, data_dir=None, train_subset=None, test_subset
                    data.source, data.meta)
 
 
-def make_run_record(run: dict, trained, evaluation: EvalResult, model: nn.Module, label: str | None = None,
-                    command: str | None = None) -> Record:
-    """A leaderboard record from a run's config, its training result and its evaluation.
-
-    ``trained`` is a TrainResult, or for a checkpoint evaluated later a dict with
-    the same fields (train_seconds, images_per_second, passes_per_image, data_epochs,
-    stopped_reason).
-    """
-    t = trained if isinstance(trained, dict) else trained.to_dict()
-    train, model_info, defense = run["train"], run["model"], run["defense"]
-    robust = dict(evaluation.robust)
-    settings = evaluation.attack_settings
-    # AutoAttack under any spec ("autoattack", "autoattack-dev", with settings): its own flag says standard.
-    aa = next((k for k in robust if settings.get(k, {}).get("attack") == "autoattack"), None)
-    # Nominal epochs done: Free-m replays each data epoch m times.
-    epochs = min(train["epochs"], t["data_epochs"] * int(defense.get("replays", 1)))
-    optimizer = {k: train[k] for k in ("lr", "momentum", "weight_decay", "schedule", "milestones", "gamma")}
-    return make_record(
-        model={"name": model_info.get("name") or model_info["class"], "params": count_parameters(model)},
-        defense={"spec": defense["spec"], "name": defense_family(defense["spec"]),
-                 "hyperparameters": defense["hyperparameters"]},
-        dataset=run["data"],
-        training={"epochs": epochs, "batch_size": train["batch_size"], "seed": train["seed"],
-                  "seconds": t["train_seconds"], "images_per_second": t["images_per_second"],
-                  "passes_per_image": t["passes_per_image"], "optimizer": optimizer,
-                  "stopped_early": t["stopped_reason"]},
-        evaluation={"n": evaluation.n, "norm": "linf", "eps": evaluation.eps,
-                    "clean_acc": evaluation.clean_acc,
-                    "pgd20_acc": robust.get("pgd-20"), "autoattack_acc": robust.get(aa) if aa else None,
-                    "autoattack_standard": bool(aa and settings[aa].get("standard")), "robust": robust,
-                    "attack_settings": evaluation.attack_settings, "seconds": evaluation.seconds,
-                    "flags": evaluation.flags},
-        provenance=run["provenance"],
-        label=label,
-        command=command,
-    )
-
-
-def defense_family(spec: str) -> str:
-    """The spec without its numbers and settings: "yopo-5-3" -> "yopo", "fgsm-rs" -> "fgsm-rs"."""
-    return re.sub(r"-\d+", "", spec.split("(")[0].strip())
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-__all__ = ["TrainConfig", "build_defense", "evaluate", "load_data", "load_model", "make_run_record", "train"]
+__all__ = ["TrainConfig", "build_defense", "evaluate", "evaluate_checkpoint", "load_data", "load_model", "train"]

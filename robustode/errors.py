@@ -16,6 +16,10 @@ class UnknownNameError(RobustodeError, KeyError):
         return str(self.args[0])
 
 
+class UnknownSpecError(UnknownNameError, ConfigError):
+    """A spec (``pgd-x``, ``nope(eps=1)``) that matches no registered form: an unknown name and a bad setting."""
+
+
 class DuplicateNameError(RobustodeError, ValueError):
     """A name was registered twice."""
 

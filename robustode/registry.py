@@ -15,17 +15,28 @@ Besides plain names there are two kinds of parametrized entries:
   makes ``get("pgd-10")`` call the factory with ``steps=10``;
 - prefixes, registered with a trailing colon: ``register("imagefolder:")``
   makes ``get("imagefolder:/data/x")`` call the factory with ``"/data/x"``.
+
+Defenses and attacks are built from spec strings, ``name(key=value, ...)``, by
+one grammar for every door (Python, CLI, records): ``create("pgd-10(alpha=2/255)")``.
+Values are parsed as booleans (true/false), none, integers, fractions (8/255),
+floats, or else kept as strings.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import fnmatch
+import inspect
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-from .errors import DuplicateNameError, UnknownNameError
+from .errors import ConfigError, DuplicateNameError, UnknownNameError, UnknownSpecError
+from .utils import parse_fraction
+
+_SPEC = re.compile(r"\s*(?P<name>[^()\s]+)\s*(?:\((?P<args>[^()]*)\))?\s*\Z")
+_KEY = re.compile(r"[A-Za-z_]\w*\Z")
 
 
 @dataclass(frozen=True)
@@ -41,8 +52,11 @@ class Entry:
 
 
 class Registry:
-    def __init__(self, kind: str):
+    """Named factories of one kind. ``hint()`` (optional) ends every spec error message, e.g. the valid forms."""
+
+    def __init__(self, kind: str, hint: Callable[[], str] | None = None):
         self.kind = kind
+        self.hint = hint
         self._entries: dict[str, Entry] = {}
 
     def register(self, name: str | None = None, *, pattern: str | None = None):
@@ -86,6 +100,48 @@ class Registry:
         factory, kwargs, args = self.resolve(name)
         return factory(*args, **{**kwargs, **overrides})
 
+    def create(self, spec: str, defaults: dict | None = None, **overrides: Any) -> Any:
+        """Build from a spec ``"name(key=value, ...)"``.
+
+        Settings come from the name's numbers (``pgd-10``: steps=10), then the parentheses
+        (which win over the name), then ``overrides`` (an error where they disagree with the spec).
+        ``defaults`` fill only what none of them sets (and what the factory takes).
+        Errors are ConfigErrors that quote the spec; an unknown name raises
+        UnknownSpecError (an UnknownNameError and a ConfigError).
+        """
+        name, settings = parse_spec(spec, self.kind)
+        try:
+            factory, parsed, args = self.resolve(name)
+        except UnknownNameError:
+            raise UnknownSpecError(self._with_hint(self._unknown_message(name, list_known=self.hint is None))) \
+                from None
+        given = self._merge(spec, parsed, settings, overrides)
+        accepted = _accepted(factory)
+        if accepted is not None:
+            unknown = sorted(set(given) - accepted)
+            if unknown:
+                raise ConfigError(self._with_hint(f"{self.kind} {spec!r} has no setting {', '.join(unknown)}; "
+                                                  f"its settings: {', '.join(sorted(accepted))}"))
+        extra = {k: v for k, v in (defaults or {}).items() if k not in given and (accepted is None or k in accepted)}
+        try:
+            return factory(*args, **extra, **given)
+        except ConfigError as err:
+            raise ConfigError(self._with_hint(f"bad {self.kind} spec {spec!r}: {err}")) from None
+
+    def _merge(self, spec: str, parsed: dict, settings: dict, overrides: dict) -> dict:
+        """The spec's parentheses refine its name (``pgd-7(steps=9)``: 9 steps); an override that
+        disagrees with the spec is an error, never silently one or the other."""
+        merged = {**parsed, **settings}
+        for key, value in overrides.items():
+            if key in merged and merged[key] != value:
+                raise ConfigError(f"{self.kind} {spec!r} already sets {key}={merged[key]}; "
+                                  f"got {key}={value!r} as well")
+            merged[key] = value
+        return merged
+
+    def _with_hint(self, message: str) -> str:
+        return f"{message}; {self.hint()}" if self.hint else message
+
     def lookup(self, name: str) -> Callable[..., Any]:
         return self.resolve(name)[0]
 
@@ -109,7 +165,7 @@ class Registry:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def _unknown_message(self, name: str) -> str:
+    def _unknown_message(self, name: str, list_known: bool = True) -> str:
         known = self.names()
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
         head = name.split(":")[0].split("-")[0]
@@ -117,9 +173,70 @@ class Registry:
         msg = f"unknown {self.kind} {name!r}"
         if close:
             msg += f"; did you mean {', '.join(close)}?"
+        if not list_known:
+            return msg
         shown = ", ".join(known[:30]) + (", ..." if len(known) > 30 else "")
         return msg + f" (known: {shown})" if known else msg + f" (no {self.kind}s are registered)"
 
 
 def _convert(value: str) -> Any:
     return int(value) if value.isdigit() else value
+
+
+def _accepted(factory: Callable[..., Any]) -> set[str] | None:
+    """The keyword settings a factory takes; None when it takes any (``**kwargs``) and checks them itself."""
+    if dataclasses.is_dataclass(factory):
+        return {f.name for f in dataclasses.fields(factory) if f.init}
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+def parse_spec(spec: str, kind: str = "spec") -> tuple[str, dict[str, Any]]:
+    """Split ``"name(key=value, ...)"`` into the name and a dict of settings."""
+    match = _SPEC.match(spec) if isinstance(spec, str) else None
+    example = "'pgd-20' or 'pgd-20(restarts=5)'" if kind == "attack" else "'pgd-10' or 'pgd-10(alpha=2/255)'"
+    if match is None:
+        raise ConfigError(f"malformed {kind} spec {spec!r}; expected e.g. {example}")
+    settings: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in (match["args"] or "").split(","))):
+        key, sep, value = (s.strip() for s in item.partition("="))
+        if not sep or not _KEY.match(key):
+            raise ConfigError(f"malformed setting {item!r} in {kind} spec {spec!r}; expected key=value")
+        if key in settings:
+            raise ConfigError(f"{kind} spec {spec!r} sets {key} twice")
+        settings[key] = spec_value(value)
+    return match["name"], settings
+
+
+def split_specs(text: str) -> list[str]:
+    """Split a comma-separated list of specs, keeping commas inside parentheses:
+    ``"pgd-20(restarts=5, norm=l2),autoattack"`` -> ``["pgd-20(restarts=5, norm=l2)", "autoattack"]``."""
+    specs, depth, current = [], 0, ""
+    for char in text:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            specs.append(current)
+            current = ""
+        else:
+            current += char
+    return [spec.strip() for spec in [*specs, current] if spec.strip()]
+
+
+def spec_value(text: str) -> Any:
+    """A setting's value from its text: true/false, none, an integer, a fraction or float, else the text."""
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered == "none":
+        return None
+    if re.fullmatch(r"[+-]?\d+", text):
+        return int(text)
+    try:
+        return parse_fraction(text)
+    except ConfigError:
+        return text

@@ -32,6 +32,14 @@ def check_eps(eps: float, name: str = "eps") -> float:
     return eps
 
 
+def check_step(step: float, name: str = "step size") -> float:
+    """A step size in pixel space: in (0, 1]. A zero step would train or attack with no perturbation at all."""
+    step = parse_fraction(step, name)
+    if not 0.0 < step <= 1.0:
+        raise ConfigError(f"{name} must lie in (0, 1] (pixel space, e.g. 2/255), got {step:g}")
+    return step
+
+
 def check_positive_int(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{name} must be a positive integer, got {value!r}")
@@ -78,12 +86,12 @@ def git_commit() -> str | None:
 
 def provenance(device: torch.device, precision: str) -> dict:
     """How a result was obtained: versions, device, precision, date."""
-    from . import __version__
+    from ._version import __version__
 
     return {
         "robustode_version": __version__,
         "git_commit": git_commit(),
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),  # a str subclass that weights_only loading refuses
         "device": device_name(device),
         "device_type": device.type,
         "precision": precision,

@@ -7,10 +7,11 @@ import torch
 from torch import nn
 
 import robustode as ro
-from robustode.api import build_defense, defense_family
+from robustode.api import build_defense
 from robustode.attacks import FunctionAttack, attacks
 from robustode.errors import ConfigError, DataError, UnknownNameError
 from robustode.models import LayerOneModel, normalization, registry
+from robustode.records import defense_family
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -1,5 +1,5 @@
 """PGD and FGSM: exact answers on linear models, invariants over many seeds, a cross-check
-against torchattacks, and the attack registry."""
+against torchattacks (the attack registry and specs: test_specs.py)."""
 
 import itertools
 
@@ -9,8 +9,8 @@ import torch.nn.functional as F
 import torchattacks
 from torch import nn
 
-from robustode.attacks import attacks, build, fgsm, parse_spec, pgd, split_specs
-from robustode.errors import ConfigError, UnknownNameError
+from robustode.attacks import build, fgsm, pgd
+from robustode.errors import ConfigError
 
 EPS = 8 / 255
 
@@ -279,32 +279,3 @@ def test_bad_fgsm_eps_and_model_output_raise():
     flat = nn.Sequential(nn.Flatten(), nn.Linear(16, 1), nn.Flatten(0))  # (B,) instead of (B, classes)
     with pytest.raises(ConfigError, match="logits of shape"):
         pgd(flat, x, y)
-
-
-@pytest.mark.parametrize("spec", ["pgdd", "autoatack", "torchattacks:NoSuchAttack", "pgd-K"])
-def test_unknown_attack_names_raise(spec):
-    with pytest.raises(UnknownNameError):
-        build(spec)
-
-
-@pytest.mark.parametrize("spec", ["pgd-0", "pgd-20(eps=2)", "pgd(norm=l3)", "fgsm(eps=-1)", "pgd-20(",
-                                  "pgd-20(restarts)", "torchattacks:CW(nope=1)", "autoattack(apgd_steps=0)"])
-def test_bad_specs_raise(spec):
-    with pytest.raises(ConfigError):
-        build(spec)
-
-
-def test_spec_parsing_and_registry_defaults():
-    assert parse_spec("pgd-50(restarts=5, eps=8/255, norm=l2, early_stop=true)") == (
-        "pgd-50", {"restarts": 5, "eps": 8 / 255, "norm": "l2", "early_stop": True})
-    attack = build("pgd-20")
-    assert attack.name == "pgd-20" and attack.fn is pgd
-    assert attack.settings == dict(eps=8 / 255, alpha=2 / 255, steps=20, norm="linf", random_start=True,
-                                   restarts=1, early_stop=False, autocast_dtype=None)
-    assert split_specs(" pgd-20(restarts=5, norm=l2),autoattack,, torchattacks:CW(c=1, steps=5)") == [
-        "pgd-20(restarts=5, norm=l2)", "autoattack", "torchattacks:CW(c=1, steps=5)"]
-    assert build("pgd").settings["steps"] == 20
-    assert build("pgd-7(steps=9)").settings["steps"] == 9  # explicit settings win over the name
-    assert build("pgd-10", eps=4 / 255).settings["alpha"] == 1 / 255
-    assert build("square").blackbox and not build("pgd-20").blackbox
-    assert {"pgd", "pgd-K", "fgsm", "autoattack", "autoattack-dev", "square", "torchattacks:"} <= set(attacks)

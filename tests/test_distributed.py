@@ -15,7 +15,7 @@ from training_utils import tiny
 from robustode.api import train
 from robustode.data import DeviceLoader, make_synthetic
 from robustode.defenses import Natural, create_defense
-from robustode.evaluator import evaluate
+from robustode.evaluation import evaluate, evaluate_sharded
 from robustode.models.contract import LayerOneModel, Normalize
 from robustode.training import fit
 
@@ -68,15 +68,13 @@ def worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
     torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
                       WORLD_SIZE=str(world_size))
-    from robustode.training import distributed
-
     results = train_all(out_dir)
     watching = Watching()
     fit(tiny(), watching, tiny_data(), **SETTINGS)
     results["batch_norm"] = watching.stats
     model = NoNorm()
     model.load_state_dict(results["natural"])
-    evaluation = distributed.evaluate(model, tiny_data(), attacks=("fgsm",), quiet=True, masking_checks=False)
+    evaluation = evaluate_sharded(model, tiny_data(), attacks=("fgsm",), quiet=True, masking_checks=False)
     results["eval"] = (evaluation.clean_acc, evaluation.robust["fgsm"], evaluation.n, evaluation.per_point)
     _, record = train(NoNorm(), "natural", tiny_data(), attacks=("fgsm",), records_dir=os.path.join(out_dir, "records"),
                       **SETTINGS)

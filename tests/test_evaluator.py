@@ -12,7 +12,7 @@ from torch import nn
 from robustode.attacks import Attack, pgd
 from robustode.data.types import DataSet, Split
 from robustode.errors import ConfigError, DataError, UnknownNameError
-from robustode.evaluator import EvalResult, evaluate
+from robustode.evaluation import EvalResult, evaluate
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 

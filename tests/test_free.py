@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from defense_fixtures import Counter, TinyNet, blobs, groups, one_thread, sgd  # noqa: F401
 
 from robustode.defenses import Free, Natural, create_defense
-from robustode.defenses.common import project
+from robustode.defenses.common import clip_delta
 
 EPS = 8 / 255
 
@@ -28,7 +28,7 @@ def test_first_replay_steps_delta_by_eps_times_the_sign_of_its_gradient():
     delta = torch.zeros_like(x, requires_grad=True)
     (grad,) = torch.autograd.grad(F.cross_entropy(before((x + delta).clamp(0, 1)), y), delta)
     defense.train_step(model, x, y, optimizers, lambda: None)
-    assert torch.equal(defense.state_dict()["delta"], project(EPS * grad.sign(), x, EPS))
+    assert torch.equal(defense.state_dict()["delta"], clip_delta(EPS * grad.sign(), x, EPS))
 
 
 def test_perturbation_persists_across_batches_and_m_replays_step_m_times():

@@ -11,7 +11,7 @@ from robustode.training import TrainConfig
 from robustode.training.schedules import cosine, cyclic, lr_factor, make_scheduler, multistep
 
 
-def lrs(resolved: dict, batches_per_epoch: int, steps: int, base_lr: float = 0.1) -> list[float]:
+def lrs(resolved, batches_per_epoch: int, steps: int, base_lr: float = 0.1) -> list[float]:
     """The lr each of the first ``steps`` optimizer steps trains with."""
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=base_lr, momentum=0.9)
     scheduler = make_scheduler(opt, lr_factor(resolved), batches_per_epoch)
@@ -24,8 +24,9 @@ def lrs(resolved: dict, batches_per_epoch: int, steps: int, base_lr: float = 0.1
 
 
 def resolved(schedule="multistep", epochs=10, replays=1, milestones=(), gamma=0.1, peak=0.5):
-    return {"schedule": schedule, "milestones": list(milestones), "gamma": gamma, "cyclic_peak": peak,
-            "replays": replays, "data_epochs": math.ceil(epochs / replays)}
+    toy = type("Replaying", (_Toy,), {"replays": replays})()
+    return TrainConfig(schedule=schedule, epochs=epochs, milestones=tuple(milestones), gamma=gamma,
+                       cyclic_peak=peak, device="cpu").resolve(toy)
 
 
 def test_multistep_multiplies_by_gamma_at_each_milestone():
@@ -83,7 +84,7 @@ def test_free_counts_replays_so_its_lr_follows_nominal_epochs(schedule):
 
 def test_free_with_m_not_dividing_epochs_rounds_the_run_up_to_whole_data_epochs():
     r = resolved("cosine", epochs=5, replays=2)
-    assert r["data_epochs"] == 3
+    assert r.data_epochs == math.ceil(5 / 2) == 3
     assert lr_factor(r)(6.0) == 0.0 and lr_factor(r)(5.0) > 0.0
 
 
@@ -94,9 +95,9 @@ class _Toy(Defense):
 
 def test_config_resolves_unset_fields_from_the_preset_and_keeps_overrides():
     c = TrainConfig(lr=0.05).resolve(_Toy())
-    assert (c["lr"], c["weight_decay"], c["batch_size"], c["schedule"]) == (0.05, 1e-4, 32, "cyclic")
-    assert (c["epochs"], c["replays"], c["data_epochs"]) == (5, 2, 3)
-    assert (c["device"], c["precision"], c["channels_last"]) == ("cpu", "float32", False)
+    assert (c.lr, c.weight_decay, c.batch_size, c.schedule) == (0.05, 1e-4, 32, "cyclic")
+    assert (c.epochs, c.replays, c.data_epochs) == (5, 2, 3)
+    assert (c.device, c.precision, c.channels_last) == ("cpu", "float32", False)
 
 
 @pytest.mark.parametrize("bad", [{"schedule": "linear"}, {"keep_best": True}, {"epochs": 0},

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from robustode.data import load_dataset
-from robustode.evaluator import evaluate
+from robustode.evaluation import evaluate
 from robustode.training import fit
 
 pytestmark = pytest.mark.slow

@@ -11,7 +11,7 @@ import torch
 from defense_fixtures import one_thread  # noqa: F401 (autouse: one CPU thread)
 from training_utils import Plain, data, same_weights, tiny
 
-import robustode.evaluator
+import robustode.evaluation.sharded
 from robustode.defenses import create_defense
 from robustode.errors import ConfigError
 from robustode.training import fit, load_checkpoint
@@ -56,7 +56,7 @@ def test_free_m_runs_epochs_over_m_data_epochs_on_the_natural_lr_schedule():
 def test_the_cuda_settings_bf16_autocast_and_channels_last_also_run_on_cpu():
     model = tiny()
     result = fit(model, Plain(), data(), precision="bf16", channels_last=True, quiet=True)
-    assert result.config["train"]["precision"] == "bf16" and result.history[-1]["loss"] < 2.5
+    assert result.run.train.precision == "bf16" and result.history[-1]["loss"] < 2.5
     assert model.stem[1].weight.is_contiguous(memory_format=torch.channels_last)
 
 
@@ -73,7 +73,7 @@ def fake_evaluate(robust_by_call, pause=0.0):
 
 def test_training_time_excludes_the_periodic_evaluation(monkeypatch):
     evaluate, calls = fake_evaluate([0.1, 0.2], pause=0.5)
-    monkeypatch.setattr(robustode.evaluator, "evaluate", evaluate)
+    monkeypatch.setattr(robustode.evaluation.sharded, "evaluate", evaluate)
     start = time.perf_counter()
     result = fit(tiny(), Plain(), data(), eval_every=1, eval_n=8, quiet=True)
     wall = time.perf_counter() - start
@@ -88,7 +88,7 @@ def test_periodic_evaluation_uses_the_shared_evaluator_and_leaves_training_untou
     plain = fit(tiny(), Plain(), ds, quiet=True)
     evaluated = fit(tiny(), Plain(), ds, eval_every=1, eval_n=8, quiet=True)
     assert same_weights(plain.model, evaluated.model)  # evaluation draws from its own random stream
-    direct = robustode.evaluator.evaluate(evaluated.model, ds.test.subset(8), attacks=("pgd-20",), seed=0,
+    direct = robustode.evaluation.evaluate(evaluated.model, ds.test.subset(8), attacks=("pgd-20",), seed=0,
                                           masking_checks=False, quiet=True)
     last = evaluated.history[-1]
     assert (last["eval_clean"], last["eval_robust"]) == (direct.clean_acc, direct.robust["pgd-20"])
@@ -96,7 +96,7 @@ def test_periodic_evaluation_uses_the_shared_evaluator_and_leaves_training_untou
 
 def test_keep_best_keeps_the_epoch_with_the_best_held_out_robust_accuracy(monkeypatch, tmp_path):
     evaluate, _ = fake_evaluate([0.3, 0.5, 0.4])
-    monkeypatch.setattr(robustode.evaluator, "evaluate", evaluate)
+    monkeypatch.setattr(robustode.evaluation.sharded, "evaluate", evaluate)
     result = fit(tiny(), Plain(), data(), epochs=3, eval_every=1, keep_best=True, out_dir=tmp_path,
                  quiet=True)
     assert result.best["epoch"] == 2 and result.best["eval_robust"] == 0.5

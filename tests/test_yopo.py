@@ -11,7 +11,7 @@ from torch.nn.grad import conv2d_input, conv2d_weight
 
 import robustode.defenses.yopo as yopo_module
 from robustode.defenses import YOPO, create_defense, split_model
-from robustode.defenses.common import project
+from robustode.defenses.common import clip_delta
 from robustode.defenses.yopo import hamiltonian, inner_steps
 from robustode.errors import ConfigError
 
@@ -29,7 +29,7 @@ def test_layer_one_identity_rebuilds_the_full_input_gradient():
     torch.manual_seed(0)
     model = TinyNet().train()
     x, y = blobs(8)
-    eta = project(torch.empty_like(x).uniform_(-EPS, EPS), x, EPS).requires_grad_(True)
+    eta = clip_delta(torch.empty_like(x).uniform_(-EPS, EPS), x, EPS).requires_grad_(True)
     (full,) = torch.autograd.grad(F.cross_entropy(model(x + eta), y), eta)
     p = costate(model, x, eta.detach(), y)
     (through_layer_one,) = torch.autograd.grad(hamiltonian(model.layer_one, x, eta, p), eta)
@@ -48,7 +48,7 @@ def test_layer_one_gets_cross_entropy_and_hamiltonian_gradients(monkeypatch):
     torch.manual_seed(0)
     model = TinyNet(normalize=False).train()  # layer one = one conv without bias: z = W * u
     x, y = blobs(8)
-    eta0 = project(torch.empty_like(x).uniform_(-EPS, EPS), x, EPS)
+    eta0 = clip_delta(torch.empty_like(x).uniform_(-EPS, EPS), x, EPS)
     monkeypatch.setattr(yopo_module, "random_start", lambda x_, eps: eta0.clone())
     conv = model.stem[1]
     W = conv.weight.detach().clone()
@@ -61,7 +61,7 @@ def test_layer_one_gets_cross_entropy_and_hamiltonian_gradients(monkeypatch):
     grads = torch.autograd.grad(loss0, [z0, *rest_params])
     p = -grads[0]
     dH_deta = conv2d_input(x.shape, W, p, padding=1)
-    eta1 = project(eta0 - 2 / 255 * dH_deta.sign(), x, EPS)
+    eta1 = clip_delta(eta0 - 2 / 255 * dH_deta.sign(), x, EPS)
     ce_part = conv2d_weight(u0, W.shape, -p, padding=1)
     hamiltonian_part = conv2d_weight(x + eta1, W.shape, -p, padding=1)  # d(-H)/dW, p fixed
 
@@ -108,13 +108,13 @@ def test_linear_layer_one_n_steps_equal_one_step_of_n_sigma():
     # Clipped: eps < n * sigma and x reaches 0 and 1, so the projection bites; n steps still equal one big
     # step followed by one projection.
     eps = 2.5 * sigma
-    eta0 = project(torch.empty_like(x).uniform_(-eps, eps), x, eps)
+    eta0 = clip_delta(torch.empty_like(x).uniform_(-eps, eps), x, eps)
     many = inner_steps(model.layer_one, x, eta0, p, steps=n, sigma=sigma, eps=eps)
     once = inner_steps(model.layer_one, x, eta0, p, steps=1, sigma=n * sigma, eps=eps)
     probe = torch.zeros_like(x).requires_grad_(True)
     (constant,) = torch.autograd.grad(hamiltonian(model.layer_one, x, probe, p), probe)  # W^T p, any eta
     assert torch.allclose(many, once, atol=1e-6)
-    assert torch.allclose(many, project(eta0 - n * sigma * constant.sign(), x, eps), atol=1e-6)
+    assert torch.allclose(many, clip_delta(eta0 - n * sigma * constant.sign(), x, eps), atol=1e-6)
     assert (many.abs() - eps).abs().lt(1e-6).float().mean() > 0.5
 
 

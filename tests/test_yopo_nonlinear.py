@@ -12,7 +12,7 @@ from defense_fixtures import RecordingSGD
 import robustode.defenses.yopo as yopo_module
 from robustode import models
 from robustode.defenses import YOPO
-from robustode.defenses.common import project
+from robustode.defenses.common import clip_delta
 from robustode.errors import ConfigError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -107,7 +107,7 @@ def test_hamiltonian_gradient_reaches_the_batch_norm_inside_layer_one(monkeypatc
     torch.manual_seed(0)
     model = models.create("wrn10_2").train()
     x, y = batch()
-    eta0 = project(torch.empty_like(x).uniform_(-EPS, EPS), x, EPS)
+    eta0 = clip_delta(torch.empty_like(x).uniform_(-EPS, EPS), x, EPS)
     monkeypatch.setattr(yopo_module, "random_start", lambda x_, eps: eta0.clone())
     ref = copy.deepcopy(model)
     bn = entry_bn(ref)
@@ -118,7 +118,7 @@ def test_hamiltonian_gradient_reaches_the_batch_norm_inside_layer_one(monkeypatc
     p = -grad_a
     eta = eta0.clone().requires_grad_(True)
     (grad_eta,) = torch.autograd.grad((ref.layer_one_nonlinear(x + eta) * p).sum(), eta)
-    eta1 = project(eta0 - 2 / 255 * grad_eta.sign(), x, EPS)
+    eta1 = clip_delta(eta0 - 2 / 255 * grad_eta.sign(), x, EPS)
     hamiltonian_part = torch.autograd.grad(-(ref.layer_one_nonlinear(x + eta1) * p).sum(), affine)
 
     _, one = yopo_step(model, YOPO(m=1, n=1, nonlinear_layer_one=True), x, y)

@@ -65,7 +65,7 @@ def pgd(model, x, y, *, eps=8 / 255, alpha=2 / 255, steps=20, norm="linf", rando
 def check_settings(eps, alpha, steps, norm, restarts=1, autocast_dtype=None):
     """Validate PGD settings; returns them normalized (norm lower-case, dtype resolved)."""
     eps = check_eps(eps)
-    alpha = _check_alpha(alpha)
+    alpha = _check_alpha(alpha, eps)
     steps = check_positive_int(steps, "steps")
     restarts = check_positive_int(restarts, "restarts")
     if not isinstance(norm, str) or norm.lower() not in NORMS:
@@ -73,10 +73,12 @@ def check_settings(eps, alpha, steps, norm, restarts=1, autocast_dtype=None):
     return eps, alpha, steps, norm.lower(), restarts, _check_dtype(autocast_dtype)
 
 
-def _check_alpha(alpha):
+def _check_alpha(alpha, eps: float):
     alpha = parse_fraction(alpha, "alpha") if isinstance(alpha, str) else alpha
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha) or alpha < 0:
-        raise ConfigError(f"alpha (the step size) must be a finite number >= 0, got {alpha!r}")
+        raise ConfigError(f"alpha (the step size) must be a finite number > 0, got {alpha!r}")
+    if alpha == 0 and eps > 0:  # a zero step leaves every point at its random start: no attack at all
+        raise ConfigError("alpha (the step size) must be > 0 for an eps > 0, got 0")
     return float(alpha)
 
 

@@ -1,32 +1,24 @@
-"""The attack registry, the Attack object it builds, and spec strings.
+"""The attack registry and the Attack object it builds from a spec string.
 
-A spec string names a registry entry, optionally with keyword settings:
+A spec string names a registry entry, optionally with keyword settings (the
+registry's grammar, robustode.registry.parse_spec):
 
     "pgd-20"                         PGD, 20 steps, eps 8/255, step 2/255
     "pgd-50(restarts=5, norm=l2, eps=0.5)"
     "autoattack", "autoattack-dev", "fgsm", "square(n_queries=1000)"
     "torchattacks:CW(c=1, steps=50)"
-
-Values are parsed as booleans (true/false), none, integers, fractions (8/255),
-floats, or else kept as strings.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from ..errors import ConfigError
-from ..registry import Registry
-from ..utils import parse_fraction
+from ..registry import Registry, parse_spec, split_specs
 
 attacks = Registry("attack")
-
-_SPEC = re.compile(r"\s*(?P<name>[^()\s]+)\s*(?:\((?P<args>[^()]*)\))?\s*\Z")
-_KEY = re.compile(r"[A-Za-z_]\w*\Z")
 
 
 class Attack:
@@ -66,48 +58,6 @@ class FunctionAttack(Attack):
         return self.fn(model, x, y, **self.settings)
 
 
-def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
-    """Split ``"name(key=value, ...)"`` into the name and a dict of settings."""
-    match = _SPEC.match(spec) if isinstance(spec, str) else None
-    if match is None:
-        raise ConfigError(f"malformed attack spec {spec!r}; expected e.g. 'pgd-20' or 'pgd-20(restarts=5)'")
-    kwargs: dict[str, Any] = {}
-    for item in filter(None, (part.strip() for part in (match["args"] or "").split(","))):
-        key, sep, value = (s.strip() for s in item.partition("="))
-        if not sep or not _KEY.match(key):
-            raise ConfigError(f"malformed setting {item!r} in attack spec {spec!r}; expected key=value")
-        kwargs[key] = _value(value)
-    return match["name"], kwargs
-
-
-def split_specs(text: str) -> list[str]:
-    """Split a comma-separated list of specs, keeping commas inside parentheses:
-    ``"pgd-20(restarts=5, norm=l2),autoattack"`` -> ``["pgd-20(restarts=5, norm=l2)", "autoattack"]``."""
-    specs, depth, current = [], 0, ""
-    for char in text:
-        depth += {"(": 1, ")": -1}.get(char, 0)
-        if char == "," and depth == 0:
-            specs.append(current)
-            current = ""
-        else:
-            current += char
-    return [spec.strip() for spec in [*specs, current] if spec.strip()]
-
-
-def _value(text: str) -> Any:
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered == "none":
-        return None
-    if re.fullmatch(r"[+-]?\d+", text):
-        return int(text)
-    try:
-        return parse_fraction(text)
-    except ConfigError:
-        return text
-
-
 def build(spec: str | Attack, **defaults: Any) -> Attack:
     """Build an Attack from a spec string; an Attack passes through unchanged.
 
@@ -115,7 +65,9 @@ def build(spec: str | Attack, **defaults: Any) -> Attack:
     """
     if isinstance(spec, Attack):
         return spec
-    name, kwargs = parse_spec(spec)
-    attack = attacks.get(name, **{**defaults, **kwargs})
+    attack = attacks.create(spec, defaults)
     attack.name = spec.strip()
     return attack
+
+
+__all__ = ["Attack", "FunctionAttack", "attacks", "build", "parse_spec", "split_specs"]

@@ -9,8 +9,6 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import DataError
-
 console = Console()
 
 
@@ -45,47 +43,18 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from ..api import check_attacks, check_n, load_data, load_model, make_run_record
-    from ..evaluator import evaluate
+    from ..api import evaluate_checkpoint
     from ..records import save, save_in
-    from ..training import load_checkpoint
-    from ..utils import resolve_device
 
-    device = resolve_device(args.device)
-    check_attacks(args.attacks, args.eps)
-    state = load_checkpoint(args.checkpoint)
-    model = load_model(args.checkpoint, device=device)
-    run = state["config"]
-    name = args.dataset or run["data"]["name"]
-    data = load_data(name, args.data_dir)
-    if data.num_classes != run["model"]["num_classes"]:
-        raise DataError(f"{name} has {data.num_classes} classes but the model was trained for "
-                        f"{run['model']['num_classes']}")
-    check_n(args.n, data)
-    result = evaluate(model, data, attacks=tuple(args.attacks), n=args.n, batch_size=args.eval_batch_size,
-                      device=device, eps=args.eps, quiet=args.quiet, masking_checks=args.masking_checks)
-    dataset = {**data.describe(), "n_train": run["data"]["n_train"]}  # the images it was trained on
-    record = make_run_record({**run, "data": dataset}, trained_summary(state), result, model,
-                             command=command_line(args))
+    record = evaluate_checkpoint(args.checkpoint, args.dataset, attacks=args.attacks, n=args.n, eps=args.eps,
+                                 batch_size=args.eval_batch_size, device=args.device, data_dir=args.data_dir,
+                                 masking_checks=args.masking_checks, quiet=args.quiet, command=command_line(args))
     out = Path(args.out) if args.out else run_directory(Path(args.checkpoint)) / "eval-record.json"
     save(record, out, overwrite=args.out is None)
     if args.records:
         save_in(record, args.records)
     show_summary(record, out)
     return 0
-
-
-def trained_summary(state: dict) -> dict:
-    """The training facts a record needs, read from a checkpoint."""
-    history = state["history"]
-    seconds = sum(row.get("seconds", 0.0) for row in history)
-    images = sum(row.get("images", 0) for row in history)
-    notes = [row["note"] for row in history if row.get("note")]
-    n_train = state["config"]["data"]["n_train"]
-    return {"train_seconds": state["seconds"], "data_epochs": state["epoch"],
-            "images_per_second": images / seconds if seconds > 0 else 0.0,
-            "passes_per_image": state["config"]["defense"]["passes_per_batch"] * images / n_train,
-            "stopped_reason": notes[-1] if notes else None}
 
 
 def run_directory(checkpoint: Path) -> Path:
@@ -120,7 +89,7 @@ def cmd_demo(args) -> int:
 
 def show_summary(record, where: Path) -> None:
     """The result as a small table; under torchrun only rank 0 prints it."""
-    from ..training.distributed import context
+    from ..dist import context
 
     if context().rank != 0:
         return

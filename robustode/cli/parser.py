@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import ConfigError
+from ..registry import split_specs
 from ..utils import check_eps, parse_fraction
 
 EPILOG = "Budgets and step sizes accept fractions: --eps 8/255, --defense 'pgd-10(alpha=2/255)'."
@@ -67,14 +68,14 @@ def count(text: str) -> int:
 
 @_checked
 def attack_list(text: str) -> list[str]:
-    names = [t.strip() for t in text.split(",") if t.strip()]
+    names = split_specs(text)  # commas inside a spec's parentheses are its own: "pgd-50(restarts=5, norm=l2)"
     if not names:
         raise ConfigError("expected a comma-separated list of attacks, e.g. pgd-20,autoattack")
     return names
 
 
 def build_parser() -> Parser:
-    from .. import __version__
+    from .._version import __version__
 
     parser = Parser(prog="robustode", epilog=EPILOG,
                     formatter_class=lambda prog: argparse.HelpFormatter(prog, max_help_position=32),

@@ -1,4 +1,4 @@
-"""Small pieces every defense shares: projection, random starts, mode switches, one SGD step."""
+"""Small pieces every defense shares: clipping, random starts, mode switches, one SGD step."""
 
 from __future__ import annotations
 
@@ -15,17 +15,19 @@ from .base import StepOutput
 BN_MODES = ("eval", "train")
 
 
-def project(delta: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
-    """Clip delta to the L-inf eps-ball and x + delta to [0, 1] (reference section 4's clip)."""
+def clip_delta(delta: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
+    """The perturbation clipped to the L-inf eps-ball, with x + delta in [0, 1] (reference section 4's clip).
+
+    Returns a delta; robustode.attacks.project returns the image x + delta instead."""
     return (x + delta.clamp(-eps, eps)).clamp(0.0, 1.0) - x
 
 
 def random_start(x: torch.Tensor, eps: float) -> torch.Tensor:
     """delta ~ U(-eps, eps), projected."""
-    return project(torch.empty_like(x).uniform_(-eps, eps), x, eps)
+    return clip_delta(torch.empty_like(x).uniform_(-eps, eps), x, eps)
 
 
-def autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
+def active_autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
     """The dtype of the autocast region the loop runs train_step in (None outside one).
 
     Training-time attacks run in it too; pgd() would otherwise switch autocast off.

@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from ..attacks import pgd
-from ..utils import check_eps
+from ..utils import check_eps, check_step
 from .base import Defense, Preset, StepOutput
-from .common import as_bn_mode, as_count, as_positive, autocast_dtype, bn_mode, output, sgd_step
+from .common import active_autocast_dtype, as_bn_mode, as_count, as_positive, bn_mode, output, sgd_step
 
 log = logging.getLogger("robustode")
 
@@ -53,8 +53,8 @@ class FGSMRS(Defense):
 
     def __post_init__(self):
         self.eps = check_eps(self.eps)
-        self.alpha = check_eps(self.alpha, "alpha")
-        self.guard_alpha = check_eps(self.guard_alpha, "guard_alpha")
+        self.alpha = check_step(self.alpha, "alpha")
+        self.guard_alpha = check_step(self.guard_alpha, "guard_alpha")
         self.guard_drop = as_positive(self.guard_drop, "guard_drop")
         self.guard_steps = as_count(self.guard_steps, "guard_steps")
         self.bn_mode = as_bn_mode(self.bn_mode)
@@ -70,7 +70,7 @@ class FGSMRS(Defense):
             self._guard_batch = (x.detach().clone(), y.detach().clone())
         with bn_mode(model, self.bn_mode):
             x_adv = pgd(model, x, y, eps=self.eps, alpha=self.alpha, steps=1,
-                        autocast_dtype=autocast_dtype(x))
+                        autocast_dtype=active_autocast_dtype(x))
         logits = model(x_adv)
         loss = F.cross_entropy(logits, y)
         sgd_step(loss, optimizers, on_step)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from ..utils import check_eps
 from .base import Defense, Preset, StepOutput
-from .common import as_count, project
+from .common import as_count, clip_delta
 
 
 @dataclass
@@ -81,7 +81,7 @@ class Free(Defense):
             for opt in optimizers:
                 opt.step()
             on_step()
-            rows.copy_(project(delta.detach() + self.eps * delta.grad.sign(), x, self.eps))
+            rows.copy_(clip_delta(delta.detach() + self.eps * delta.grad.sign(), x, self.eps))
             losses.append(loss.detach())
             correct = correct + (logits.detach().argmax(1) == y).sum()
         return StepOutput(loss=torch.stack(losses).mean(), correct=correct, count=self.m * y.shape[0])

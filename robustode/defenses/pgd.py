@@ -8,9 +8,9 @@ from typing import ClassVar
 import torch.nn.functional as F
 
 from ..attacks import pgd
-from ..utils import check_eps
+from ..utils import check_eps, check_step
 from .base import Defense, Preset, StepOutput
-from .common import as_bn_mode, as_count, as_positive, autocast_dtype, bn_mode, output, sgd_step
+from .common import active_autocast_dtype, as_bn_mode, as_count, as_positive, bn_mode, output, sgd_step
 from .natural import yopo_baseline
 
 
@@ -43,7 +43,7 @@ class PGDTraining(Defense):
 
     def __post_init__(self):
         self.eps = check_eps(self.eps)
-        self.alpha = check_eps(self.alpha, "alpha")
+        self.alpha = check_step(self.alpha, "alpha")
         self.steps = as_count(self.steps, "steps (K of pgd-K)")
         self.bn_mode = as_bn_mode(self.bn_mode)
         self.clean_weight = as_positive(self.clean_weight, "clean_weight", allow_zero=True)
@@ -55,7 +55,7 @@ class PGDTraining(Defense):
     def train_step(self, model, x, y, optimizers, on_step) -> StepOutput:
         with bn_mode(model, self.bn_mode):
             x_adv = pgd(model, x, y, eps=self.eps, alpha=self.alpha, steps=self.steps,
-                        autocast_dtype=autocast_dtype(x))
+                        autocast_dtype=active_autocast_dtype(x))
         logits = model(x_adv)
         loss = F.cross_entropy(logits, y)
         if self.clean_weight > 0:

@@ -8,9 +8,9 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from ..utils import check_eps
+from ..utils import check_eps, check_step
 from .base import Defense, Preset, StepOutput
-from .common import as_bn_mode, as_count, as_positive, bn_mode, output, project, sgd_step
+from .common import as_bn_mode, as_count, as_positive, bn_mode, clip_delta, output, sgd_step
 
 
 def kl_batchmean(logits_clean: torch.Tensor, logits_adv: torch.Tensor) -> torch.Tensor:
@@ -32,11 +32,11 @@ def trades_attack(model, x: torch.Tensor, *, eps: float, step_size: float, steps
     """
     with torch.no_grad():
         clean = model(x)
-    delta = project(start_std * torch.randn_like(x), x, eps)
+    delta = clip_delta(start_std * torch.randn_like(x), x, eps)
     for _ in range(steps):
         delta.requires_grad_(True)
         (grad,) = torch.autograd.grad(kl_batchmean(clean, model(x + delta)), delta)
-        delta = project(delta.detach() + step_size * grad.sign(), x, eps)
+        delta = clip_delta(delta.detach() + step_size * grad.sign(), x, eps)
     return (x + delta).detach()
 
 
@@ -77,7 +77,7 @@ class TRADES(Defense):
 
     def __post_init__(self):
         self.eps = check_eps(self.eps)
-        self.step_size = check_eps(self.step_size, "step_size")
+        self.step_size = check_step(self.step_size, "step_size")
         self.steps = as_count(self.steps, "steps (K of trades-K)")
         self.beta = as_positive(self.beta, "beta", allow_zero=True)
         self.bn_mode = as_bn_mode(self.bn_mode)

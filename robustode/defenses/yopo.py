@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from ..utils import check_eps
+from ..utils import check_eps, check_step
 from .base import Defense, Preset, StepOutput
-from .common import as_count, frozen_bn_stats, project, random_start
+from .common import as_count, clip_delta, frozen_bn_stats, random_start
 from .split import LayerSplit, layer_one_parameters, split_model
 
 
@@ -31,7 +31,7 @@ def inner_steps(layer_one: Callable, x: torch.Tensor, eta: torch.Tensor, p: torc
     for _ in range(steps):
         eta = eta.detach().requires_grad_(True)
         (grad,) = torch.autograd.grad(hamiltonian(layer_one, x, eta, p), eta)
-        eta = project(eta.detach() - sigma * grad.sign(), x, eps)
+        eta = clip_delta(eta.detach() - sigma * grad.sign(), x, eps)
     return eta.detach()
 
 
@@ -77,7 +77,7 @@ class YOPO(Defense):
 
     def __post_init__(self):
         self.eps = check_eps(self.eps)
-        self.sigma = check_eps(self.sigma, "sigma")
+        self.sigma = check_step(self.sigma, "sigma")
         self.m = as_count(self.m, "m (M of yopo-M-N)")
         self.n = as_count(self.n, "n (N of yopo-M-N)")
         self._split: tuple[nn.Module, LayerSplit] | None = None

@@ -62,8 +62,10 @@ def describe(pattern: str = "*") -> list[dict]:
     return rows
 
 
-def count_parameters(name: str, num_classes: int = 10, **kwargs: Any) -> int:
-    """Parameter count of a registered model, built on the meta device (no memory, no init cost)."""
-    with torch.device("meta"):
-        model = create(name, num_classes=num_classes, **kwargs)
-    return sum(p.numel() for p in model.parameters())
+def count_parameters(model: nn.Module | str, num_classes: int = 10, **kwargs: Any) -> int:
+    """Trainable parameters of a module, or of a registered model by name (built on the meta
+    device: no memory, no init cost)."""
+    if isinstance(model, str):
+        with torch.device("meta"):
+            model = create(model, num_classes=num_classes, **kwargs)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

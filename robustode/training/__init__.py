@@ -2,13 +2,15 @@
 
     from robustode.training import fit
     result = fit("resnet20", "pgd-7", data, epochs=10, out_dir="runs/r20")
-    result.train_seconds, result.history[-1]["eval_robust"]
+    result.train_seconds, result.history[-1]["eval_robust"], result.run.train.lr
 """
 
 from .checkpoint import load_checkpoint, load_model_from_checkpoint, save_checkpoint
-from .config import TrainConfig
-from .loop import TrainResult, fit
+from .config import TrainConfig, TrainSettings
+from .loop import fit
+from .result import Stop, TrainResult
+from .run import DefenseSetup, ModelSetup, RunInfo
 from .schedules import SCHEDULES
 
-__all__ = ["SCHEDULES", "TrainConfig", "TrainResult", "fit", "load_checkpoint", "load_model_from_checkpoint",
-           "save_checkpoint"]
+__all__ = ["SCHEDULES", "DefenseSetup", "ModelSetup", "RunInfo", "Stop", "TrainConfig", "TrainResult",
+           "TrainSettings", "fit", "load_checkpoint", "load_model_from_checkpoint", "save_checkpoint"]

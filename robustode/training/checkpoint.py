@@ -70,16 +70,21 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
 
 def load_model_from_checkpoint(path: str | Path, device="cpu") -> nn.Module:
     """Rebuild a registered model from a checkpoint (its name and arguments are stored in it)."""
-    state = load_checkpoint(path)
-    info = state["config"].get("model") or {}
-    if not info.get("name"):
+    return model_from_state(load_checkpoint(path), path, device)
+
+
+def model_from_state(state: dict, source: str | Path, device="cpu") -> nn.Module:
+    """The registered model of a loaded checkpoint, with its weights, on ``device``."""
+    from ..models import create
+    from .run import RunInfo
+
+    setup = RunInfo.from_dict(state["config"], str(source)).model
+    if not setup.name:
         raise CheckpointError(
-            f"checkpoint {path} holds a custom model ({info.get('class', 'unknown class')}) that robustode "
+            f"checkpoint {source} holds a custom model ({setup.class_name}) that robustode "
             "cannot rebuild by name; build it yourself, then "
             "model.load_state_dict(load_checkpoint(path)['model'])")
-    from ..models import create
-
-    model = create(info["name"], num_classes=info["num_classes"], **info.get("kwargs", {}))
+    model = create(setup.name, num_classes=setup.num_classes, **setup.kwargs)
     model.load_state_dict(state["model"])
     return model.to(device)
 

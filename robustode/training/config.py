@@ -1,4 +1,5 @@
-"""Training settings: one dataclass; ``None`` means "take the defense's paper preset"."""
+"""Training settings: what a user asks for (``TrainConfig``: ``None`` takes the defense's paper preset)
+and what a run uses (``TrainSettings``: every field concrete and checked, frozen)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 
+from ..dist import local_device
 from ..errors import ConfigError
 from ..utils import check_positive_int, resolve_device
 from .schedules import SCHEDULES
@@ -20,10 +22,12 @@ TRAJECTORY_KEYS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "sc
                    "gamma", "cyclic_peak", "nesterov", "no_wd_norms", "seed", "augment", "drop_last")
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
+    """The training settings asked for; a field left ``None`` takes the defense's paper preset."""
+
     epochs: int | None = None  # nominal epochs; Free-m passes over the data ceil(epochs / m) times
-    batch_size: int | None = None  # training minibatch size
+    batch_size: int | None = None  # training minibatch size (the global one under torchrun)
     lr: float | None = None  # peak learning rate (the defense may scale some groups, e.g. YOPO's layer one)
     momentum: float | None = None  # SGD momentum
     weight_decay: float | None = None  # L2 weight decay, except on the groups that get 0
@@ -52,7 +56,7 @@ class TrainConfig:
     deterministic: bool = False  # deterministic kernels (slower on CUDA); CPU runs are deterministic anyway
     log_every: int = 50  # minibatches between progress updates (each one reads back from the device)
 
-    def replace(self, **overrides) -> TrainConfig:
+    def replace(self, **overrides):
         """A copy with some fields changed; an unknown name raises ConfigError."""
         known = {f.name for f in fields(self)}
         unknown = sorted(set(overrides) - known)
@@ -64,65 +68,86 @@ class TrainConfig:
     def explicit(self) -> dict:
         """The fields set to something other than their default."""
         default = TrainConfig()
-        return {f.name: getattr(self, f.name) for f in fields(self)
+        return {f.name: getattr(self, f.name) for f in fields(TrainConfig)
                 if getattr(self, f.name) != getattr(default, f.name)}
 
     def to_dict(self) -> dict:
+        """Plain JSON types (milestones as a list), for checkpoints and config.json."""
         out = asdict(self)
         out["milestones"] = None if self.milestones is None else list(self.milestones)
         return out
 
     @classmethod
-    def from_dict(cls, values: dict) -> TrainConfig:
+    def from_dict(cls, values: dict):
+        """The inverse of ``to_dict``; keys this version does not know are ignored."""
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in values.items() if k in known}
         if values.get("milestones") is not None:
             values["milestones"] = tuple(values["milestones"])
         return cls(**values)
 
-    def resolve(self, defense) -> dict:
-        """Every setting made concrete for ``defense`` and this machine (JSON-ready)."""
-        preset = defense.preset
-        out = self.to_dict()
-        for name in PRESET_KEYS:
-            if out[name] is None:
-                value = getattr(preset, name)
-                out[name] = list(value) if isinstance(value, tuple) else value
-        device = resolve_device(self.device)
-        out["device"] = str(device)
-        out["precision"] = self.precision or ("bf16" if device.type == "cuda" else "float32")
-        out["channels_last"] = device.type == "cuda" if self.channels_last is None else self.channels_last
-        out["replays"] = int(defense.replays)
-        out["data_epochs"] = math.ceil(out["epochs"] / out["replays"])
-        _check(out)
-        return out
+    def resolve(self, defense, world_size: int = 1) -> TrainSettings:
+        """Every setting made concrete for ``defense`` and this machine; ConfigError names a bad one."""
+        chosen = {f.name: getattr(self, f.name) for f in fields(TrainConfig)}
+        chosen.update({k: getattr(defense.preset, k) for k in PRESET_KEYS if chosen[k] is None})
+        device = local_device(resolve_device(self.device))  # under torchrun: this rank's own GPU
+        replays = int(defense.replays)
+        epochs = chosen["epochs"]
+        chosen.update(
+            device=str(device),
+            precision=self.precision or ("bf16" if device.type == "cuda" else "float32"),
+            channels_last=device.type == "cuda" if self.channels_last is None else self.channels_last,
+            replays=replays, world_size=world_size,
+            data_epochs=math.ceil(epochs / replays) if _is_int(epochs) and epochs > 0 else 0)
+        return TrainSettings(**chosen)
 
 
-def autocast_dtype(resolved: dict) -> torch.dtype | None:
-    return torch.bfloat16 if resolved["precision"] == "bf16" else None
+@dataclass(frozen=True)
+class TrainSettings(TrainConfig):
+    """The settings a run used: a TrainConfig with every preset filled in and the device and
+    precision decided; built only through ``TrainConfig.resolve`` or ``from_dict``, checked on creation."""
+
+    replays: int = 1  # optimizer steps per minibatch (Free-m: m); nominal epochs = data epochs * replays
+    data_epochs: int = 1  # passes over the training data: ceil(epochs / replays)
+    world_size: int = 1  # data-parallel processes sharing each global minibatch
+
+    def __post_init__(self):
+        if self.milestones is not None:
+            object.__setattr__(self, "milestones", tuple(self.milestones))
+        _check(self)
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        """bf16 for an autocast run, None for plain float32."""
+        return torch.bfloat16 if self.precision == "bf16" else None
 
 
-def _check(c: dict) -> None:
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check(c: TrainSettings) -> None:
     for name in ("epochs", "batch_size", "checkpoint_every", "log_every", "eval_n", "eval_batch_size"):
-        check_positive_int(c[name], name)
-    if isinstance(c["eval_every"], bool) or not isinstance(c["eval_every"], int) or c["eval_every"] < 0:
-        raise ConfigError(f"eval_every must be an integer >= 0, got {c['eval_every']!r}")
+        check_positive_int(getattr(c, name), name)
+    if not _is_int(c.eval_every) or c.eval_every < 0:
+        raise ConfigError(f"eval_every must be an integer >= 0, got {c.eval_every!r}")
     for name in ("lr", "momentum", "weight_decay", "gamma"):
-        if not isinstance(c[name], (int, float)) or c[name] < 0:
-            raise ConfigError(f"{name} must be a number >= 0, got {c[name]!r}")
-    if c["nesterov"] and c["momentum"] == 0:
+        value = getattr(c, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+            raise ConfigError(f"{name} must be a number >= 0 (and finite), got {value!r}")
+    if c.nesterov and c.momentum == 0:
         raise ConfigError("nesterov needs momentum > 0")
-    if c["schedule"] not in SCHEDULES:
-        raise ConfigError(f"unknown schedule {c['schedule']!r}; known: {', '.join(SCHEDULES)}")
-    if not 0.0 < c["cyclic_peak"] < 1.0:
-        raise ConfigError(f"cyclic_peak must lie strictly between 0 and 1, got {c['cyclic_peak']!r}")
-    if any(m <= 0 for m in c["milestones"]):
-        raise ConfigError(f"milestones are nominal epochs > 0, got {c['milestones']}")
-    if c["precision"] not in PRECISIONS:
-        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {c['precision']!r}")
-    if not isinstance(c["compile"], bool) and c["compile"] not in COMPILE_MODES:
-        raise ConfigError(f"compile must be True, False or one of {', '.join(COMPILE_MODES)}, got {c['compile']!r}")
-    if c["max_seconds"] is not None and not c["max_seconds"] > 0:
-        raise ConfigError(f"max_seconds must be > 0 (or None for no budget), got {c['max_seconds']!r}")
-    if c["keep_best"] and c["eval_every"] == 0:
+    if c.schedule not in SCHEDULES:
+        raise ConfigError(f"unknown schedule {c.schedule!r}; known: {', '.join(SCHEDULES)}")
+    if not 0.0 < c.cyclic_peak < 1.0:
+        raise ConfigError(f"cyclic_peak must lie strictly between 0 and 1, got {c.cyclic_peak!r}")
+    if any(m <= 0 for m in c.milestones):
+        raise ConfigError(f"milestones are nominal epochs > 0, got {list(c.milestones)}")
+    if c.precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {c.precision!r}")
+    if not isinstance(c.compile, bool) and c.compile not in COMPILE_MODES:
+        raise ConfigError(f"compile must be True, False or one of {', '.join(COMPILE_MODES)}, got {c.compile!r}")
+    if c.max_seconds is not None and not c.max_seconds > 0:
+        raise ConfigError(f"max_seconds must be > 0 (or None for no budget), got {c.max_seconds!r}")
+    if c.keep_best and c.eval_every == 0:
         raise ConfigError("keep_best needs held-out evaluations: set eval_every to 1 or more")

@@ -95,3 +95,12 @@ def write_atomic(path: Path, text: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def epoch_line(row: dict, settings) -> str:
+    """One line per data epoch for the console and train.log."""
+    line = (f"epoch {row['epoch']}/{settings.data_epochs}  loss {row['loss']:.4f}  acc {row['train_acc']:.2%}  "
+            f"lr {row['lr']:.4g}  {row['seconds']:.1f} s  {row['images_per_s']:.0f} img/s")
+    if row.get("eval_robust") is not None:
+        line += f"  held-out clean {row['eval_clean']:.2%}  {settings.eval_attack} {row['eval_robust']:.2%}"
+    return line

@@ -47,17 +47,17 @@ SCHEDULES: dict[str, Callable[..., float]] = {
 }
 
 
-def lr_factor(resolved: dict) -> Callable[[float], float]:
-    """The multiplier as a function of nominal epochs, for a resolved training config.
+def lr_factor(settings) -> Callable[[float], float]:
+    """The multiplier as a function of nominal epochs, for a run's TrainSettings.
 
     The run lasts ``data_epochs * replays`` nominal epochs, which is ``epochs`` unless
     Free-m's m does not divide it (then the run is rounded up to whole data epochs).
     """
-    schedule = SCHEDULES[resolved["schedule"]]
-    total = resolved["data_epochs"] * resolved["replays"]
-    settings = {"milestones": tuple(resolved["milestones"]), "gamma": resolved["gamma"],
-                "total": total, "peak": resolved["cyclic_peak"]}
-    return lambda t: schedule(t, **settings)
+    schedule = SCHEDULES[settings.schedule]
+    total = settings.data_epochs * settings.replays
+    arguments = {"milestones": tuple(settings.milestones), "gamma": settings.gamma, "total": total,
+                 "peak": settings.cyclic_peak}
+    return lambda t: schedule(t, **arguments)
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, factor: Callable[[float], float],

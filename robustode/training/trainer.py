@@ -1,7 +1,8 @@
-"""The state of one training run and its epoch: everything a checkpoint captures.
+"""The state of one training run and the pieces of its epoch; everything a checkpoint captures.
 
-Per data epoch: train (timed) -> defense.end_epoch (timed: it is part of the
-defense) -> held-out evaluation (not timed) -> checkpoint (not timed) -> log.
+The loop that strings the pieces together is ``run_epochs`` in loop.py:
+train epoch (timed, with the defense's end of epoch) -> held-out evaluation (not
+timed) -> checkpoint (not timed) -> log.
 """
 
 from __future__ import annotations
@@ -10,93 +11,71 @@ import math
 import random
 import time
 from contextlib import nullcontext
+from dataclasses import asdict
 
 import numpy as np
 import torch
 
+from ..dist import all_max, all_sum, broadcast_module, context
 from ..utils import synchronize
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .config import autocast_dtype
-from .distributed import GradientSync, agree_on_stop, all_max, all_sum, broadcast_module, context
+from .data_parallel import GradientSync, agree_on_stop
 from .optim import param_groups, sgd_factory
+from .result import Stop, TrainResult
+from .run import RunInfo
 from .schedules import lr_factor, make_scheduler
 
 
 class Trainer:
-    def __init__(self, model, defense, data, run_config: dict, log, run_dir=None):
+    def __init__(self, model, defense, data, run: RunInfo, log, run_dir=None):
         from ..data import DeviceLoader
 
-        c = self.c = run_config["train"]
-        self.run_config, self.defense, self.data = run_config, defense, data
+        s = self.settings = run.train
+        self.run, self.defense, self.data = run, defense, data
         self.log, self.run_dir = log, run_dir
-        self.device = torch.device(c["device"])
+        self.device = torch.device(s.device)
         self.dist = context()
-        fmt = torch.channels_last if c["channels_last"] else torch.preserve_format
+        fmt = torch.channels_last if s.channels_last else torch.preserve_format
         self.model = model.to(self.device, memory_format=fmt)
         broadcast_module(self.model)  # data-parallel ranks start from rank 0's weights
         # Train through the compiled wrapper; save, evaluate and hook into the original module.
         self.net = self.model
-        if c["compile"]:
-            self.net = torch.compile(self.model, mode=None if c["compile"] is True else c["compile"])
-        self.loader = DeviceLoader(data.train, c["batch_size"], self.device, shuffle=True,
-                                   augment=c["augment"], seed=c["seed"], drop_last=c["drop_last"],
-                                   channels_last=c["channels_last"], rank=self.dist.rank,
-                                   world_size=self.dist.world_size)
-        groups = param_groups(self.model, c["weight_decay"], c["no_wd_norms"])
-        make = sgd_factory(c["lr"], c["momentum"], c["nesterov"], self.device)
+        if s.compile:
+            self.net = torch.compile(self.model, mode=None if s.compile is True else s.compile)
+        self.loader = DeviceLoader(data.train, s.batch_size, self.device, shuffle=True, augment=s.augment,
+                                   seed=s.seed, drop_last=s.drop_last, channels_last=s.channels_last,
+                                   rank=self.dist.rank, world_size=self.dist.world_size)
+        groups = param_groups(self.model, s.weight_decay, s.no_wd_norms)
+        make = sgd_factory(s.lr, s.momentum, s.nesterov, self.device)
         self.optimizers = list(defense.optimizers(self.model, groups, make))
-        factor = lr_factor(c)
+        factor = lr_factor(s)
         self.schedulers = [make_scheduler(opt, factor, len(self.loader)) for opt in self.optimizers]
         self.sync = GradientSync(self.model, self.optimizers, self.dist.world_size) if self.dist.enabled else None
         # Reading back mid-epoch costs a host sync: only when someone watches (bar or budget),
         # every log_every minibatches. Ranks read back together, so they must agree on it.
-        self.watch = all_max(float(log.live or c["max_seconds"] is not None)) > 0
-        self.autocast_dtype = autocast_dtype(c)
+        self.watch = all_max(float(log.live or s.max_seconds is not None)) > 0
         self.after_step = getattr(self.model, "after_optimizer_step", None)
         self.epoch = 0  # data epochs completed
         self.steps = 0  # optimizer steps taken (Free-m: m per minibatch)
         self.seconds = 0.0  # training time so far
         self.history: list[dict] = []
         self.best: dict | None = None
-        self.stopped: str | None = None
+        self.stop: Stop | None = None
         self.lr = self.optimizers[0].param_groups[0]["lr"]  # lr of the latest step, for the log
 
     # -- one data epoch -------------------------------------------------------------------------
 
-    def run_epoch(self) -> None:
-        c, e = self.c, self.epoch + 1
-        row, stop = self._train(e)
-        if stop is not None:
-            self._stop(row, *stop)
-            return
-        self.epoch = e
-        if c["eval_every"] and (e % c["eval_every"] == 0 or e == c["data_epochs"]):
-            row.update(self._evaluate())
-        self.history.append(row)
-        if row.get("note"):  # the defense's guard stopped the run and restored earlier weights itself
-            self.stopped = row["note"]
-        elif e % c["checkpoint_every"] == 0 or e == c["data_epochs"]:
-            self.save("last.pt")
-            self._keep_best(row)
-        self.log.write_metrics(self.history)
-        self.log.info(epoch_line(row, c))
-        if not self.stopped and c["max_seconds"] is not None and self.seconds > c["max_seconds"] \
-                and e < c["data_epochs"]:
-            self.stopped = f"time budget of {c['max_seconds']:g} s spent after data epoch {e}"
-        if self.stopped:
-            self.log.info(f"stopped: {self.stopped}")
-
-    def _train(self, e: int) -> tuple[dict, tuple[str, str] | None]:
-        """One data epoch; returns its metrics and, when it had to stop, (kind, reason)."""
-        c, n = self.c, len(self.loader)
+    def train_epoch(self, e: int) -> tuple[dict, Stop | None]:
+        """Data epoch ``e`` and the defense's end of epoch, timed; its metrics row and a stop, if any."""
+        s, n = self.settings, len(self.loader)
         self.model.train()
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), dtype=torch.long, device=self.device)
-        count, stop, guard = 0, None, None
+        count, stop = 0, None
         autocast = self._autocast()
         synchronize(self.device)
         start = time.perf_counter()
-        with self.log.progress(n, f"epoch {e}/{c['data_epochs']}") as update:
+        with self.log.progress(n, f"epoch {e}/{s.data_epochs}") as update:
             for i, (x, y) in enumerate(self.loader, 1):
                 if self.sync is not None:  # this rank's share of the global minibatch
                     self.sync.weight = len(y) / self.loader.global_batch_size(i - 1)
@@ -105,35 +84,36 @@ class Trainer:
                 loss_sum += out.loss.float() * out.count
                 correct += out.correct
                 count += out.count
-                if self.watch and i % c["log_every"] == 0 and i < n:
+                if self.watch and i % s.log_every == 0 and i < n:
                     loss, acc, _ = totals(loss_sum, correct, count)
                     elapsed = all_max(time.perf_counter() - start)
                     update(i, f"loss {loss:.4f} acc {acc:.1%} lr {self.lr:.4g} "
-                              f"{i * c['batch_size'] / elapsed:.0f} img/s")
+                              f"{i * s.batch_size / elapsed:.0f} img/s")
                     stop = self._check(loss, f"in data epoch {e} within its first {i} minibatches", elapsed)
                     if stop is not None:
                         break
         loss, acc, count = totals(loss_sum, correct, count)
         if stop is None and not math.isfinite(loss):
-            stop = ("diverged", f"training loss became {loss} in data epoch {e}")
+            stop = Stop("diverged", f"training loss became {loss} in data epoch {e}")
         if stop is None:
             guard = agree_on_stop(self.defense.end_epoch(self.model, self.optimizers, e), self.model,
                                   self.optimizers)
+            stop = None if guard is None else Stop("guard", guard)
         synchronize(self.device)
         seconds = all_max(time.perf_counter() - start)  # the slowest rank's time
         self.seconds += seconds
-        images = count // c["replays"]  # Free-m counts each image once per replay
-        row = {"epoch": e, "nominal_epoch": e * c["replays"], "steps": self.steps, "lr": self.lr,
-               "loss": loss, "train_acc": acc, "seconds": seconds,
-               "images": images, "images_per_s": images / seconds, "note": guard}
+        images = count // s.replays  # Free-m counts each image once per replay
+        row = {"epoch": e, "nominal_epoch": e * s.replays, "steps": self.steps, "lr": self.lr,
+               "loss": loss, "train_acc": acc, "seconds": seconds, "images": images,
+               "images_per_s": images / seconds, "note": None if stop is None else stop.reason}
         return row, stop
 
-    def _check(self, loss: float, where: str, elapsed: float) -> tuple[str, str] | None:
+    def _check(self, loss: float, where: str, elapsed: float) -> Stop | None:
         if not math.isfinite(loss):
-            return "diverged", f"training loss became {loss} {where}"
-        budget = self.c["max_seconds"]
+            return Stop("diverged", f"training loss became {loss} {where}")
+        budget = self.settings.max_seconds
         if budget is not None and self.seconds + elapsed > budget:
-            return "budget", f"time budget of {budget:g} s spent {where}"
+            return Stop("budget", f"time budget of {budget:g} s spent {where}")
         return None
 
     def on_step(self) -> None:
@@ -144,27 +124,35 @@ class Trainer:
         self.steps += 1
         if self.after_step is not None:
             self.after_step()
-        if self.autocast_dtype is not None:
+        if self.settings.autocast_dtype is not None:
             # Autocast keeps the bf16 copies of the weights until its region ends, and the region spans
             # the whole train_step: a defense that steps several times per minibatch (Free-m) would run
             # its later replays on the copies of the weights from before the first step.
             torch.clear_autocast_cache()
 
     def _autocast(self):
-        dtype = self.autocast_dtype
+        dtype = self.settings.autocast_dtype
         return torch.autocast(self.device.type, dtype=dtype) if dtype is not None else nullcontext()
 
-    def _stop(self, row: dict, kind: str, reason: str) -> None:
-        """Stop inside an epoch. Divergence: keep last.pt, restore its weights. Budget: write final.pt."""
-        row["note"] = reason
+    def due(self, every: int, e: int) -> bool:
+        """Whether data epoch ``e`` is one of every ``every`` (the last epoch always is; 0: never)."""
+        return bool(every) and (e % every == 0 or e == self.settings.data_epochs)
+
+    def budget_spent(self, e: int) -> Stop | None:
+        budget = self.settings.max_seconds
+        if budget is not None and self.seconds > budget and e < self.settings.data_epochs:
+            return Stop("budget", f"time budget of {budget:g} s spent after data epoch {e}")
+        return None
+
+    def stop_inside(self, row: dict, stop: Stop) -> None:
+        """A stop inside an epoch. Divergence: keep last.pt and return its weights. Budget: write final.pt."""
         self.history.append(row)
         self.log.write_metrics(self.history)
-        if kind == "diverged":
-            reason += "; " + self._restore_last_good()
-        else:
+        if stop.kind == "diverged":
+            stop = Stop(stop.kind, f"{stop.reason}; {self._restore_last_good()}")
+        self.stop = stop
+        if stop.kind == "budget":
             self.save("final.pt", mid_epoch=True)
-        self.stopped = reason
-        self.log.info(f"stopped: {reason}")
 
     def _restore_last_good(self) -> str:
         path = None if self.run_dir is None else self.run_dir / "checkpoints" / "last.pt"
@@ -177,27 +165,32 @@ class Trainer:
 
     # -- evaluation -------------------------------------------------------------------------------
 
-    def _evaluate(self) -> dict:
+    def evaluate_held_out(self) -> dict:
         """Held-out clean and robust accuracy (the evaluator seeds itself and restores the training RNG)."""
-        from .distributed import evaluate
+        from ..evaluation import evaluate_sharded
 
-        c = self.c
-        held_out = self.data.test.subset(min(c["eval_n"], len(self.data.test)))
-        result = evaluate(self.model, held_out, attacks=(c["eval_attack"],), batch_size=c["eval_batch_size"],
-                          device=self.device, quiet=True, masking_checks=False, seed=c["seed"])
-        return {"eval_clean": result.clean_acc, "eval_robust": result.robust[c["eval_attack"]]}
+        s = self.settings
+        held_out = self.data.test.subset(min(s.eval_n, len(self.data.test)))
+        result = evaluate_sharded(self.model, held_out, attacks=(s.eval_attack,), batch_size=s.eval_batch_size,
+                                  device=self.device, quiet=True, masking_checks=False, seed=s.seed)
+        return {"eval_clean": result.clean_acc, "eval_robust": result.robust[s.eval_attack]}
 
-    def _keep_best(self, row: dict) -> None:
-        if not self.c["keep_best"] or row.get("eval_robust") is None:
+    def keep_best(self, row: dict) -> None:
+        if not self.settings.keep_best or row.get("eval_robust") is None:
             return
         if self.best is None or row["eval_robust"] > self.best["eval_robust"]:
             self.best = {k: row[k] for k in ("epoch", "eval_robust", "eval_clean")}
             self.save("best.pt")
 
+    def result(self) -> TrainResult:
+        return TrainResult(model=self.model, run=self.run, history=self.history, train_seconds=self.seconds,
+                           data_epochs=self.epoch, stop=self.stop, best=self.best,
+                           run_dir=None if self.run_dir is None else str(self.run_dir))
+
     # -- checkpoints ------------------------------------------------------------------------------
 
     def seed(self) -> None:
-        seed = self.c["seed"]
+        seed = self.settings.seed
         torch.manual_seed(seed + self.dist.rank)  # data-parallel ranks draw independent random starts
         random.seed(seed)
         np.random.seed(seed)
@@ -211,8 +204,9 @@ class Trainer:
             "rng": rng_state(self.device),
             "loader": self.loader.state_dict(),
             "defense": self.defense.state_dict(),
-            "config": self.run_config,
+            "config": self.run.to_dict(),
             "history": self.history, "best": self.best,
+            "stop": None if self.stop is None else asdict(self.stop),
             "mid_epoch": mid_epoch,  # True only in final.pt of a run stopped inside an epoch
         }
 
@@ -258,11 +252,3 @@ def to_device(tree, device: torch.device):
     if isinstance(tree, (list, tuple)):
         return type(tree)(to_device(v, device) for v in tree)
     return tree
-
-
-def epoch_line(row: dict, c: dict) -> str:
-    line = (f"epoch {row['epoch']}/{c['data_epochs']}  loss {row['loss']:.4f}  acc {row['train_acc']:.2%}  "
-            f"lr {row['lr']:.4g}  {row['seconds']:.1f} s  {row['images_per_s']:.0f} img/s")
-    if row.get("eval_robust") is not None:
-        line += f"  held-out clean {row['eval_clean']:.2%}  {c['eval_attack']} {row['eval_robust']:.2%}"
-    return line

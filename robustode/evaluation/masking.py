@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .attacks.pgd import pgd
+from ..attacks.pgd import pgd
 
 SUBSET = 256  # points for the zero-gradient, steps and eps checks
 MORE_STEPS = 50  # PGD-20 against PGD-50: the checks cost about a tenth of a full PGD-20 run

@@ -1,7 +1,7 @@
-"""The shared evaluator: every accuracy robustode prints comes from ``evaluate``.
+"""``evaluate``: clean and robust accuracy, worst case per point, and the gradient-masking flags.
 
     result = evaluate(model, dataset)                   # clean + PGD-20, all test images
-    result = evaluate(model, dataset, attacks=("pgd-20", "autoattack"), n=1000)
+    result = evaluate(model, "cifar10", attacks=("pgd-20", "autoattack"), n=1000)
     result.clean_acc, result.robust["pgd-20"], result.worst_case, result.flags["fired"]
 """
 
@@ -15,11 +15,11 @@ from dataclasses import dataclass, field, fields
 import torch
 from rich.progress import Progress
 
+from ..attacks.guards import preserved_mode, preserved_rng
+from ..attacks.spec import Attack, build
+from ..errors import ConfigError, DataError
+from ..utils import check_eps, check_positive_int, device_name, provenance, resolve_device, synchronize
 from . import masking
-from .attacks.guards import preserved_mode, preserved_rng
-from .attacks.spec import Attack, build
-from .errors import ConfigError, DataError
-from .utils import check_eps, check_positive_int, device_name, provenance, resolve_device, synchronize
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +49,16 @@ class EvalResult:
         return copy.deepcopy({f.name: getattr(self, f.name) for f in fields(self) if f.name != "per_point"})
 
 
-def evaluate(model, data, attacks=("pgd-20",), n=None, batch_size=256, device=None, eps=8 / 255,
-             quiet=False, masking_checks=True, seed=0) -> EvalResult:
+def evaluate(model, data="cifar10", attacks=("pgd-20",), n=None, batch_size=256, device=None, eps=8 / 255,
+             quiet=False, masking_checks=True, seed=0, data_dir=None) -> EvalResult:
     """Clean and robust accuracy of ``model`` on the first ``n`` test images (unshuffled).
 
     model: images in [0, 1] -> logits (B, num_classes); put in eval mode and restored after.
-    data: a DataSet (its test split), a Split (uint8) or an (x, y) pair of tensors (x float in [0, 1]).
-    attacks: spec strings ("pgd-20", "autoattack", "torchattacks:CW(c=1)") or Attack objects;
-        ``eps`` applies to every attack whose spec does not set its own.
+    data: a registered data set name ("cifar10", see ``ro.list_datasets()``; found in ``data_dir``),
+        a DataSet (its test split), a Split (uint8) or an (x, y) pair of tensors (x float in [0, 1]).
+    attacks: a spec string or a list of them ("pgd-20", "pgd-50(restarts=5)", "autoattack",
+        "torchattacks:CW(c=1)") or Attack objects; ``eps`` applies to every attack whose spec
+        does not set its own.
     n: number of test images (default: all).
     device: default, the model's own; a device given moves the model there.
     masking_checks: run the gradient-masking checks on the first 256 points (masking.py).
@@ -66,7 +68,7 @@ def evaluate(model, data, attacks=("pgd-20",), n=None, batch_size=256, device=No
     eps, batch_size = check_eps(eps), check_positive_int(batch_size, "batch_size")
     built = _build_attacks(attacks, eps)
     device = _device(model, device)
-    x_all, y_all, num_classes = _data(data, n)
+    x_all, y_all, num_classes = _data(data, n, data_dir)
     n = len(y_all)
     start = time.perf_counter()
     with preserved_mode(model), preserved_rng(seed), torch.autocast(device.type, enabled=False):
@@ -107,9 +109,13 @@ def _device(model, device) -> torch.device:
     return tensor.device if tensor is not None else torch.device("cpu")
 
 
-def _data(data, n):
+def _data(data, n, data_dir=None):
     """(images, labels, num_classes or None) for the first n test points; images stay where they are."""
     num_classes = None
+    if isinstance(data, str):
+        from ..data import load_dataset
+
+        data = load_dataset(data, data_dir=data_dir)
     if hasattr(data, "test") and hasattr(data, "num_classes"):
         data, num_classes = data.test, data.num_classes
     if hasattr(data, "images") and hasattr(data, "labels"):

@@ -1,0 +1,27 @@
+"""Result records: one small JSON file per trained-and-evaluated model.
+
+    rec = run_record(trained, evaluation)            # or make_record(model={...}, ...)
+    path = save_in(rec, "leaderboard/records")
+    assert load_record(path) == rec
+
+``schema`` holds the typed sections and their validation, ``io`` the atomic saves
+and strict loads, ``build`` the one place a record is made from a run.
+"""
+
+from .build import defense_family, make_record, run_record
+from .io import load_record, load_records, record_filename, save, save_in
+from .schema import (
+                     DATASET_KINDS,
+                     SCHEMA_VERSION,
+                     DatasetInfo,
+                     DefenseInfo,
+                     EvaluationInfo,
+                     ModelInfo,
+                     Provenance,
+                     Record,
+                     TrainingInfo,
+)
+
+__all__ = ["DATASET_KINDS", "SCHEMA_VERSION", "DatasetInfo", "DefenseInfo", "EvaluationInfo", "ModelInfo",
+           "Provenance", "Record", "TrainingInfo", "defense_family", "load_record", "load_records", "make_record",
+           "record_filename", "run_record", "save", "save_in"]

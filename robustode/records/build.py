@@ -1,0 +1,74 @@
+"""Building a Record: from one dict per section, or from a run, its training and its evaluation."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+
+from ..errors import RecordError
+from .io import dumps
+from .schema import DatasetInfo, DefenseInfo, EvaluationInfo, ModelInfo, Provenance, Record, TrainingInfo
+
+
+def make_record(*, model: dict, defense: dict, dataset: dict, training: dict, evaluation: dict,
+                provenance: dict, label: str | None = None, notes: str | None = None,
+                command: str | None = None) -> Record:
+    """Build and validate a record from one dict per section.
+
+    Each dict holds that section's fields (see ``ModelInfo``, ``DefenseInfo``,
+    ``DatasetInfo``, ``TrainingInfo``, ``EvaluationInfo``, ``Provenance``);
+    fields with a default may be left out. ``provenance`` is what
+    ``robustode.utils.provenance(device, precision)`` returns.
+    """
+    sections = {"model": (ModelInfo, model), "defense": (DefenseInfo, defense),
+                "dataset": (DatasetInfo, dataset), "training": (TrainingInfo, training),
+                "evaluation": (EvaluationInfo, evaluation), "provenance": (Provenance, provenance)}
+    built = {}
+    for name, (cls, values) in sections.items():
+        try:
+            built[name] = cls(**values)
+        except TypeError as err:  # a missing or unknown keyword
+            raise RecordError(f"record section '{name}': {err}") from None
+    record = Record(**built, label=label, notes=notes, command=command)
+    Record.from_dict(record.to_dict(), source="new record")  # names a bad field before JSON would
+    # Through JSON and back, so the record equals what loading its file will give.
+    return Record.from_dict(json.loads(dumps(record)), source="new record")
+
+
+
+def run_record(trained, evaluation, *, dataset: DatasetInfo | None = None, label: str | None = None,
+               command: str | None = None) -> Record:
+    """The record of a trained run and its evaluation: the one place a Record is made from them.
+
+    ``trained`` is a robustode.training.TrainResult (of a finished run, or read back
+    with ``TrainResult.from_checkpoint``), ``evaluation`` a robustode.evaluation.EvalResult.
+    ``dataset`` describes the data evaluated on when it is not the run's own (its
+    ``n_train`` should stay the run's).
+    """
+    run, ev = trained.run, evaluation
+    robust = dict(ev.robust)
+    # AutoAttack under any spec ("autoattack", "autoattack-dev", with settings): its own flag says standard.
+    aa = next((k for k in robust if ev.attack_settings.get(k, {}).get("attack") == "autoattack"), None)
+    train = run.train
+    optimizer = {"lr": train.lr, "momentum": train.momentum, "weight_decay": train.weight_decay,
+                 "schedule": train.schedule, "milestones": list(train.milestones), "gamma": train.gamma}
+    return make_record(
+        model={"name": run.model.name or run.model.class_name, "params": run.model.params},
+        defense={"spec": run.defense.spec, "name": defense_family(run.defense.spec),
+                 "hyperparameters": run.defense.hyperparameters},
+        dataset=dataclasses.asdict(dataset or run.data),
+        training={"epochs": trained.nominal_epochs, "batch_size": train.batch_size, "seed": train.seed,
+                  "seconds": trained.train_seconds, "images_per_second": trained.images_per_second,
+                  "passes_per_image": trained.passes_per_image, "optimizer": optimizer,
+                  "stopped_early": trained.stopped_reason},
+        evaluation={"n": ev.n, "norm": "linf", "eps": ev.eps, "clean_acc": ev.clean_acc,
+                    "pgd20_acc": robust.get("pgd-20"), "autoattack_acc": robust.get(aa) if aa else None,
+                    "autoattack_standard": bool(aa and ev.attack_settings[aa].get("standard")), "robust": robust,
+                    "attack_settings": ev.attack_settings, "seconds": ev.seconds, "flags": ev.flags},
+        provenance=dataclasses.asdict(run.provenance), label=label, command=command)
+
+
+def defense_family(spec: str) -> str:
+    """The spec without its numbers and settings: "yopo-5-3" -> "yopo", "fgsm-rs" -> "fgsm-rs"."""
+    return re.sub(r"-\d+", "", spec.split("(")[0].strip())

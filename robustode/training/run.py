@@ -1,0 +1,103 @@
+"""The typed description of one training run: settings, model, defense, data and provenance.
+
+A ``RunInfo`` is written to config.json and into every checkpoint (as plain JSON
+types, so ``torch.load(weights_only=True)`` reads it back) and is what records are
+built from. ``RunInfo.from_dict(run.to_dict()) == run``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..errors import CheckpointError
+from ..records.schema import DatasetInfo, Provenance
+from ..utils import provenance
+from .config import TRAJECTORY_KEYS, TrainConfig, TrainSettings
+
+
+@dataclass(frozen=True)
+class ModelSetup:
+    name: str | None  # registry name when robustode.models.create built it (then a checkpoint rebuilds it)
+    kwargs: dict  # create()'s arguments besides num_classes
+    class_name: str  # type(model).__qualname__
+    num_classes: int
+    params: int | None = None  # trainable parameters (None in checkpoints written before it was stored)
+
+    @classmethod
+    def of(cls, model: nn.Module, num_classes: int) -> ModelSetup:
+        from ..models import count_parameters
+
+        kwargs = _plain(getattr(model, "robustode_kwargs", {}))
+        return cls(getattr(model, "robustode_name", None), kwargs, type(model).__qualname__, num_classes,
+                   count_parameters(model))
+
+
+@dataclass(frozen=True)
+class DefenseSetup:
+    spec: str  # as given, e.g. "yopo-5-3" or "pgd-10(alpha=2/255)"
+    hyperparameters: dict  # every field of the defense, resolved (JSON types)
+    passes_per_batch: float  # forward+backward passes over one minibatch per train_step
+    replays: int  # optimizer steps per minibatch
+
+    @classmethod
+    def of(cls, defense) -> DefenseSetup:
+        return cls(defense.spec, _plain(defense.hyperparameters()), float(defense.passes_per_batch),
+                   int(defense.replays))
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    train: TrainSettings  # what the run used
+    requested: TrainConfig  # what was asked for (resume re-resolves it)
+    model: ModelSetup
+    defense: DefenseSetup
+    data: DatasetInfo  # the data trained on (its test split serves the held-out evaluations)
+    provenance: Provenance  # versions, device, precision, date of the run's start
+
+    @classmethod
+    def describe(cls, settings: TrainSettings, requested: TrainConfig, model: nn.Module, defense,
+                 data) -> RunInfo:
+        device = torch.device(settings.device)
+        return cls(settings, requested, ModelSetup.of(model, data.num_classes), DefenseSetup.of(defense),
+                   DatasetInfo(**data.describe()), Provenance(**provenance(device, settings.precision)))
+
+    def to_dict(self) -> dict:
+        """Plain JSON types; the keys of robustode 0.1's run_config dicts, so old checkpoints still read."""
+        model = dataclasses.asdict(self.model)
+        model["class"] = model.pop("class_name")
+        return {"train": self.train.to_dict(), "requested": self.requested.to_dict(), "model": model,
+                "defense": dataclasses.asdict(self.defense), "data": dataclasses.asdict(self.data),
+                "provenance": dataclasses.asdict(self.provenance)}
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "run description") -> RunInfo:
+        try:
+            model = dict(d["model"])
+            model["class_name"] = model.pop("class")
+            return cls(TrainSettings.from_dict(d["train"]), TrainConfig.from_dict(d["requested"]),
+                       ModelSetup(**model), DefenseSetup(**d["defense"]), DatasetInfo(**d["data"]),
+                       Provenance(**d["provenance"]))
+        except (KeyError, TypeError, AttributeError) as err:
+            raise CheckpointError(f"{source}: malformed run description ({type(err).__name__}: {err})") from None
+
+    def resume_conflicts(self, new: RunInfo) -> list[str]:
+        """What ``new`` changes that a resumed run must keep (empty when it may resume)."""
+        changed = [f"{k} {getattr(self.train, k)!r} -> {getattr(new.train, k)!r}" for k in TRAJECTORY_KEYS
+                   if getattr(self.train, k) != getattr(new.train, k)]
+        for name in ("defense", "data"):
+            if getattr(self, name) != getattr(new, name):
+                changed.append(f"{name} {dataclasses.asdict(getattr(self, name))} -> "
+                               f"{dataclasses.asdict(getattr(new, name))}")
+        if self.model.class_name != new.model.class_name:
+            changed.append(f"model {self.model.class_name} -> {new.model.class_name}")
+        return changed
+
+
+def _plain(values: dict) -> dict:
+    """JSON types only (tuples become lists, other objects their text), as a checkpoint gives them back."""
+    return json.loads(json.dumps(values, default=str))

@@ -1,0 +1,78 @@
+"""The typed run description: settings and RunInfo round trips, checkpoints that carry them, records
+built in one place from a live run or from its checkpoint, and records of schema v1 that still load."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from training_utils import Plain, data, tiny
+
+import robustode as ro
+from robustode.defenses import create_defense
+from robustode.errors import ConfigError
+from robustode.records import load_record, run_record
+from robustode.training import RunInfo, TrainConfig, TrainResult, TrainSettings, fit, load_checkpoint
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_resolve_gives_frozen_settings_that_survive_their_plain_form():
+    settings = TrainConfig(epochs=5, lr=0.05, milestones=(2, 4)).resolve(create_defense("free-2"))
+    assert isinstance(settings, TrainSettings) and settings.data_epochs == 3 and settings.replays == 2
+    assert TrainSettings.from_dict(settings.to_dict()) == settings
+    assert settings.to_dict()["milestones"] == [2, 4]  # plain JSON types
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.lr = 1.0
+
+
+def test_settings_are_checked_when_made_also_from_a_plain_form():
+    good = TrainConfig().resolve(create_defense("natural")).to_dict()
+    with pytest.raises(ConfigError, match="schedule"):
+        TrainSettings.from_dict({**good, "schedule": "linear"})
+
+
+def test_a_checkpoint_carries_the_run_description_and_the_result_reads_back(tmp_path):
+    result = fit(tiny(), Plain(), data(), out_dir=tmp_path, quiet=True)
+    state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert RunInfo.from_dict(state["config"]) == result.run
+    assert RunInfo.from_dict(result.run.to_dict()) == result.run
+    back = TrainResult.from_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert back.run == result.run and back.history == result.history
+    assert back.images_per_second == pytest.approx(result.images_per_second, rel=1e-9)
+    assert (back.passes_per_image, back.nominal_epochs) == (result.passes_per_image, result.nominal_epochs)
+    assert back.run_dir == str(tmp_path)
+
+
+def test_resume_reads_the_description_written_by_this_version(tmp_path):
+    fit(tiny(), Plain(), data(), out_dir=tmp_path, quiet=True, epochs=1)
+    again = fit(tiny(), Plain(), data(), out_dir=tmp_path, quiet=True, epochs=1, resume=True)
+    assert again.data_epochs == 1 and again.run.train.lr == 0.05
+
+
+def test_a_record_from_the_checkpoint_equals_the_one_from_the_live_run(tmp_path):
+    model, record = ro.train(tiny(), Plain(), data(), n=8, masking_checks=False, out_dir=tmp_path / "run",
+                             quiet=True, device="cpu")
+    trained = TrainResult.from_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    evaluation = ro.evaluate(model, data(), n=8, masking_checks=False, quiet=True)
+    rebuilt = run_record(trained, evaluation)
+    assert rebuilt.training == record.training and rebuilt.model == record.model
+    assert rebuilt.evaluation.clean_acc == record.evaluation.clean_acc
+
+
+def test_evaluate_checkpoint_returns_the_record_of_a_registered_model(tmp_path):
+    ds = ro.load_dataset("synthetic", train_subset=32, test_subset=16)
+    _, record = ro.train("vit_tiny", "natural", ds, n=16, masking_checks=False, out_dir=tmp_path / "run",
+                         quiet=True, device="cpu", epochs=1, batch_size=16)
+    again = ro.evaluate_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt", ds, n=16,
+                                   masking_checks=False, quiet=True, command="again")
+    assert again.evaluation.clean_acc == record.evaluation.clean_acc
+    assert (again.training, again.model, again.defense) == (record.training, record.model, record.defense)
+    assert again.command == "again" and again.dataset.n_train == 32
+
+
+def test_a_schema_v1_record_still_loads():
+    record = load_record(Path(__file__).parent / "fixtures" / "record_v1.json")  # written by robustode 0.1
+    assert (record.defense.spec, record.model.name, record.dataset.kind) == ("yopo-5-3", "lm_resnet20", "jpeg-copy")
+    assert record.evaluation.n == 500 and 0 < record.evaluation.pgd20_acc < record.evaluation.clean_acc
