@@ -6,10 +6,12 @@
 # 2-core CPU finishes in well under an hour: an architecture-and-defense smoke
 # comparison, not a reproduction of the papers' numbers.
 #   bash bench/cpu_leaderboard.sh [RECORDS_DIR] [RUNS_DIR]
+# Records go to RECORDS_DIR (default runs/cpu-leaderboard/records, outside the committed
+# leaderboard/records: copy them there on purpose, never by accident).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-records=${1:-leaderboard/records}
 runs=${2:-runs/cpu-leaderboard}
+records=${1:-$runs/records}
 robustode=${ROBUSTODE:-.venv/bin/robustode}
 for defense in natural fgsm-rs pgd-3 free-4 yopo-3-2 yopo-5-3 trades-3; do
   "$robustode" train --model lm_resnet20 --defense "$defense" --dataset cifar10-jpeg \
