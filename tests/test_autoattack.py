@@ -44,6 +44,8 @@ def test_standard_components_are_the_reference_ones():
     assert isinstance(fab, torchattacks.FAB) and fab.multi_targeted and (fab.steps, fab.n_restarts) == (100, 1)
     assert fab.n_target_classes == 9
     assert isinstance(square, torchattacks.Square) and (square.n_queries, square.n_restarts) == (5000, 1)
+    # The reference standard version's Square: p_init 0.8 and resc_schedule=False (torchattacks' default: True).
+    assert (square.p_init, square.rescale_schedule) == (0.8, False)
     for attack, blackbox in parts.values():
         assert (attack.eps, attack.norm, attack.seed) == (8 / 255, "Linf", 0)
         assert blackbox == isinstance(attack, torchattacks.Square)
@@ -61,7 +63,7 @@ def test_worst_case_over_parts_only_on_points_still_robust():
     model = tiny_model()
     x, y = tiny_batch(model)
     aa = build(TINY, eps=0.15)
-    x_adv, blackbox_fooled = aa.run(model, x, y)
+    x_adv, robust, blackbox_fooled = aa.run(model, x, y)
     assert torch.equal(x_adv[:4], x[:4])  # misclassified already: never attacked
     assert (x_adv - x).abs().max() <= 0.15 + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
     with torch.no_grad():
@@ -72,6 +74,7 @@ def test_worst_case_over_parts_only_on_points_still_robust():
         apgd_fooled = model(apgd(x, y)).argmax(1) != y
     assert (fooled | ~apgd_fooled).all() and fooled[4:].any()
     assert not (blackbox_fooled & ~fooled).any()
+    assert torch.equal(robust, ~fooled)  # its own verdict: clean-correct and survived every part
 
 
 def test_fixed_seed_caller_rng_restored_state_untouched():

@@ -9,9 +9,10 @@
 # Importing each attack module registers its entries.
 from .adapter import TorchAttack
 from .autoattack import AutoAttack, AutoAttackConfig
+from .eot import EOT_DRAWS, correct_on_draws
 from .fgsm import fgsm
 from .pgd import pgd, project
-from .spec import Attack, FunctionAttack, attacks, build, parse_spec, split_specs
+from .spec import Attack, FunctionAttack, Outcome, attacks, build, parse_spec, split_specs
 
-__all__ = ["Attack", "AutoAttack", "AutoAttackConfig", "FunctionAttack", "TorchAttack", "attacks", "build",
-           "fgsm", "parse_spec", "pgd", "project", "split_specs"]
+__all__ = ["EOT_DRAWS", "Attack", "AutoAttack", "AutoAttackConfig", "FunctionAttack", "Outcome", "TorchAttack",
+           "attacks", "build", "correct_on_draws", "fgsm", "parse_spec", "pgd", "project", "split_specs"]

@@ -91,10 +91,10 @@ def torchattacks_attack(class_name: str, eps=8 / 255, **kwargs):
 
 
 @attacks.register("square")
-def square(eps=8 / 255, norm="Linf", n_queries=5000, n_restarts=1, p_init=0.8, seed=0):
-    """Square Attack (black-box, score-based; 5,000 queries, seed 0) via torchattacks."""
+def square(eps=8 / 255, norm="Linf", n_queries=5000, n_restarts=1, p_init=0.8, seed=0, resc_schedule=False):
+    """Square Attack (black-box, score-based; 5,000 queries, p_init 0.8, seed 0, as in standard AutoAttack)."""
     return TorchAttack("Square", eps=eps, blackbox=True, norm=_torchattacks_norm(norm), n_queries=n_queries,
-                       n_restarts=n_restarts, p_init=p_init, seed=seed)
+                       n_restarts=n_restarts, p_init=p_init, seed=seed, resc_schedule=resc_schedule)
 
 
 def _torchattacks_norm(norm: str) -> str:

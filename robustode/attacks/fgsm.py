@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from ..utils import check_eps
+from ..utils import check_eps, check_positive_int
 from .pgd import pgd
 from .spec import FunctionAttack, attacks
 
 
-def fgsm(model, x, y, *, eps=8 / 255) -> torch.Tensor:
+def fgsm(model, x, y, *, eps=8 / 255, eot=1) -> torch.Tensor:
     r"""FGSM in the paper 'Explaining and Harnessing Adversarial Examples'
     [https://arxiv.org/abs/1412.6572]
 
@@ -22,16 +22,20 @@ def fgsm(model, x, y, *, eps=8 / 255) -> torch.Tensor:
         x (Tensor): images in [0, 1], (B, ...). Left unchanged.
         y (Tensor): int64 labels, (B,).
         eps (float): maximum perturbation. (Default: 8/255)
+        eot (int): gradient averaged over this many draws of a randomized model. (Default: 1)
 
     Examples::
         >>> x_adv = fgsm(model, x, y, eps=8/255)
         >>> robust_acc = (model(x_adv).argmax(1) == y).float().mean()
     """
     eps = check_eps(eps)
-    return pgd(model, x, y, eps=eps, alpha=eps, steps=1, random_start=False)
+    return pgd(model, x, y, eps=eps, alpha=eps, steps=1, random_start=False, eot=eot)
 
 
 @attacks.register("fgsm")
-def fgsm_attack(eps=8 / 255):
+def fgsm_attack(eps=8 / 255, eot=1):
     """FGSM: one signed-gradient step of size eps (default 8/255)."""
-    return FunctionAttack("fgsm", fgsm, {"eps": check_eps(eps)})
+    settings = {"eps": check_eps(eps)}
+    if check_positive_int(eot, "eot") > 1:
+        settings["eot"] = eot
+    return FunctionAttack("fgsm", fgsm, settings)

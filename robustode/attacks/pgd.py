@@ -17,7 +17,7 @@ _DTYPES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.
 
 
 def pgd(model, x, y, *, eps=8 / 255, alpha=2 / 255, steps=20, norm="linf", random_start=True,
-        restarts=1, early_stop=False, autocast_dtype=None) -> torch.Tensor:
+        restarts=1, early_stop=False, autocast_dtype=None, eot=1) -> torch.Tensor:
     r"""PGD in the paper 'Towards Deep Learning Models Resistant to Adversarial Attacks'
     [https://arxiv.org/abs/1706.06083]
 
@@ -39,6 +39,8 @@ def pgd(model, x, y, *, eps=8 / 255, alpha=2 / 255, steps=20, norm="linf", rando
             stop when all are fooled (one host sync per step). (Default: False)
         autocast_dtype (torch.dtype | str | None): e.g. torch.bfloat16 for training-time attacks;
             None runs in float32 with autocast off, as evaluation requires. (Default: None)
+        eot (int): expectation over transformation for randomized models: each step's gradient
+            is averaged over ``eot`` forward/backward passes (fresh random draws). (Default: 1)
 
     Returns x_adv (detached) with ||x_adv - x|| <= eps and x_adv in [0, 1].
 
@@ -52,10 +54,11 @@ def pgd(model, x, y, *, eps=8 / 255, alpha=2 / 255, steps=20, norm="linf", rando
         >>> robust_acc = (model(x_adv).argmax(1) == y).float().mean()
     """
     eps, alpha, steps, norm, restarts, dtype = check_settings(eps, alpha, steps, norm, restarts, autocast_dtype)
+    eot = check_positive_int(eot, "eot")
     x = x.detach()
     best, best_fooled, best_loss = None, None, None
     for _ in range(restarts):
-        x_adv = _single_run(model, x, y, eps, alpha, steps, norm, random_start, early_stop, dtype)
+        x_adv = _single_run(model, x, y, eps, alpha, steps, norm, random_start, early_stop, dtype, eot)
         if restarts == 1:
             return x_adv
         best, best_fooled, best_loss = _keep_worst(model, x_adv, y, dtype, best, best_fooled, best_loss)
@@ -90,7 +93,7 @@ def _check_dtype(dtype):
     raise ConfigError(f"autocast_dtype must be None, a torch dtype or one of {', '.join(_DTYPES)}, got {dtype!r}")
 
 
-def _single_run(model, x, y, eps, alpha, steps, norm, random_start, early_stop, dtype):
+def _single_run(model, x, y, eps, alpha, steps, norm, random_start, early_stop, dtype, eot):
     # Box constraints on delta; for linf they also encode the eps-ball, so one clamp projects.
     lo = (-x).clamp_(min=-eps) if norm == "linf" else -x
     hi = (1 - x).clamp_(max=eps) if norm == "linf" else 1 - x
@@ -99,12 +102,7 @@ def _single_run(model, x, y, eps, alpha, steps, norm, random_start, early_stop, 
     shape = (-1,) + (1,) * (x.dim() - 1)
     active = torch.ones(len(x), 1, device=x.device).view(shape) if early_stop else None
     for step in range(steps):
-        with torch.enable_grad(), _autocast(x.device, dtype):
-            logits = model(x + delta)
-            if step == 0:
-                _check_logits(logits, len(x))
-            loss = F.cross_entropy(logits.float(), y, reduction="sum")
-        grad = _input_grad(loss, delta)
+        grad, logits = _gradient(model, x, y, delta, dtype, eot, check=step == 0)
         with torch.no_grad():
             if early_stop:
                 active.mul_((logits.argmax(1) == y).view(shape))
@@ -118,6 +116,21 @@ def _single_run(model, x, y, eps, alpha, steps, norm, random_start, early_stop, 
                 _project_l2(delta, eps, shape)
             delta.clamp_(lo, hi)
     return (x + delta.detach()).clamp_(0, 1)
+
+
+def _gradient(model, x, y, delta, dtype, eot: int, check: bool):
+    """The summed cross-entropy's gradient w.r.t. delta, summed over ``eot`` draws (the sum points where
+    the average does), and the last draw's logits."""
+    grad = None
+    for _ in range(eot):
+        with torch.enable_grad(), _autocast(x.device, dtype):
+            logits = model(x + delta)
+            if check:
+                _check_logits(logits, len(x))
+            loss = F.cross_entropy(logits.float(), y, reduction="sum")
+        g = _input_grad(loss, delta)
+        grad = g if grad is None else grad.add_(g)
+    return grad, logits
 
 
 def _start(x, eps, norm):
@@ -183,7 +196,7 @@ def _keep_worst(model, x_adv, y, dtype, best, best_fooled, best_loss):
 
 @attacks.register("pgd-K", pattern=r"pgd-(?P<steps>\d+)")
 def pgd_family(steps=20, eps=8 / 255, alpha=None, norm="linf", random_start=True, restarts=1,
-               early_stop=False, autocast_dtype=None):
+               early_stop=False, autocast_dtype=None, eot=1):
     """PGD with K steps (eps 8/255, step eps/4 = 2/255, one uniform random start), float32."""
     eps = check_eps(eps)
     alpha = eps / 4 if alpha is None else alpha
@@ -191,6 +204,8 @@ def pgd_family(steps=20, eps=8 / 255, alpha=None, norm="linf", random_start=True
     settings = dict(eps=eps, alpha=alpha, steps=steps, norm=norm, random_start=bool(random_start),
                     restarts=restarts, early_stop=bool(early_stop),
                     autocast_dtype=None if dtype is None else str(dtype).removeprefix("torch."))
+    if check_positive_int(eot, "eot") > 1:  # recorded only when used: a deterministic model's settings stay as they were
+        settings["eot"] = eot
     return FunctionAttack(f"pgd-{steps}", pgd, settings)
 
 

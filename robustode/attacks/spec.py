@@ -12,13 +12,21 @@ registry's grammar, robustode.registry.parse_spec):
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
 from ..registry import Registry, parse_spec, split_specs
 
 attacks = Registry("attack")
+
+
+class Outcome(NamedTuple):
+    """What an attack found: the adversarial images, and for attacks made of parts their own verdict."""
+
+    x_adv: torch.Tensor
+    robust: torch.Tensor | None = None  # per point: correct clean and after every part (None: the evaluator judges)
+    blackbox_only: torch.Tensor | None = None  # per point: broken only by a black-box part
 
 
 class Attack:
@@ -38,10 +46,9 @@ class Attack:
     def __call__(self, model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def run(self, model, x, y) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """x_adv and, for attacks made of parts, a per-point mask of the points
-        that only a black-box part fooled (None for single attacks)."""
-        return self(model, x, y), None
+    def run(self, model, x, y) -> Outcome:
+        """The adversarial images; attacks made of parts (AutoAttack) add their own verdict."""
+        return Outcome(self(model, x, y))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, {self.settings})"
@@ -70,4 +77,4 @@ def build(spec: str | Attack, **defaults: Any) -> Attack:
     return attack
 
 
-__all__ = ["Attack", "FunctionAttack", "attacks", "build", "parse_spec", "split_specs"]
+__all__ = ["Attack", "FunctionAttack", "Outcome", "attacks", "build", "parse_spec", "split_specs"]

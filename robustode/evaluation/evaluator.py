@@ -1,8 +1,9 @@
-"""``evaluate``: clean and robust accuracy, worst case per point, and the gradient-masking flags.
+"""``evaluate``: clean and robust accuracy with 95% intervals, the worst case per point, the
+gradient-masking flags, EOT for randomized models and, when something looks wrong, escalation.
 
     result = evaluate(model, dataset)                   # clean + PGD-20, all test images
     result = evaluate(model, "cifar10", attacks=("pgd-20", "autoattack"), n=1000)
-    result.clean_acc, result.robust["pgd-20"], result.worst_case, result.flags["fired"]
+    result.clean_acc, result.robust["pgd-20"], result.intervals["pgd-20"], result.worst_case
 """
 
 from __future__ import annotations
@@ -13,36 +14,45 @@ import time
 from dataclasses import dataclass, field, fields
 
 import torch
+from rich.console import Console
 
+from ..attacks.eot import EOT_DRAWS, is_randomized
 from ..attacks.guards import preserved_mode, preserved_rng
 from ..attacks.spec import Attack, build
 from ..errors import ConfigError, DataError
-from ..progress import Progress
+from ..stats import interval
 from ..utils import check_eps, check_positive_int, device_name, provenance, resolve_device, synchronize
-from . import masking
+from . import escalation, masking
+from .attack_loop import load_batch, run_attacks
+from .state import EvalState
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("robustode")
 
-BOUND_SLACK = 1e-5  # float rounding allowed beyond an attack's eps before the result is flagged
+INTERVAL_METHOD = "wilson"  # 95% Wilson score intervals (robustode.stats)
 
 
 @dataclass
 class EvalResult:
     clean_acc: float  # fractions in [0, 1]
-    robust: dict[str, float]  # attack spec -> accuracy on its adversarial examples
-    worst_case: float  # a point counts only if clean and every attack leave it correct
+    robust: dict[str, float]  # attack spec -> fraction correct clean AND after the attack (never above clean)
+    worst_case: float  # a point counts only if clean, every attack and every escalation stage leave it correct
     n: int
     batch_size: int
     eps: float
     attack_settings: dict[str, dict]
-    seconds: float  # wall-clock of the whole evaluation, masking checks included
+    seconds: float  # wall-clock of the whole evaluation, masking checks and escalation included
     device: str
     precision: str = "float32"
     tf32: bool = False  # CUDA float32 convolutions/matmuls may run as TF32 (torch's setting, recorded)
     seed: int = 0
     flags: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
-    per_point: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)  # "clean" and each attack
+    per_point: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)  # "clean", attacks, stages
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)  # 95%: clean, attacks, worst_case
+    interval_method: str = INTERVAL_METHOD
+    randomized: bool = False  # two eval-mode forwards of one batch differed: attacked with EOT
+    escalation: list[dict] = field(default_factory=list)  # the stages run because something looked wrong
+    attack_seconds: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """JSON-friendly dict (per-point tensors left out)."""
@@ -50,7 +60,8 @@ class EvalResult:
 
 
 def evaluate(model, data="cifar10", attacks=("pgd-20",), n=None, batch_size=256, device=None, eps=8 / 255,
-             quiet=False, masking_checks=True, seed=0, data_dir=None) -> EvalResult:
+             quiet=False, masking_checks=True, seed=0, data_dir=None, escalate=True, surrogate=None,
+             state=None) -> EvalResult:
     """Clean and robust accuracy of ``model`` on the first ``n`` test images (unshuffled).
 
     model: images in [0, 1] -> logits (B, num_classes); put in eval mode and restored after.
@@ -58,46 +69,109 @@ def evaluate(model, data="cifar10", attacks=("pgd-20",), n=None, batch_size=256,
         a DataSet (its test split), a Split (uint8) or an (x, y) pair of tensors (x float in [0, 1]).
     attacks: a spec string or a list of them ("pgd-20", "pgd-50(restarts=5)", "autoattack",
         "torchattacks:CW(c=1)") or Attack objects; ``eps`` applies to every attack whose spec
-        does not set its own.
+        does not set its own. A point is robust only if it is correct clean and after the attack.
     n: number of test images (default: all).
     device: default, the model's own; a device given moves the model there.
     masking_checks: run the gradient-masking checks on the first 256 points (masking.py).
-    seed: torch is seeded with it for the run; the caller's RNG state is restored afterwards.
-    Runs in float32 without autocast. Flags that fire are logged as warnings unless ``quiet``.
+    seed: the attacks' random starts derive from it per attack and batch; the caller's RNG is restored.
+    escalate: when a masking flag fires, the model is randomized, or it declares an adaptive or
+        stochastic part, attack the points still robust further: Square, a transfer attack from
+        ``surrogate`` (default: the same architecture trained naturally for a short budget) and,
+        for randomized models, AutoAttack's rand version (escalation.py). Every stage is kept.
+    state: a file to keep per-point progress in; an interrupted evaluation resumes from it.
+    A randomized model (two eval-mode forwards differ) is attacked with EOT over 20 draws, and a
+    point is robust only if correct on every draw. Runs in float32 without autocast. Flags that
+    fire are logged as warnings, and escalations as they happen, unless ``quiet``.
     """
     eps, batch_size = check_eps(eps), check_positive_int(batch_size, "batch_size")
-    built = _build_attacks(attacks, eps)
+    _build_attacks(attacks, eps, 1)  # an unknown or malformed attack fails before any data is loaded
     device = _device(model, device)
-    x_all, y_all, num_classes = _data(data, n, data_dir)
-    n = len(y_all)
+    dataset = _load(data, data_dir)
+    x_all, y_all, num_classes = _data(dataset, n)
     start = time.perf_counter()
+    console = Console(stderr=True, quiet=quiet)
     with preserved_mode(model), preserved_rng(seed), torch.autocast(device.type, enabled=False):
         model.eval()
         model.to(device)
-        _check_model(model, x_all[:batch_size], y_all[:batch_size], num_classes, device)
-        per_point, blackbox_only, excess = _run(model, x_all, y_all, built, batch_size, device, quiet)
-        checks = None
-        if masking_checks:
-            x, y = _batch(x_all, y_all, 0, masking.SUBSET, device)
-            checks = masking.subset_checks(model, x, y, eps=eps, seed=seed)
+        run_state, result = _attack(model, x_all, y_all, num_classes, attacks, eps, batch_size, device, seed,
+                                    masking_checks, state, console)
+        why = escalation.reasons(result, model) if escalate else []
+        if why:
+            escalation.escalate(model, x_all, y_all, result, why, data=dataset, batch_size=batch_size,
+                                device=device, draws=EOT_DRAWS if result.randomized else 1, surrogate=surrogate,
+                                console=console)
     synchronize(device)
-    flags = masking.flags(checks, blackbox_only)
-    _bound_flags(flags, excess)
-    result = _result(per_point, built, n, batch_size, eps, device, seed, flags, time.perf_counter() - start)
+    run_state.finish()
+    result.seconds = time.perf_counter() - start
     if not quiet:
-        for message in flags["messages"]:
+        for message in result.flags["messages"]:
             log.warning("possible gradient masking or attack failure: %s", message)
     return result
 
 
-def _build_attacks(attacks, eps) -> list[Attack]:
+def _attack(model, x_all, y_all, num_classes, attacks, eps, batch_size, device, seed, masking_checks, state,
+            console) -> tuple[EvalState, EvalResult]:
+    """Clean pass, every attack (EOT for a randomized model), the masking checks: the result before escalation."""
+    x0, y0 = load_batch(x_all, y_all, 0, batch_size, device)
+    _check_model(model, x0, y0, num_classes)
+    randomized = is_randomized(model, x0)
+    draws = EOT_DRAWS if randomized else 1
+    if randomized:
+        console.print(f"randomized model: two eval-mode forwards differ; attacking with EOT over {draws} draws, "
+                      "a point robust only if correct on every draw", highlight=False, markup=False)
+    built = _build_attacks(attacks, eps, draws)
+    key = {"n": len(y_all), "eps": eps, "seed": seed, "batch_size": batch_size, "draws": draws,
+           "attacks": {a.name: a.settings for a in built}}
+    run_state = EvalState(state, key, -(-len(y_all) // batch_size))
+    if run_state.resumed:
+        console.print(f"resuming the evaluation saved in {state}", highlight=False, markup=False)
+    found = run_attacks(model, x_all, y_all, built, batch_size=batch_size, device=device, draws=draws, seed=seed,
+                        state=run_state, quiet=console.quiet)
+    checks = None
+    if masking_checks:
+        checks = masking.subset_checks(model, *load_batch(x_all, y_all, 0, masking.SUBSET, device), eps=eps,
+                                       seed=seed)
+    return run_state, _result(found, built, batch_size, eps, device, seed, masking.flags(checks, found, built),
+                              randomized)
+
+
+def _build_attacks(attacks, eps, draws: int) -> list[Attack]:
+    """Attack objects from specs; for a randomized model (``draws`` > 1) each spec that takes ``eot`` gets it."""
     if isinstance(attacks, (str, Attack)):
         attacks = (attacks,)
-    built = [build(a, eps=eps) for a in attacks]
+    defaults = {"eps": eps, **({"eot": draws} if draws > 1 else {})}
+    built = [build(a, **defaults) for a in attacks]
     names = [a.name for a in built]
     if len(set(names)) != len(names):
         raise ConfigError(f"attack names must be unique, got {names}")
     return built
+
+
+def _result(found, attacks, batch_size, eps, device, seed, flags, randomized) -> EvalResult:
+    n = len(found.clean)
+    worst = found.clean.clone()
+    for attack in attacks:
+        worst &= found.robust[attack.name]
+    per_point = {"clean": found.clean, **found.robust}
+    tf32 = device.type == "cuda" and (torch.backends.cudnn.allow_tf32 or torch.backends.cuda.matmul.allow_tf32)
+    result = EvalResult(
+        clean_acc=fraction(found.clean), robust={a.name: fraction(found.robust[a.name]) for a in attacks},
+        worst_case=fraction(worst), n=n, batch_size=batch_size, eps=eps,
+        attack_settings={a.name: dict(a.settings) for a in attacks}, seconds=0.0, device=device_name(device),
+        tf32=tf32, seed=seed, flags=flags, provenance=provenance(device, "float32"),
+        per_point={**per_point, "worst_case": worst}, randomized=randomized, attack_seconds=dict(found.seconds))
+    set_intervals(result)
+    return result
+
+
+def set_intervals(result: EvalResult) -> None:
+    """The 95% interval of clean, every attack and the worst case, from the per-point results."""
+    names = ["clean", *result.robust, "worst_case"]
+    result.intervals = {k: interval(int(result.per_point[k].sum()), result.n, result.interval_method) for k in names}
+
+
+def fraction(mask: torch.Tensor) -> float:
+    return int(mask.sum()) / len(mask)
 
 
 def _device(model, device) -> torch.device:
@@ -109,13 +183,17 @@ def _device(model, device) -> torch.device:
     return tensor.device if tensor is not None else torch.device("cpu")
 
 
-def _data(data, n, data_dir=None):
-    """(images, labels, num_classes or None) for the first n test points; images stay where they are."""
-    num_classes = None
+def _load(data, data_dir):
     if isinstance(data, str):
         from ..data import load_dataset
 
-        data = load_dataset(data, data_dir=data_dir)
+        return load_dataset(data, data_dir=data_dir)
+    return data
+
+
+def _data(data, n):
+    """(images, labels, num_classes or None) for the first n test points; images stay where they are."""
+    num_classes = None
     if hasattr(data, "test") and hasattr(data, "num_classes"):
         data, num_classes = data.test, data.num_classes
     if hasattr(data, "images") and hasattr(data, "labels"):
@@ -144,14 +222,7 @@ def _check_pair(x, y):
         raise DataError("images must lie in [0, 1]; normalization belongs inside the model")
 
 
-def _batch(x_all, y_all, i, size, device):
-    x, y = x_all[i:i + size].to(device, non_blocking=True), y_all[i:i + size].to(device, non_blocking=True)
-    x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
-    return x, y
-
-
-def _check_model(model, x, y, num_classes, device):
-    x, y = _batch(x, y, 0, len(y), device)
+def _check_model(model, x, y, num_classes):
     with torch.no_grad():
         out = model(x)
     classes = num_classes or int(y.max()) + 1
@@ -161,88 +232,3 @@ def _check_model(model, x, y, num_classes, device):
         want = num_classes if num_classes else f">= {classes}"
         raise ConfigError(f"the model returned output of shape {got} for {len(x)} images; "
                           f"expected ({len(x)}, {want}) logits")
-
-
-def _run(model, x_all, y_all, attacks, batch_size, device, quiet):
-    """Per-point correctness (clean and per attack), black-box-only fraction, and bound excess."""
-    n = len(y_all)
-    clean, robust = [], {a.name: [] for a in attacks}
-    whitebox_robust, blackbox_fooled, has_blackbox, has_whitebox = [], [], False, False
-    excess = {a.name: torch.zeros((), device=device) for a in attacks}
-    batches = (n + batch_size - 1) // batch_size
-    with Progress(batches, f"evaluating {', '.join(robust)} on {n} points", quiet=quiet,
-                  every=max(1, batches // 10)) as progress:
-        for b, i in enumerate(range(0, n, batch_size), 1):
-            x, y = _batch(x_all, y_all, i, batch_size, device)
-            with torch.no_grad():
-                correct = model(x).argmax(1) == y
-            clean.append(correct)
-            wb, bb = correct.clone(), torch.zeros_like(correct)
-            for attack in attacks:
-                x_adv, only_blackbox = attack.run(model, x, y)
-                with torch.no_grad():
-                    ok = model(x_adv).argmax(1) == y
-                robust[attack.name].append(ok)
-                excess[attack.name] = torch.maximum(excess[attack.name], _excess(attack, x, x_adv))
-                if only_blackbox is not None:  # made of parts: white-box ones, then black-box ones
-                    wb &= ok | only_blackbox
-                    bb |= only_blackbox
-                    has_blackbox = has_whitebox = True
-                elif attack.blackbox:
-                    bb |= ~ok
-                    has_blackbox = True
-                else:
-                    wb &= ok
-                    has_whitebox = True
-            whitebox_robust.append(wb)
-            blackbox_fooled.append(bb)
-            stats = _so_far(clean, robust) if progress.wants_line else ""  # a host sync: only for a line
-            progress.update(b, stats)
-    per_point = {"clean": torch.cat(clean).cpu(), **{k: torch.cat(v).cpu() for k, v in robust.items()}}
-    blackbox_only = None
-    if has_blackbox and has_whitebox:
-        blackbox_only = masking.blackbox_only_fraction(torch.cat(whitebox_robust), torch.cat(blackbox_fooled))
-    return per_point, blackbox_only, {k: float(v) for k, v in excess.items()}
-
-
-def _so_far(clean: list, robust: dict) -> str:
-    """Accuracies on the points evaluated so far: clean, then each attack."""
-    parts = {"clean": clean, **robust}
-    return "  ".join(f"{name} {torch.cat(v).float().mean().item():.1%}" for name, v in parts.items())
-
-
-def _excess(attack, x, x_adv) -> torch.Tensor:
-    """How far x_adv leaves [0, 1] and the attack's eps-ball (0 when inside), without a host sync."""
-    outside_box = torch.maximum(-x_adv.min(), x_adv.max() - 1).clamp_min(0)
-    eps, norm = attack.settings.get("eps"), str(attack.settings.get("norm", "linf")).lower()
-    if not isinstance(eps, float) or norm not in ("linf", "l2"):
-        return outside_box
-    diff = (x_adv - x).flatten(1)
-    size = diff.abs().amax(1) if norm == "linf" else diff.norm(dim=1)
-    return torch.maximum(outside_box, (size - eps).max().clamp_min(0))
-
-
-def _bound_flags(flags: dict, excess: dict[str, float]) -> None:
-    outside = sorted(name for name, value in excess.items() if value > BOUND_SLACK)
-    flags["outside_threat_model"] = outside
-    if outside:
-        flags["fired"].append("outside_threat_model")
-        flags["messages"].append(f"attack(s) {', '.join(outside)} returned points outside [0, 1] or their eps-ball")
-
-
-def _result(per_point, attacks, n, batch_size, eps, device, seed, flags, seconds) -> EvalResult:
-    clean = per_point["clean"]
-    worst = clean.clone()
-    for attack in attacks:
-        worst &= per_point[attack.name]
-    tf32 = device.type == "cuda" and (torch.backends.cudnn.allow_tf32 or torch.backends.cuda.matmul.allow_tf32)
-    return EvalResult(
-        clean_acc=_fraction(clean), robust={a.name: _fraction(per_point[a.name]) for a in attacks},
-        worst_case=_fraction(worst), n=n, batch_size=batch_size, eps=eps,
-        attack_settings={a.name: dict(a.settings) for a in attacks}, seconds=seconds,
-        device=device_name(device), tf32=tf32, seed=seed, flags=flags,
-        provenance=provenance(device, "float32"), per_point=per_point)
-
-
-def _fraction(mask: torch.Tensor) -> float:
-    return int(mask.sum()) / len(mask)

@@ -6,25 +6,28 @@ from dataclasses import replace
 
 import torch
 
+from ..attacks.eot import EOT_DRAWS
 from ..data.loader import shard_bounds
 from ..dist import all_gather, broadcast, context
 from ..errors import DataError
-from .evaluator import EvalResult, evaluate
+from . import escalation
+from .evaluator import EvalResult, evaluate, fraction, set_intervals
 
 
 def evaluate_sharded(model, data, **kwargs) -> EvalResult:
     """``evaluate``, each data-parallel rank on its shard of the test points, gathered on every rank.
 
     Per-point correctness is gathered in order, so every accuracy equals a single
-    process's on the same points for a deterministic attack (random starts are
-    drawn per rank). The gradient-masking checks run on rank 0's shard, which
-    starts at the first test point, as in a single process. Without a process
-    group this is ``evaluate`` itself.
+    process's on the same points (each batch draws its random start from its own
+    seed; shards start batches at other points, so random starts differ from a single
+    process's). The gradient-masking checks run on rank 0's shard, which starts at
+    the first test point, as in a single process; an escalation they call for runs on
+    every rank's shard. Without a process group this is ``evaluate`` itself.
     """
     ctx = context()
     if not ctx.enabled:
         return evaluate(model, data, **kwargs)
-    n = kwargs.pop("n", None)
+    n, escalate, surrogate = kwargs.pop("n", None), kwargs.pop("escalate", True), kwargs.pop("surrogate", None)
     test = data.test if hasattr(data, "test") else data
     if n is not None and n > len(test):
         raise DataError(f"asked for n={n} test images, but the test set has only {len(test)}")
@@ -34,29 +37,35 @@ def evaluate_sharded(model, data, **kwargs) -> EvalResult:
     part = replace(data, test=shard) if hasattr(data, "test") else shard
     if not ctx.main:
         kwargs["masking_checks"] = False
-    mine = evaluate(model, part, **kwargs)
-    parts = all_gather((mine.per_point, mine.flags["outside_threat_model"], mine.seconds))
+    mine = evaluate(model, part, escalate=False, **kwargs)
     first = broadcast(mine if ctx.main else None)  # rank 0's result carries the masking checks
-    return _merge(first, parts, total)
+    merged = _merge(first, all_gather((mine.per_point, mine.flags, mine.seconds)), total)
+    why = escalation.reasons(merged, model) if escalate else []
+    if why:  # every rank escalates its own shard, then the stages' per-point results are gathered
+        escalation.escalate(model, shard.images, shard.labels, mine, why, data=part, batch_size=mine.batch_size,
+                            device=next(iter(model.parameters())).device,
+                            draws=EOT_DRAWS if merged.randomized else 1, surrogate=surrogate)
+        merged = _merge(first, all_gather((mine.per_point, mine.flags, mine.seconds)), total)
+        merged.escalation = broadcast(mine.escalation if ctx.main else None)  # the stages as rank 0 saw them
+    return merged
 
 
 def _merge(first: EvalResult, parts: list, total: int) -> EvalResult:
-    per_point = {k: torch.cat([p[0][k] for p in parts]) for k in first.per_point}
-    worst = per_point["clean"].clone()
-    for name in first.robust:
-        worst &= per_point[name]
+    per_point = {k: torch.cat([p[0][k] for p in parts]) for k in parts[0][0]}
     flags = dict(first.flags)
-    outside = sorted({name for p in parts for name in p[1]})
-    if outside and not flags["outside_threat_model"]:
-        flags["fired"] = [*flags["fired"], "outside_threat_model"]
-        message = f"attack(s) {', '.join(outside)} returned points outside [0, 1] or their eps-ball"
-        flags["messages"] = [*flags["messages"], message]
-    flags["outside_threat_model"] = outside
-    return replace(first, clean_acc=_fraction(per_point["clean"], total),
-                   robust={k: _fraction(per_point[k], total) for k in first.robust},
-                   worst_case=_fraction(worst, total), n=total, seconds=max(p[2] for p in parts),
-                   flags=flags, per_point=per_point)
-
-
-def _fraction(mask: torch.Tensor, total: int) -> float:
-    return int(mask.sum()) / total
+    outside = sorted({name for p in parts for name in p[1]["outside_threat_model"]})
+    non_finite = {}
+    for p in parts:
+        for name, count in p[1]["non_finite"].items():
+            non_finite[name] = non_finite.get(name, 0) + count
+    for name, on in (("outside_threat_model", outside), ("non_finite", non_finite)):
+        if on and name not in flags["fired"]:
+            flags["fired"] = [*flags["fired"], name]
+            flags["messages"] = [*flags["messages"], f"{name.replace('_', ' ')}: {', '.join(sorted(on))}"]
+    flags.update(outside_threat_model=outside, non_finite=non_finite)
+    merged = replace(first, clean_acc=fraction(per_point["clean"]),
+                     robust={k: fraction(per_point[k]) for k in first.robust},
+                     worst_case=fraction(per_point["worst_case"]), n=total, seconds=max(p[2] for p in parts),
+                     flags=flags, per_point=per_point)
+    set_intervals(merged)
+    return merged
