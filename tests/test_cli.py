@@ -48,9 +48,10 @@ def test_train_writes_the_run_directory_and_the_record(tmp_path, capsys):
     assert train(tmp_path, "--eps", "4/255", "--seed", "1", "--records", str(tmp_path / "records"),
                  "--eval-every", "1", "--eval-n", "16", defense="pgd-1", epochs=2, checks=True) == 0
     run = tmp_path / "runs" / "synthetic-vit_tiny-pgd-1-s1"
-    files = {"config.json", "train.log", "metrics.csv", "checkpoints", "record.json", ".lock"}  # .lock: the run lock
-    assert {p.name for p in run.iterdir()} == files
     record = load_record(run / "record.json")
+    files = {"config.json", "train.log", "metrics.csv", "checkpoints", "record.json", ".lock",  # .lock: the run lock
+             record.evaluation.per_example["file"]}  # the per-example results
+    assert {p.name for p in run.iterdir()} == files
     assert record.defense.hyperparameters["eps"] == 4 / 255  # --eps reached the defense
     assert record.evaluation.eps == 4 / 255  # and the final evaluation
     assert (record.model.name, record.defense.spec, record.dataset.name) == ("vit_tiny", "pgd-1", "synthetic")

@@ -125,7 +125,8 @@ def test_only_rank_zero_writes_the_run_directory(two_ranks):
         assert (run / "checkpoints" / "last.pt").is_file() and (run / "train.log").is_file()
         assert '"world_size": 2' in (run / "config.json").read_text()
     assert sorted(p.name for p in out.iterdir()) == sorted([*DEFENSES, "rank0.pt", "rank1.pt", "records"])
-    assert len(list((out / "records").iterdir())) == 1  # robustode.api.train: one record, from rank 0
+    assert len(list((out / "records").glob("*.json"))) == 1  # robustode.api.train: one record, from rank 0
+    assert len(list((out / "records").glob("points-*.npz"))) == 1  # and its per-example results
 
 
 def test_sharded_evaluation_gathers_every_point_in_order(two_ranks):

@@ -188,7 +188,8 @@ def test_off_a_terminal_progress_lines_with_an_eta_and_a_time_estimate_are_logge
     assert "no GPU found" not in err  # the device was chosen, not found
     ro.evaluate(tiny().eval(), data(n_test=16), n=16, batch_size=2, masking_checks=False)
     evaluating = [line for line in capsys.readouterr().err.splitlines() if line.startswith("evaluating pgd-20")]
-    assert len(evaluating) >= 5 and all("clean" in line and "pgd-20" in line and "eta" in line for line in evaluating)
+    assert len(evaluating) >= 5  # per attack, with its accuracy so far and an ETA
+    assert all("(1/1) on 16 points" in line and "% so far" in line and "eta" in line for line in evaluating)
 
 
 def test_a_loss_that_leaves_its_scale_is_warned_about_and_divergence_exits_non_zero(tmp_path, capsys):

@@ -57,7 +57,7 @@ def run_record(trained, evaluation, *, dataset: DatasetInfo | None = None, label
     train = run.train
     optimizer = {"lr": train.lr, "momentum": train.momentum, "weight_decay": train.weight_decay,
                  "schedule": train.schedule, "milestones": list(train.milestones), "gamma": train.gamma}
-    return make_record(
+    record = make_record(
         model={"name": run.model.name or run.model.class_name, "params": run.model.params},
         defense={"spec": run.defense.spec, "name": defense_family(run.defense.spec),
                  "hyperparameters": run.defense.hyperparameters},
@@ -67,12 +67,18 @@ def run_record(trained, evaluation, *, dataset: DatasetInfo | None = None, label
                   "passes_per_image": trained.passes_per_image, "optimizer": optimizer,
                   "stopped_early": trained.stopped_reason, "stop_kind": trained.stop and trained.stop.kind,
                   "curve": [{k: _finite(row.get(k)) for k in CURVE} for row in trained.history],
-                  "best_epoch": trained.best and trained.best["epoch"]},
+                  "best_epoch": trained.best and trained.best["epoch"], "world_size": train.world_size,
+                  "peak_memory_bytes": trained.peak_memory_bytes, "flops_per_image": trained.flops_per_image},
         evaluation={"n": ev.n, "norm": "linf", "eps": ev.eps, "clean_acc": ev.clean_acc,
                     "pgd20_acc": robust.get("pgd-20"), "autoattack_acc": robust.get(aa) if aa else None,
                     "autoattack_standard": bool(aa and ev.attack_settings[aa].get("standard")), "robust": robust,
-                    "attack_settings": ev.attack_settings, "seconds": ev.seconds, "flags": ev.flags},
+                    "attack_settings": ev.attack_settings, "seconds": ev.seconds, "flags": ev.flags,
+                    "worst_case_acc": ev.worst_case, "intervals": {k: list(v) for k, v in ev.intervals.items()},
+                    "interval_method": ev.interval_method, "randomized": ev.randomized,
+                    "escalation": ev.escalation},
         provenance=dataclasses.asdict(run.provenance), label=label, command=command)
+    record.__dict__["_points"] = ev.per_point  # not a field: save() writes them beside the record
+    return record
 
 
 def _finite(value):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..errors import RecordError
 from ..files import write_atomic
+from .points import load_points, points_file, save_points
 from .schema import Record
 
 
@@ -24,13 +25,51 @@ def record_filename(record: Record) -> str:
     return "__".join([dataset] + [re.sub(r"[^A-Za-z0-9._-]+", "-", p).strip("-") for p in parts]) + ".json"
 
 
-def save(record: Record, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Write ``record`` to ``path`` atomically; an existing file is an error unless ``overwrite``."""
+def save(record: Record, path: str | os.PathLike, *, overwrite: bool = False, points: dict | None = None) -> Path:
+    """Write ``record`` to ``path`` atomically; an existing file is an error unless ``overwrite``.
+
+    ``points`` (an evaluation's per-point results; default: those ``run_record`` attached) are
+    written beside it as ``points-<sha>.npz``, and the record references that file and its SHA-256.
+    """
     path = Path(path)
+    if not overwrite and path.exists():
+        raise RecordError(f"{path}: a record of that name exists already; not overwriting it")
+    points = record.__dict__.get("_points") if points is None else points
+    if points is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sha = save_points(path.parent, points, point_meta(record))
+        record.evaluation.per_example = {"file": points_file(sha), "sha256": sha}
     try:
-        return write_atomic(path, dumps(record), overwrite=overwrite)
+        written = write_atomic(path, dumps(record), overwrite=overwrite)
     except FileExistsError:
         raise RecordError(f"{path}: a record of that name exists already; not overwriting it") from None
+    written_as(record, written)
+    return written
+
+
+def point_meta(record: Record) -> dict:
+    """What identifies the points of a per-example file: two files compare only when these agree."""
+    ev, data = record.evaluation, record.dataset
+    return {"dataset": data.name, "kind": data.kind, "n": ev.n, "norm": ev.norm, "eps": ev.eps,
+            "points": f"the first {ev.n} test images, unshuffled", "model": record.model.name,
+            "defense": record.defense.spec}
+
+
+def written_as(record: Record, path: Path) -> Record:
+    """Remember where a record lives (not a field: never written), to find its per-example file."""
+    record.__dict__["_source"] = Path(path)
+    return record
+
+
+def load_record_points(record: Record) -> dict:
+    """The per-point results of a record, checked against the hash it stores."""
+    info, source = record.evaluation.per_example, record.__dict__.get("_source")
+    if not info:
+        raise RecordError(f"{source or 'record'}: no per-example results (evaluated before robustode 0.2, or "
+                          "saved without them)")
+    if source is None:
+        raise RecordError("a record not read from a file: its per-example results cannot be found")
+    return load_points(source.parent / info["file"], info["sha256"])[0]
 
 
 def dumps(record: Record) -> str:
@@ -40,19 +79,19 @@ def dumps(record: Record) -> str:
         raise RecordError(f"record cannot be written as JSON: {err}") from None
 
 
-def save_in(record: Record, folder: str | os.PathLike) -> Path:
+def save_in(record: Record, folder: str | os.PathLike, points: dict | None = None) -> Path:
     """Save ``record`` under a new name in ``folder`` (created if needed); returns the path."""
-    return save_new(record, Path(folder) / record_filename(record))
+    return save_new(record, Path(folder) / record_filename(record), points)
 
 
-def save_new(record: Record, path: str | os.PathLike) -> Path:
+def save_new(record: Record, path: str | os.PathLike, points: dict | None = None) -> Path:
     """Save ``record`` at ``path``, or, when that name is taken, at the first free ``stem__N.json``."""
     path = Path(path)
     for i in range(1, 1000):
         candidate = path if i == 1 else path.with_name(f"{path.stem}__{i}{path.suffix}")
         if not candidate.exists():
             try:
-                return save(record, candidate)
+                return save(record, candidate, points=points)
             except RecordError:  # lost a race for this name: try the next one
                 continue
     raise RecordError(f"{path.parent}: no free file name for {path.name}")
@@ -67,7 +106,7 @@ def load_record(path: str | os.PathLike) -> Record:
         raise RecordError(f"{path}: cannot read record: {err.strerror}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise RecordError(f"{path}: not valid JSON: {err}") from None
-    return Record.from_dict(data, source=str(path))
+    return written_as(Record.from_dict(data, source=str(path)), path)
 
 
 def load_records(folder: str | os.PathLike) -> list[Record]:

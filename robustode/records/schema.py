@@ -70,6 +70,7 @@ class TrainingInfo:
     # One row per data epoch: epoch, nominal_epoch, lr, loss, train_acc, eval_clean, eval_robust (held out).
     curve: list[dict] = field(default_factory=list)
     best_epoch: int | None = None  # the epoch of checkpoints/best.pt (keep_best), marked on the curve
+    world_size: int = field(default=1, metadata=_POSITIVE)  # data-parallel processes (GPUs): seconds x it = GPU-s
     peak_memory_bytes: int | None = field(default=None, metadata=_NONNEG)  # CUDA peak allocated; None on CPU
     flops_per_image: float | None = field(default=None, metadata=_NONNEG)  # counted, one training step
 

@@ -64,6 +64,7 @@ def fit(model: nn.Module | str, defense, data: DataSet, *, config: TrainConfig |
         log = RunLog(run_dir, quiet or not ctx.main)
         trainer = Trainer(model, defense, data, run, log, run_dir)
         _start(trainer, saved, config, log)
+        trainer.start_peak_memory()
         run_epochs(trainer, log)
         dist.broadcast_module(trainer.model)  # after a stop on rank 0's checkpoint, all return its weights
     return trainer.result()

@@ -36,6 +36,8 @@ class TrainResult:
     stop: Stop | None = None  # why the run ended early, if it did
     best: dict | None = None  # keep_best: {"epoch", "eval_robust", "eval_clean"} of checkpoints/best.pt
     run_dir: str | None = None
+    peak_memory_bytes: int | None = None  # CUDA: peak memory allocated while training (None on the CPU)
+    flops_per_image: float | None = None  # counted FLOPs of one training step, per training image
 
     @property
     def stopped_reason(self) -> str | None:
@@ -75,7 +77,8 @@ class TrainResult:
             run_dir = str(folder.parent if folder.name == "checkpoints" else folder)
         return cls(model=model, run=RunInfo.from_dict(state["config"], source), history=list(state["history"]),
                    train_seconds=state["seconds"], data_epochs=state["epoch"],
-                   stop=None if stop is None else Stop(**stop), best=state.get("best"), run_dir=run_dir)
+                   stop=None if stop is None else Stop(**stop), best=state.get("best"), run_dir=run_dir,
+                   peak_memory_bytes=state.get("peak_memory_bytes"), flops_per_image=state.get("flops_per_image"))
 
     def to_dict(self) -> dict:
         """Everything but the model, JSON-ready."""

@@ -18,6 +18,7 @@ import torch
 from ..dist import all_max, broadcast_module, context
 from ..progress import duration
 from .checkpoint import load_checkpoint, load_optimizer, rng_state, save_checkpoint, set_rng_state, to_device
+from .cost import FlopCount, peak_memory, reset_peak_memory
 from .data_parallel import GradientSync, agree_on_stop
 from .optim import param_groups, sgd_factory
 from .result import Stop, TrainResult
@@ -65,6 +66,8 @@ class Trainer:
         self.best: dict | None = None
         self.stop: Stop | None = None
         self.lr = self.optimizers[0].param_groups[0]["lr"]  # lr of the latest step, for the log
+        self.flops_per_image: float | None = None  # of one training step, counted before the first
+        self.peak_memory_bytes: int | None = None  # CUDA peak allocated, over this and earlier sessions
         self.initial_loss: float | None = None  # the run's first minibatch loss
         self.scale_warned = False
         # The first minibatches of this process give a time estimate (once, when someone watches).
@@ -82,7 +85,7 @@ class Trainer:
             for i, (x, y) in enumerate(self.loader, 1):
                 if self.sync is not None:  # this rank's share of the global minibatch
                     self.sync.weight = len(y) / self.loader.global_batch_size(i - 1)
-                with autocast:
+                with autocast, self._counting(len(y)):
                     out = self.defense.train_step(self.net, x, y, self.optimizers, self.on_step)
                 tally.add(out)
                 if self.initial_loss is None:  # one read-back per run: the scale the loss is watched against
@@ -209,10 +212,24 @@ class Trainer:
             self.best = {k: row[k] for k in ("epoch", "eval_robust", "eval_clean")}
             self.save("best.pt")
 
+    def start_peak_memory(self) -> None:
+        reset_peak_memory(self.device)
+
+    def _counting(self, images: int):
+        """The run's first training step runs under torch's FLOP counter (no extra step, no copy)."""
+        if self.flops_per_image is not None or self.settings.compile:  # counted already, or compiled: no count
+            return nullcontext()
+        return FlopCount(self, images)
+
+    def _peak(self) -> int | None:
+        now = peak_memory(self.device)
+        return max(filter(None, (now, self.peak_memory_bytes)), default=None)
+
     def result(self) -> TrainResult:
         return TrainResult(model=self.model, run=self.run, history=self.history, train_seconds=self.seconds,
                            data_epochs=self.epoch, stop=self.stop, best=self.best,
-                           run_dir=None if self.run_dir is None else str(self.run_dir))
+                           run_dir=None if self.run_dir is None else str(self.run_dir),
+                           peak_memory_bytes=self._peak(), flops_per_image=self.flops_per_image)
 
     # -- checkpoints ------------------------------------------------------------------------------
 
@@ -233,6 +250,7 @@ class Trainer:
             "defense": self.defense.state_dict(),
             "config": self.run.to_dict(),
             "history": self.history, "best": self.best, "initial_loss": self.initial_loss,
+            "flops_per_image": self.flops_per_image, "peak_memory_bytes": self._peak(),
             "stop": None if self.stop is None else asdict(self.stop),
             "mid_epoch": mid_epoch,  # True only in final.pt of a run stopped inside an epoch
         }
@@ -247,6 +265,7 @@ class Trainer:
         self.seconds, self.lr = state["seconds"], state["lr"]
         self.history, self.best = list(state["history"]), state["best"]
         self.initial_loss = state.get("initial_loss")
+        self.flops_per_image, self.peak_memory_bytes = state.get("flops_per_image"), state.get("peak_memory_bytes")
         self.loader.load_state_dict(state["loader"])
         self.defense.load_state_dict(to_device(state["defense"], self.device))
         set_rng_state(state["rng"], self.device)

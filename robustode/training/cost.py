@@ -1,0 +1,40 @@
+"""What a training run costs besides its seconds: FLOPs of one training step, peak device memory.
+
+FLOPs are counted with torch's FlopCounterMode (convolutions, matmuls, attention)
+over the run's first real training step, all of its passes included: no extra step
+and no copy, so nothing a defense or model does is run twice. An attack step's
+backward counts its input gradient only, which is all it computes. A compiled run
+is not counted (the counter cannot see inside compiled graphs).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+
+class FlopCount:
+    """Context around one train_step: stores its FLOPs per training image on ``trainer.flops_per_image``."""
+
+    def __init__(self, trainer, images: int):
+        self.trainer, self.images = trainer, images
+        self.counter = FlopCounterMode(display=False)
+
+    def __enter__(self):
+        self.counter.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.counter.__exit__(*exc)
+        if exc[0] is None:
+            self.trainer.flops_per_image = self.counter.get_total_flops() / self.images
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory(device: torch.device) -> int | None:
+    """Peak memory allocated on a CUDA device since the last reset; None elsewhere."""
+    return int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None
