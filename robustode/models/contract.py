@@ -65,6 +65,33 @@ class LayerOneModel(nn.Module):
         return self.stem.parameters()
 
 
+class SelectOutput(nn.Module):
+    """``model(x)[key]``: the logits of a model that returns a tuple, list or dict.
+
+        ro.train(SelectOutput(model, 0), "yopo-5-3", "cifar10")   # model returns (logits, features)
+
+    Its ``model`` is yours (trained in place); ``ro.train(..., output=0)`` wraps it so.
+    """
+
+    def __init__(self, model: nn.Module, key: int | str):
+        super().__init__()
+        if isinstance(key, bool) or not isinstance(key, (int, str)):
+            raise ConfigError(f"output must be an index or a key of the model's output, got {key!r}")
+        self.model, self.key = model, key
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(x)
+        if isinstance(out, torch.Tensor):
+            raise ConfigError(f"output={self.key!r} picks an entry of a tuple, list or dict, but "
+                              f"{type(self.model).__name__} returns a tensor: leave output out")
+        return out[self.key]
+
+
+def select_output(model: nn.Module, output: int | str | None) -> nn.Module:
+    """``model`` itself, or SelectOutput(model, output) when an output is named."""
+    return model if output is None else SelectOutput(model, output)
+
+
 def follows_contract(model: nn.Module) -> bool:
     return callable(getattr(model, "layer_one", None)) and callable(getattr(model, "rest", None))
 

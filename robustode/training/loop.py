@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from .. import dist
+from ..checks import check_for_training
 from ..data.types import DataSet
 from ..errors import ConfigError
 from ..utils import resolve_device
@@ -54,6 +55,7 @@ def fit(model: nn.Module | str, defense, data: DataSet, *, config: TrainConfig |
     with _determinism(settings.deterministic):
         if isinstance(model, str):
             model = _create_model(model, data.num_classes, settings.seed)
+        note = defense.prepare(model, check_for_training(model, data))  # a bad model stops here, untrained
         run = RunInfo.describe(settings, config, model, defense, data)
         if saved is not None:
             _check_same_run(RunInfo.from_dict(saved["config"], str(run_dir)), run, run_dir)
@@ -65,7 +67,7 @@ def fit(model: nn.Module | str, defense, data: DataSet, *, config: TrainConfig |
             trainer.seed()
             log.write_config(run.to_dict())
             log.info(f"training {run.model.name or run.model.class_name} with {defense.spec}: "
-                     f"{settings.data_epochs} data epochs on {settings.device}")
+                     f"{settings.data_epochs} data epochs on {settings.device}" + (f"; {note}" if note else ""))
         run_epochs(trainer, log)
         dist.broadcast_module(trainer.model)  # after a stop on rank 0's checkpoint, all return its weights
     return trainer.result()
