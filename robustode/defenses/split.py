@@ -105,8 +105,9 @@ def _methods(model: nn.Module, names: tuple[str, str, str], problem: str) -> Lay
         )
     layer_one, rest, params = (getattr(model, n) for n in names)
     stem = getattr(model, "stem", None) if names == _METHODS else None  # LayerOneModel's layer one
-    return LayerSplit(layer_one, rest, list(params()), f"layer one: the model's {names[0]}()",
-                      stem if isinstance(stem, nn.Module) else None)
+    stem = stem if isinstance(stem, nn.Module) else None
+    where = f"the model's {names[0]}()"
+    return LayerSplit(layer_one, rest, list(params()), f"layer one: {f'stem ({where})' if stem else where}", stem)
 
 
 def _children(model: nn.Module, first: str) -> LayerSplit:
