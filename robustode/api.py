@@ -70,20 +70,14 @@ def train(model: nn.Module | str, defense: str | Defense = "pgd-10", data: str |
         resume: continue the run in ``out_dir`` from its last checkpoint.
         records_dir: also save the record there (e.g. "leaderboard/records").
         label, command: stored in the record.
-        output: for a model returning a tuple / list / dict, the index or key of its logits;
-            the model trained (and returned) is then ``SelectOutput(model, output)``.
+        output: index or key of the logits, for a model returning a tuple / list / dict
+            (it then trains, and returns, ``SelectOutput(model, output)``).
         settings: training settings (``ro.TrainConfig`` fields): epochs, batch_size,
             lr, schedule, seed, device, compile, eval_every, max_seconds, ...
 
-    Bad settings, and models that cannot train (``ro.check_model``'s failed checks),
-    raise a RobustodeError before any training starts.
+    Bad settings and untrainable models (ro.check_model's failures) raise a RobustodeError first.
     """
-    if isinstance(model, str):
-        model_registry.resolve(model)  # an unknown name fails now, not after loading the data
-        if output is not None:
-            raise ConfigError("output= picks the logits of your own model; a registered model returns them")
-    else:
-        model = select_output(model, output)
+    model = _model(model, output)
     defense, eval_eps = build_defense(defense, eps, defense_options), EVAL_EPS if eps is None else eps
     attacks = check_attacks(attacks, eval_eps)
     dataset = load_data(data, data_dir, train_subset, test_subset)
@@ -97,6 +91,16 @@ def train(model: nn.Module | str, defense: str | Defense = "pgd-10", data: str |
     record = run_record(trained, evaluation, label=label, command=command)
     _save(record, trained.run_dir, records_dir)
     return trained.model, record
+
+
+def _model(model: nn.Module | str, output) -> nn.Module | str:
+    """A registered name, checked now (not after loading the data), or your module with its logits picked."""
+    if not isinstance(model, str):
+        return select_output(model, output)
+    model_registry.resolve(model)
+    if output is not None:
+        raise ConfigError("output= picks the logits of your own model; a registered model returns them")
+    return model
 
 
 def _save(record: Record, run_dir: str | None, records_dir) -> None:

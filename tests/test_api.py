@@ -83,7 +83,7 @@ def test_yopo_takes_layer_one_from_the_model_the_first_submodule_or_the_contract
     hyper = record.defense.hyperparameters
     assert hyper["first"] == (options or {}).get("first")
     assert hyper["layer_one"] == {"traced": "layer one: conv1", "first": "layer one: conv1 (first=)",
-                                  "contract": "layer one: the model's layer_one()"}[how]
+                                  "contract": "layer one: stem (the model's layer_one())"}[how]
     assert record.training.passes_per_image == 2.0  # m = 2 full passes per batch
 
 

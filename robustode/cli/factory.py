@@ -20,6 +20,9 @@ from ..models import create
 
 def build_model(name: str | None, module: str | None, num_classes: int | None) -> nn.Module:
     """The registered model ``name`` (with ``num_classes``, default 10), or what ``module``'s factory returns."""
+    import torch
+
+    torch.manual_seed(0)  # the same initial weights, so the same report, on every run
     if name is not None:
         return create(name, num_classes=num_classes or 10)
     return call_factory(module)

@@ -157,7 +157,7 @@ def _seeded(fn, x: torch.Tensor, failure: str, advice: str = ""):
     torch.manual_seed(0)
     try:
         return fn(x)
-    except (RuntimeError, TypeError, ValueError, IndexError) as err:
+    except Exception as err:  # whatever the user's model raises, the one-line error names it
         raise ConfigError(f"{failure} ({first_line(err)}){': ' + advice if advice else ''}") from err
 
 
