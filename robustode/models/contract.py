@@ -10,6 +10,10 @@ into two parts:
 
 ``forward(x) == rest(layer_one(x))`` always holds. Layer one's parameters are
 those of the ``stem`` module, so defenses can give them their own optimizer.
+
+Custom models need not follow it: ``layer_one`` and ``rest`` submodules are
+enough, and without them YOPO finds layer one by tracing the model
+(robustode.defenses.split).
 """
 
 from __future__ import annotations
