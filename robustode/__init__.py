@@ -5,13 +5,14 @@
     result = ro.evaluate(model, "cifar10", attacks=["pgd-20", "autoattack"], n=1000)
     record = ro.evaluate_checkpoint("runs/x/checkpoints/last.pt", attacks=["pgd-20", "autoattack"])
     ro.list_models("lm_*"), ro.list_defenses(), ro.list_attacks(), ro.list_datasets()
+    ro.check_model(my_model, num_classes=10)   # what robustode sees in your model, before training
 
 Plug in your own parts by name with ``ro.register_model``, ``ro.register_defense``
 and ``ro.register_attack``; see examples/custom_model.py.
 """
 
 from ._version import __version__
-from .api import evaluate, evaluate_checkpoint, load_model, train
+from .api import check_model, evaluate, evaluate_checkpoint, load_model, train
 from .attacks import attacks as _attacks
 from .data import datasets as _datasets
 from .data import load_dataset
@@ -30,6 +31,7 @@ list_datasets = _datasets.names
 __all__ = [
     "TrainConfig",
     "__version__",
+    "check_model",
     "create_defense",
     "create_model",
     "evaluate",

@@ -6,11 +6,12 @@
     record = ro.evaluate_checkpoint("runs/x/checkpoints/last.pt", attacks=["pgd-20", "autoattack"])
 
 Your own model works too: pass an ``nn.Module`` taking images in [0, 1] and
-returning logits. Every defense trains it as it is except YOPO, which needs
-layer one apart from the rest: either define ``layer_one(x)``, ``rest(z)`` and
-``layer_one_parameters()`` on the model (the layer-one contract), or name its
-first submodule, ``defense_options={"first": "conv1"}``; robustode then
-splits the model itself after checking that the parts reproduce its forward.
+returning logits (a torchvision or timm model as it is). Every defense trains it
+as it is, YOPO included: YOPO finds the model's layer one by tracing it and
+checks the split before training (robustode.defenses.split). ``ro.check_model``
+says what robustode sees in a model before any training:
+
+    report = ro.check_model(torchvision.models.resnet18(num_classes=10), num_classes=10)
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 from torch import nn
 
 from .attacks.spec import build as build_attack
+from .checks import check_model
 from .data import DataSet, load_dataset
 from .defenses import create_defense
 from .defenses.base import Defense
@@ -31,6 +33,7 @@ from .errors import ConfigError, DataError
 from .evaluation import evaluate, evaluate_sharded
 from .files import check_output_dir
 from .models import registry as model_registry
+from .models import select_output
 from .records import DatasetInfo, Record, run_record, save, save_in
 from .training import TrainConfig, TrainResult, fit, load_checkpoint
 from .training.checkpoint import model_from_state
@@ -49,7 +52,7 @@ def train(model: nn.Module | str, defense: str | Defense = "pgd-10", data: str |
           masking_checks: bool = True, data_dir=None, train_subset: int | None = None,
           test_subset: int | None = None, out_dir=None, resume: bool = False, records_dir=None,
           label: str | None = None, command: str | None = None, quiet: bool = False,
-          **settings) -> tuple[nn.Module, Record]:
+          output: int | str | None = None, **settings) -> tuple[nn.Module, Record]:
     """Train ``model`` with ``defense`` on ``data``, evaluate it, and return (model, record).
 
     Args:
@@ -72,13 +75,14 @@ def train(model: nn.Module | str, defense: str | Defense = "pgd-10", data: str |
         resume: continue the run in ``out_dir`` from its last checkpoint.
         records_dir: also save the record there (e.g. "leaderboard/records").
         label, command: stored in the record.
+        output: index or key of the logits, for a model returning a tuple / list / dict
+            (it then trains, and returns, ``SelectOutput(model, output)``).
         settings: training settings (``ro.TrainConfig`` fields): epochs, batch_size,
             lr, schedule, seed, device, compile, eval_every, max_seconds, ...
 
-    Bad settings raise a RobustodeError before any training starts.
+    Bad settings and untrainable models (ro.check_model's failures) raise a RobustodeError first.
     """
-    if isinstance(model, str):
-        model_registry.resolve(model)  # an unknown name fails now, not after loading the data
+    model = _model(model, output)
     defense, eval_eps = build_defense(defense, eps, defense_options), EVAL_EPS if eps is None else eps
     attacks = check_attacks(attacks, eval_eps)
     if records_dir is not None:
@@ -93,6 +97,16 @@ def train(model: nn.Module | str, defense: str | Defense = "pgd-10", data: str |
         record = run_record(trained, evaluation, label=label, command=command)
         _save(record, trained.run_dir, records_dir)
     return trained.model, record
+
+
+def _model(model: nn.Module | str, output) -> nn.Module | str:
+    """A registered name, checked now (not after loading the data), or your module with its logits picked."""
+    if not isinstance(model, str):
+        return select_output(model, output)
+    model_registry.resolve(model)
+    if output is not None:
+        raise ConfigError("output= picks the logits of your own model; a registered model returns them")
+    return model
 
 
 def _save(record: Record, run_dir: str | None, records_dir) -> None:
@@ -195,4 +209,4 @@ def load_data(data: str | DataSet, data_dir=None, train_subset=None, test_subset
                    data.source, data.meta)
 
 
-__all__ = ["TrainConfig", "build_defense", "evaluate", "evaluate_checkpoint", "load_data", "load_model", "train"]
+__all__ = ["TrainConfig", "build_defense", "check_model", "evaluate", "evaluate_checkpoint", "load_data", "load_model", "train"]

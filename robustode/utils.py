@@ -65,6 +65,11 @@ def device_name(device: torch.device) -> str:
     return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
+def forked_rng(device: torch.device):
+    """A block whose random draws leave the global RNG (CPU, and ``device`` when CUDA) as it was."""
+    return torch.random.fork_rng([device] if device.type == "cuda" else [])
+
+
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)

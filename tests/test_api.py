@@ -73,22 +73,29 @@ def test_a_custom_model_trains_with_pgd(data):
     assert record.evaluation.n == 16 and set(record.evaluation.robust) == {"pgd-20"}
 
 
-@pytest.mark.parametrize("how", ["first", "contract"])
-def test_yopo_takes_layer_one_from_the_contract_or_from_the_first_submodule(data, how):
-    model = Plain() if how == "first" else Contract()
+@pytest.mark.parametrize("how", ["traced", "first", "contract"])
+def test_yopo_takes_layer_one_from_the_model_the_first_submodule_or_the_contract(data, how):
+    model = Contract() if how == "contract" else Plain()
     options = {"first": "conv1"} if how == "first" else None
     before = snapshot(model)
     _, record = ro.train(model, "yopo-2-1", data, defense_options=options, **FAST)
     assert changed(model, before)
-    assert record.defense.hyperparameters["first"] == (options or {}).get("first")
+    hyper = record.defense.hyperparameters
+    assert hyper["first"] == (options or {}).get("first")
+    assert hyper["layer_one"] == {"traced": "layer one: conv1", "first": "layer one: conv1 (first=)",
+                                  "contract": "layer one: stem (the model's layer_one())"}[how]
     assert record.training.passes_per_image == 2.0  # m = 2 full passes per batch
 
 
-def test_yopo_says_what_to_add_to_a_model_without_a_layer_one(data):
+def test_yopo_refuses_a_model_whose_input_feeds_more_than_layer_one(data):
+    model = Residual()  # its input also skips conv1: there is no single layer one
+    before = snapshot(model)
     with pytest.raises(ConfigError) as err:
-        ro.train(Plain(), "yopo-2-1", data, **FAST)
+        ro.train(model, "yopo-2-1", data, **FAST)
     message = str(err.value)
-    assert "define layer_one(x), rest(z) and layer_one_parameters()" in message and "first=" in message
+    assert message.startswith("Residual has no single layer one: its input reaches conv1 and also repeat")
+    assert "define layer_one and rest on the model" in message and "first=" in message
+    assert not changed(model, before)
     with pytest.raises(ConfigError, match="first='body' is not the first submodule of Plain .*conv1, body"):
         ro.train(Plain(), "yopo-2-1", data, defense_options={"first": "body"}, **FAST)
 
@@ -99,8 +106,9 @@ def test_yopo_refuses_a_first_submodule_that_does_not_reproduce_the_forward(data
     with pytest.raises(ConfigError) as err:
         ro.train(model, "yopo-2-1", data, defense_options={"first": "conv1"}, **FAST)
     message = str(err.value)
-    assert "forward is not its children applied in order" in message
-    assert "define layer_one(x), rest(z) and layer_one_parameters() on the model" in message
+    assert "split of Residual (layer one: conv1 (first=)) does not reproduce Residual's forward" in message
+    assert message.endswith("define layer_one and rest on the model (submodules, or methods with "
+                            "layer_one_parameters(); see robustode.models.contract)")
     assert not changed(model, before)
 
 

@@ -21,9 +21,7 @@ def test_custom_model_example(tmp_path):
     lines = done.stdout.strip().splitlines()
     rows = [ROW.fullmatch(line) for line in lines[:3]]
     assert all(rows), lines
-    assert [r["title"] for r in rows] == ["SmallCNN, pgd-2", "SmallCNN, yopo-3-2, first=conv1",
-                                          "contract_cnn by name, yopo-3-2"]
+    assert [r["title"] for r in rows] == ["SmallCNN, pgd-2", "SmallCNN, yopo-3-2", "contract_cnn by name, yopo-3-2"]
     for row in rows:
         assert 0 <= float(row["pgd"]) <= 100 and 0 <= float(row["clean"]) <= 100
-    assert len(lines) == 4 and lines[3].startswith("YOPO without a layer one: model SmallCNN does not follow")
-    assert "layer_one(x), rest(z) and layer_one_parameters()" in lines[3] and "first=" in lines[3]
+    assert lines[3:] == ["YOPO found SmallCNN's layer one: conv1"]

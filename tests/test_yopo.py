@@ -172,16 +172,24 @@ class Doubling(nn.Module):
         return self.head(2 * self.conv(x))  # not its children in order
 
 
-def test_split_model_says_what_to_add():
+def test_split_model_traces_a_forward_that_is_not_its_children_in_order():
     x, _ = blobs(4)
-    with pytest.raises(ConfigError, match=r"define layer_one\(x\), rest\(z\).*first=<name of the first submodule>"):
-        split_model(Doubling())
-    with pytest.raises(ConfigError, match="not its children applied in order.*define layer_one"):
+    model = Doubling().eval()
+    split = split_model(model, example=x)
+    assert split.description == "layer one: conv" and split.module is not None
+    assert split.layer_one_params == list(model.conv.parameters())
+    assert torch.equal(split(x), model(x))
+
+
+def test_split_model_with_first_says_what_to_add():
+    x, _ = blobs(4)
+    with pytest.raises(ConfigError, match=r"does not reproduce Doubling's forward in eval mode.*define layer_one and "
+                                          r"rest on the model"):
         split_model(Doubling(), first="conv", example=x)
     with pytest.raises(ConfigError, match="'head' is not the first submodule.*conv, head"):
         split_model(Doubling(), first="head")
     seq = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Linear(4, 3))  # the Linear cannot take a feature map
-    with pytest.raises(ConfigError, match="applying its children in order failed"):
+    with pytest.raises(ConfigError, match=r"^Sequential fails on a batch of shape \(4, 3, 8, 8\) \(RuntimeError"):
         split_model(seq, first="0", example=x)
 
 
@@ -190,6 +198,7 @@ def test_yopo_trains_a_custom_sequential_model_named_by_its_first_child():
     seq = nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
     x, y = blobs(8)
     defense = create_defense("yopo-2-2", first="0")
+    assert defense.prepare(seq, x) == "layer one: 0 (first=)"
     main, one = defense.optimizers(seq, groups(seq), lambda g: RecordingSGD(g, lr=0.1))
     before = seq[0].weight.detach().clone()
     out = defense.train_step(seq, x, y, [main, one], lambda: None)

@@ -71,6 +71,27 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_check_model(args) -> int:
+    from ..checks import check_model
+    from ..utils import resolve_device
+    from .factory import build_model
+
+    device = resolve_device(args.device)
+    model = build_model(args.model, args.module, args.num_classes).to(device)
+    report = check_model(model, args.input_shape, args.num_classes, args.output)
+    colour = {"ok": "green", "warn": "yellow", "fail": "red"}
+    table = Table(title=f"{args.model or args.module}: {report.model} on {'x'.join(map(str, report.input_shape))} "
+                        f"images ({device})")
+    for column in ("check", "status", "detail"):
+        table.add_column(column)
+    for row in report.rows:
+        table.add_row(row.name, f"[{colour[row.status]}]{row.status}[/]", row.detail)
+    console.print(table)
+    failed = len(report.failures)
+    console.print(f"[red]{failed} check{'s' * (failed > 1)} failed[/]" if failed else "[green]no check failed[/]")
+    return 1 if failed else 0
+
+
 def run_directory(checkpoint: Path) -> Path:
     """RUN for RUN/checkpoints/last.pt; the checkpoint's own folder otherwise."""
     folder = checkpoint.resolve().parent

@@ -85,6 +85,7 @@ def build_parser() -> Parser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     _train(sub)
     _eval(sub)
+    _check_model(sub)
     _leaderboard(sub)
     _list(sub)
     _demo(sub)
@@ -180,6 +181,43 @@ def _eval(sub) -> None:
     p.add_argument("--force", action="store_true", help="replace an existing --out file (or RUN/eval-record.json)")
     _eval_options(p)
     p.set_defaults(run=cmd_eval)
+
+
+@_checked
+def input_shape(text: str) -> tuple[int, int, int]:
+    parts = text.replace("x", ",").split(",")
+    if len(parts) != 3:
+        raise ConfigError(f"expected C,H,W such as 3,32,32, got {text!r}")
+    return tuple(_integer(p.strip(), 1) for p in parts)
+
+
+def output_key(text: str) -> int | str:
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+def _check_model(sub) -> None:
+    from .commands import cmd_check_model
+
+    p = _command(sub, "check-model", "check a model before training it",
+                 "Run a model on two random images in [0, 1] and show what robustode sees: does it\n"
+                 "run, are its outputs (N, classes) logits, does it react to [0, 1] pixels, does it\n"
+                 "normalize its input, is eval mode deterministic, batch norm, YOPO's layer one\n"
+                 "(found and verified), parameters and FLOPs of one forward. Exit status 1 when\n"
+                 "a check fails (no defense could train it), 0 otherwise.\n\n"
+                 "  robustode check-model --model preact_resnet18\n"
+                 "  robustode check-model --module my_models.py:make_model --num-classes 10")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", metavar="NAME", help="a registered model (see `robustode list models`)")
+    which.add_argument("--module", metavar="FILE.py:FACTORY",
+                       help="your own model: FACTORY() from FILE.py or package.module, called without arguments")
+    p.add_argument("--num-classes", type=positive_int, metavar="K",
+                   help="logits expected per image (default: any; a registered model is built with 10)")
+    p.add_argument("--input-shape", type=input_shape, metavar="C,H,W",
+                   help="image shape (default: the model's input_shape, else 3,32,32)")
+    p.add_argument("--output", type=output_key, metavar="KEY",
+                   help="index or key of the logits, for a model returning a tuple or dict")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
+    p.set_defaults(run=cmd_check_model)
 
 
 def _leaderboard(sub) -> None:

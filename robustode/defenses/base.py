@@ -56,6 +56,15 @@ class Defense:
     def hyperparameters(self) -> dict:
         return asdict(self)
 
+    def prepare(self, model: nn.Module, example: torch.Tensor) -> str | None:
+        """Called once before training, with a small batch shaped like the training images.
+
+        A defense that needs something of the model finds and checks it here, so that a
+        model it cannot train fails before the first step; it may return one line for
+        the run log. Nothing to do by default.
+        """
+        return None
+
     def optimizers(self, model: nn.Module, groups: list[dict], make: Callable[[list[dict]], torch.optim.Optimizer]):
         """Build this defense's optimizers from parameter groups; one optimizer by default."""
         return [make(groups)]

@@ -1,10 +1,20 @@
 """Split a model into layer one and the rest, as YOPO needs: logits = rest(layer_one(x)).
 
-Built-in models follow the layer-one contract (robustode.models.contract). A
-custom model either defines ``layer_one(x)``, ``rest(z)`` and
-``layer_one_parameters()``, or, when its forward is just its children in
-order, names its first child: ``split_model(model, first="conv1")``. robustode
-checks such a split on a random batch before trusting it.
+Where layer one comes from, first match wins:
+
+1. ``first="conv1"``: the model's first child; its forward must be its children in order.
+2. The layer-one contract (every built-in model): methods ``layer_one(x)``,
+   ``rest(z)`` and ``layer_one_parameters()`` (robustode.models.contract).
+3. The lighter contract: ``layer_one`` and ``rest`` submodules; layer one's
+   parameters are the ``layer_one`` submodule's.
+4. Any other model: found automatically. torch.fx traces the forward; layer one
+   is the first layer with parameters that every path from the input passes
+   through, with the preprocessing in front of it (robustode.defenses.trace_split).
+   A forward fx cannot trace (control flow on values) is split with forward
+   hooks when its input goes straight into one submodule (robustode.defenses.hook_split).
+
+Every split is checked on a random batch, in eval and in train mode, before
+anyone trusts it: ``rest(layer_one(x))`` must equal ``model(x)``.
 """
 
 from __future__ import annotations
@@ -16,19 +26,25 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .common import bn_mode
+from ..utils import forked_rng
+from .common import bn_mode, frozen_bn_stats
 
-_CONTRACT = ("layer_one", "rest", "layer_one_parameters")
+_METHODS = ("layer_one", "rest", "layer_one_parameters")
 _NONLINEAR = ("layer_one_nonlinear", "rest_nonlinear", "layer_one_nonlinear_parameters")
+CONTRACT = ("define layer_one and rest on the model (submodules, or methods with layer_one_parameters(); "
+            "see robustode.models.contract)")
+ADVICE = f"{CONTRACT}, or pass first=<name of its first submodule>"
 
 
 @dataclass(frozen=True)
 class LayerSplit:
-    """layer_one(x) -> z and rest(z) -> logits, and the parameters of layer one."""
+    """layer_one(x) -> z and rest(z) -> logits, the parameters of layer one, and where they came from."""
 
     layer_one: Callable[[torch.Tensor], torch.Tensor]
     rest: Callable[[torch.Tensor], torch.Tensor]
     layer_one_params: list
+    description: str = ""  # e.g. "layer one: conv1 (+ preprocessing: sub, div)", for the run log and the record
+    module: nn.Module | None = None  # layer one as a module, when it is one
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.rest(self.layer_one(x))
@@ -36,32 +52,29 @@ class LayerSplit:
 
 def split_model(model: nn.Module, first: str | None = None, nonlinear: bool = False,
                 example: torch.Tensor | None = None) -> LayerSplit:
-    """The model's layer-one split.
+    """The model's layer-one split, verified on a random batch.
 
     Args:
-        model: a model following the layer-one contract, or (with ``first``)
-            one whose forward applies its children in order.
+        model: any model mapping images in [0, 1] to logits (see the module docstring
+            for how layer one is found).
         first: name of the model's first child; the split is then first child /
-            remaining children, verified on a random batch in eval mode.
+            remaining children.
         nonlinear: use the model's ``layer_one_nonlinear`` / ``rest_nonlinear`` /
             ``layer_one_nonlinear_parameters`` (layer one including the first
             nonlinearity), for YOPO's ``nonlinear_layer_one`` option.
-        example: a batch whose shape the verification copies (default: the
-            model's ``input_shape``, else 3x32x32).
+        example: a batch whose shape and device the verification copies (default: the
+            model's ``input_shape``, else 3x32x32, on the model's device).
+
+    Raises ConfigError, in one line, when no split is found or a split does not
+    reproduce the model.
     """
-    layer_one, rest, params = _parts(model, first, nonlinear)
-    split = LayerSplit(layer_one, rest, list(params()))
-    if first is not None:
-        _verify(model, split, first, example)
+    example = _example(model, example)
+    split = _find(model, first, nonlinear, example)
+    verify(model, split, example, CONTRACT if first is not None else ADVICE)
     return split
 
 
-def layer_one_parameters(model: nn.Module, first: str | None = None, nonlinear: bool = False) -> list:
-    """Layer one's parameters, found without running the model (optimizers exist before the first batch)."""
-    return list(_parts(model, first, nonlinear)[2]())
-
-
-def _parts(model: nn.Module, first: str | None, nonlinear: bool) -> tuple[Callable, Callable, Callable]:
+def _find(model: nn.Module, first: str | None, nonlinear: bool, example: torch.Tensor) -> LayerSplit:
     name = type(model).__name__
     if nonlinear:
         if first is not None:
@@ -69,20 +82,35 @@ def _parts(model: nn.Module, first: str | None, nonlinear: bool) -> tuple[Callab
         return _methods(model, _NONLINEAR, f"model {name} does not support nonlinear_layer_one")
     if first is not None:
         return _children(model, first)
-    return _methods(model, _CONTRACT, f"model {name} does not follow the layer-one contract")
+    if all(callable(getattr(model, n, None)) for n in _METHODS):
+        return _methods(model, _METHODS, "")
+    parts = getattr(model, "layer_one", None), getattr(model, "rest", None)
+    if all(isinstance(p, nn.Module) for p in parts):
+        return LayerSplit(parts[0], parts[1], list(parts[0].parameters()),
+                          "layer one: layer_one (the model's submodule)", parts[0])
+    from .hook_split import hook_split
+    from .trace_split import TraceFailure, trace_split
+
+    try:
+        return trace_split(model)
+    except TraceFailure as failure:
+        return hook_split(model, example, failure.reason)
 
 
-def _methods(model: nn.Module, names: tuple[str, str, str], problem: str) -> tuple[Callable, Callable, Callable]:
+def _methods(model: nn.Module, names: tuple[str, str, str], problem: str) -> LayerSplit:
     missing = [n for n in names if not callable(getattr(model, n, None))]
     if missing:
         raise ConfigError(
-            f"{problem} (missing {', '.join(missing)}): define {names[0]}(x), {names[1]}(z) and {names[2]}(), "
-            "or pass first=<name of the first submodule> for a model whose forward is the sequence of its children"
+            f"{problem} (missing {', '.join(missing)}): define {names[0]}(x), {names[1]}(z) and {names[2]}()"
         )
-    return tuple(getattr(model, n) for n in names)
+    layer_one, rest, params = (getattr(model, n) for n in names)
+    stem = getattr(model, "stem", None) if names == _METHODS else None  # LayerOneModel's layer one
+    stem = stem if isinstance(stem, nn.Module) else None
+    where = f"the model's {names[0]}()"
+    return LayerSplit(layer_one, rest, list(params()), f"layer one: {f'stem ({where})' if stem else where}", stem)
 
 
-def _children(model: nn.Module, first: str) -> tuple[Callable, Callable, Callable]:
+def _children(model: nn.Module, first: str) -> LayerSplit:
     children = list(model.named_children())
     names = [n for n, _ in children]
     if not children or names[0] != first:
@@ -95,22 +123,59 @@ def _children(model: nn.Module, first: str) -> tuple[Callable, Callable, Callabl
             z = module(z)
         return z
 
-    return layer_one, rest, layer_one.parameters
+    return LayerSplit(layer_one, rest, list(layer_one.parameters()), f"layer one: {first} (first=)", layer_one)
 
 
-def _verify(model: nn.Module, split: LayerSplit, first: str, example: torch.Tensor | None) -> None:
-    """The split must reproduce model(x): a forward may do more than apply its children in order."""
+def _example(model: nn.Module, example: torch.Tensor | None) -> torch.Tensor:
+    if example is not None:
+        return example
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
-    shape = example.shape if example is not None else (2, *getattr(model, "input_shape", (3, 32, 32)))
-    x = torch.rand(shape, generator=torch.Generator().manual_seed(0)).to(device)  # leaves the global RNG alone
-    problem = (f"{type(model).__name__}'s forward is not its children applied in order, so first={first!r} "
-               "cannot split it: define layer_one(x), rest(z) and layer_one_parameters() on the model")
-    with torch.no_grad(), bn_mode(model, "eval"):
-        try:
-            direct, composed = model(x), split(x)
-        except (RuntimeError, TypeError, ValueError) as err:
-            first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ConfigError(f"{problem} (applying its children in order failed: {first_line})") from err
-    if direct.shape != composed.shape or not torch.allclose(direct, composed, rtol=1e-5, atol=1e-5):
-        raise ConfigError(problem)
+    return torch.zeros(2, *getattr(model, "input_shape", (3, 32, 32)), device=device)
+
+
+def verify(model: nn.Module, split: LayerSplit, example: torch.Tensor, advice: str = ADVICE) -> None:
+    """rest(layer_one(x)) must equal model(x) on a random batch shaped like ``example``, in both modes.
+
+    Both sides draw the same random numbers (the RNG is reseeded before each and
+    restored after), batch norm keeps its statistics, and autocast is off.
+    """
+    x = torch.rand(example.shape, generator=torch.Generator().manual_seed(0)).to(example.device)
+    where = f"the split of {type(model).__name__} ({split.description or 'layer one / rest'})"
+    for mode in ("eval", "train"):
+        with (torch.no_grad(), bn_mode(model, mode), frozen_bn_stats(model), forked_rng(example.device),
+              torch.autocast(example.device.type, enabled=False)):
+            direct = _seeded(model, x, f"{type(model).__name__} fails on a batch of shape {tuple(x.shape)}")
+            composed = _seeded(split, x, f"{where} fails in {mode} mode", advice)
+        gap = difference(direct, composed)
+        if gap is not None:
+            raise ConfigError(f"{where} does not reproduce {type(model).__name__}'s forward in "
+                              f"{mode} mode ({gap}): {advice}")
+
+
+def _seeded(fn, x: torch.Tensor, failure: str, advice: str = ""):
+    torch.manual_seed(0)
+    try:
+        return fn(x)
+    except Exception as err:  # whatever the user's model raises, the one-line error names it
+        raise ConfigError(f"{failure} ({first_line(err)}){': ' + advice if advice else ''}") from err
+
+
+def difference(a, b) -> str | None:
+    """None when two outputs (tensors, or tuples / lists / dicts of them) agree to 1e-5; else how they differ."""
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        if a.shape != b.shape:
+            return f"shape {tuple(b.shape)} instead of {tuple(a.shape)}"
+        if not torch.allclose(a.float(), b.float(), rtol=1e-5, atol=1e-5, equal_nan=True):
+            return f"max |difference| {(a.float() - b.float()).abs().nan_to_num(float('inf')).max().item():.3g}"
+        return None
+    if isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys():
+        return next((d for d in (difference(a[k], b[k]) for k in a) if d is not None), None)
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)) and len(a) == len(b):
+        return next((d for d in map(difference, a, b) if d is not None), None)
+    return f"{type(b).__name__} instead of {type(a).__name__}"
+
+
+def first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__

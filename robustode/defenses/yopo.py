@@ -13,7 +13,7 @@ from ..errors import ConfigError
 from ..utils import check_eps, check_step
 from .base import Defense, Preset, StepOutput
 from .common import as_count, clip_delta, frozen_bn_stats, random_start
-from .split import LayerSplit, layer_one_parameters, split_model
+from .split import LayerSplit, split_model
 
 
 def hamiltonian(layer_one: Callable, x: torch.Tensor, eta: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
@@ -56,10 +56,13 @@ class YOPO(Defense):
     conv1's gradient is not replicated. Batch-norm running statistics inside
     layer one stay frozen during the inner steps and the Hamiltonian pass.
 
-    Defaults: eps 8/255, sigma 2/255, m 5, n 3 (``yopo-5-3``). ``nonlinear_layer_one``
-    (research option) moves the first nonlinearity into layer one; the model must
-    define layer_one_nonlinear(x), rest_nonlinear(z), layer_one_nonlinear_parameters().
-    ``first`` names the first child of a custom sequential model (see split_model).
+    Defaults: eps 8/255, sigma 2/255, m 5, n 3 (``yopo-5-3``). Layer one is the
+    model's own (the layer-one contract), else found by tracing the model
+    (robustode.defenses.split), checked before training, and named in the run log
+    and in ``hyperparameters()["layer_one"]``. ``first`` names the first child of a
+    custom sequential model instead. ``nonlinear_layer_one`` (research option)
+    moves the first nonlinearity into layer one; the model must define
+    layer_one_nonlinear(x), rest_nonlinear(z), layer_one_nonlinear_parameters().
     Cost: ``passes_per_batch`` counts the m full passes only; the m * (n + 1)
     layer-one-only passes cost about 1/depth of a pass each.
     Preset: the official WRN-34-10 YOPO-5-3 run, lr 0.1 * 4 / m for both
@@ -100,9 +103,18 @@ class YOPO(Defense):
     def passes_per_batch(self) -> float:
         return float(self.m)
 
+    def prepare(self, model: nn.Module, example: torch.Tensor) -> str:
+        """Find layer one and check the split on a batch shaped like ``example``; returns where it is."""
+        self._split = (model, split_model(model, self.first, self.nonlinear_layer_one, example=example))
+        return self._split[1].description
+
+    def hyperparameters(self) -> dict:
+        found = {} if self._split is None else {"layer_one": self._split[1].description}
+        return {**super().hyperparameters(), **found}
+
     def optimizers(self, model, groups, make):
         """[main optimizer over all but layer one, layer-one optimizer]; each group keeps its settings."""
-        first = {id(p) for p in layer_one_parameters(model, self.first, self.nonlinear_layer_one)}
+        first = {id(p) for p in self.split(model).layer_one_params}
         if not first:
             raise ConfigError(f"YOPO needs a layer one with parameters; {type(model).__name__}'s has none")
         main, one = [], []
@@ -114,9 +126,11 @@ class YOPO(Defense):
                     target.append({**group, "params": chosen})
         return [make(main), make(one)]
 
-    def split(self, model: nn.Module, x: torch.Tensor) -> LayerSplit:
-        if self._split is None or self._split[0] is not model:
-            self._split = (model, split_model(model, self.first, self.nonlinear_layer_one, example=x))
+    def split(self, model: nn.Module, x: torch.Tensor | None = None) -> LayerSplit:
+        """The split prepared for ``model``, found now (on a batch shaped like ``x``) if it was not."""
+        source = getattr(model, "_orig_mod", model)  # torch.compile's wrapper trains its module
+        if self._split is None or self._split[0] is not source:
+            self.prepare(source, None if x is None else x[:2].detach())
         return self._split[1]
 
     def train_step(self, model, x, y, optimizers, on_step) -> StepOutput:

@@ -33,7 +33,7 @@ Macaron ViT and its plain twin (macaron_vit, vit, macaron_vit_tiny, vit_tiny).
 """
 
 from . import cifar_resnet, lm_resnet, meanfield, preact, rk_resnet, vit, wrn  # noqa: F401  (they register)
-from .contract import LayerOneModel, Normalize, follows_contract, normalization
+from .contract import LayerOneModel, Normalize, SelectOutput, follows_contract, normalization, select_output
 from .wrn import load_reference_state_dict, wide_resnet
 from .zoo import count_parameters, create, describe, register_model, registry
 from .zoo import list_models as list
@@ -41,6 +41,7 @@ from .zoo import list_models as list
 __all__ = [
     "LayerOneModel",
     "Normalize",
+    "SelectOutput",
     "count_parameters",
     "create",
     "describe",
@@ -50,5 +51,6 @@ __all__ = [
     "normalization",
     "register_model",
     "registry",
+    "select_output",
     "wide_resnet",
 ]

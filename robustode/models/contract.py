@@ -10,6 +10,10 @@ into two parts:
 
 ``forward(x) == rest(layer_one(x))`` always holds. Layer one's parameters are
 those of the ``stem`` module, so defenses can give them their own optimizer.
+
+Custom models need not follow it: ``layer_one`` and ``rest`` submodules are
+enough, and without them YOPO finds layer one by tracing the model
+(robustode.defenses.split).
 """
 
 from __future__ import annotations
@@ -63,6 +67,33 @@ class LayerOneModel(nn.Module):
 
     def layer_one_parameters(self):
         return self.stem.parameters()
+
+
+class SelectOutput(nn.Module):
+    """``model(x)[key]``: the logits of a model that returns a tuple, list or dict.
+
+        ro.train(SelectOutput(model, 0), "yopo-5-3", "cifar10")   # model returns (logits, features)
+
+    Its ``model`` is yours (trained in place); ``ro.train(..., output=0)`` wraps it so.
+    """
+
+    def __init__(self, model: nn.Module, key: int | str):
+        super().__init__()
+        if isinstance(key, bool) or not isinstance(key, (int, str)):
+            raise ConfigError(f"output must be an index or a key of the model's output, got {key!r}")
+        self.model, self.key = model, key
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(x)
+        if isinstance(out, torch.Tensor):
+            raise ConfigError(f"output={self.key!r} picks an entry of a tuple, list or dict, but "
+                              f"{type(self.model).__name__} returns a tensor: leave output out")
+        return out[self.key]
+
+
+def select_output(model: nn.Module, output: int | str | None) -> nn.Module:
+    """``model`` itself, or SelectOutput(model, output) when an output is named."""
+    return model if output is None else SelectOutput(model, output)
 
 
 def follows_contract(model: nn.Module) -> bool:

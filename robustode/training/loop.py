@@ -9,11 +9,11 @@ import torch
 from torch import nn
 
 from .. import dist
+from ..checks import check_for_training
 from ..data.types import DataSet
 from ..errors import ConfigError
 from ..utils import resolve_device
 from .checkpoint import load_checkpoint
-from .checks import check_trainable
 from .config import TrainConfig
 from .lock import run_lock
 from .result import TrainResult
@@ -54,7 +54,8 @@ def fit(model: nn.Module | str, defense, data: DataSet, *, config: TrainConfig |
     settings = config.resolve(defense, world_size=ctx.world_size)
     if isinstance(model, str):
         model = _create_model(model, data.num_classes, settings.seed)
-    check_trainable(model, data)  # a bad model fails here, before anything is written
+    # A bad model fails here, before anything is written; YOPO finds (and verifies) its layer one.
+    note = defense.prepare(model, check_for_training(model, data))
     with run_lock(run_dir), _determinism(settings.deterministic):
         if run_dir is not None:
             check_run_dir(run_dir, resume)  # again, now that this process owns the directory
@@ -63,14 +64,14 @@ def fit(model: nn.Module | str, defense, data: DataSet, *, config: TrainConfig |
             _check_same_run(RunInfo.from_dict(saved["config"], str(run_dir)), run, run_dir)
         log = RunLog(run_dir, quiet or not ctx.main)
         trainer = Trainer(model, defense, data, run, log, run_dir)
-        _start(trainer, saved, config, log)
+        _start(trainer, saved, config, log, note)
         trainer.start_peak_memory()
         run_epochs(trainer, log)
         dist.broadcast_module(trainer.model)  # after a stop on rank 0's checkpoint, all return its weights
     return trainer.result()
 
 
-def _start(trainer: Trainer, saved: dict | None, config: TrainConfig, log: RunLog) -> None:
+def _start(trainer: Trainer, saved: dict | None, config: TrainConfig, log: RunLog, note: str | None) -> None:
     """Resume from the checkpoint, or seed and write config.json; say what runs where."""
     run, s = trainer.run, trainer.settings
     if saved is not None:
@@ -80,7 +81,8 @@ def _start(trainer: Trainer, saved: dict | None, config: TrainConfig, log: RunLo
     trainer.seed()
     log.write_config(run.to_dict())
     log.info(f"training {run.model.name or run.model.class_name} with {run.defense.spec}: "
-             f"{s.data_epochs} data epochs on {s.device} ({run.provenance.device}, {s.precision})")
+             f"{s.data_epochs} data epochs on {s.device} ({run.provenance.device}, {s.precision})"
+             + (f"; {note}" if note else ""))
     if s.milestones_scaled_from is not None:
         log.info(f"the preset's lr milestones {list(s.milestones_scaled_from)} (of {s.preset_epochs} epochs) "
                  f"were scaled to the {s.epochs} epochs asked for: {[round(m, 2) for m in s.milestones]}")

@@ -89,10 +89,14 @@ class RunInfo:
         """What ``new`` changes that a resumed run must keep (empty when it may resume)."""
         changed = [f"{k} {getattr(self.train, k)!r} -> {getattr(new.train, k)!r}" for k in TRAJECTORY_KEYS
                    if getattr(self.train, k) != getattr(new.train, k)]
-        for name in ("defense", "data"):
-            if getattr(self, name) != getattr(new, name):
-                changed.append(f"{name} {dataclasses.asdict(getattr(self, name))} -> "
-                               f"{dataclasses.asdict(getattr(new, name))}")
+        if self.data != new.data:
+            changed.append(f"data {dataclasses.asdict(self.data)} -> {dataclasses.asdict(new.data)}")
+        # A key the saved run lacks came with a later robustode (its layer-one description, a modifier
+        # at its default): only what both runs state must agree.
+        saved, now = self.defense.hyperparameters, new.defense.hyperparameters
+        differ = {k: (saved[k], now[k]) for k in saved.keys() & now.keys() if saved[k] != now[k]}
+        if self.defense.spec != new.defense.spec or differ:
+            changed.append(f"defense {self.defense.spec} {differ or ''} -> {new.defense.spec}".replace(" {}", ""))
         if self.model.class_name != new.model.class_name:
             changed.append(f"model {self.model.class_name} -> {new.model.class_name}")
         return changed
