@@ -95,8 +95,9 @@ class RunInfo:
         # at its default): only what both runs state must agree.
         saved, now = self.defense.hyperparameters, new.defense.hyperparameters
         differ = {k: (saved[k], now[k]) for k in saved.keys() & now.keys() if saved[k] != now[k]}
-        if self.defense.spec != new.defense.spec or differ:
-            changed.append(f"defense {self.defense.spec} {differ or ''} -> {new.defense.spec}".replace(" {}", ""))
+        if self.defense.spec != new.defense.spec:
+            changed.append(f"defense {self.defense.spec} -> {new.defense.spec}")
+        changed += [f"{k} {a!r} -> {b!r}" for k, (a, b) in differ.items()]
         if self.model.class_name != new.model.class_name:
             changed.append(f"model {self.model.class_name} -> {new.model.class_name}")
         return changed
