@@ -18,12 +18,13 @@ import torch
 
 from ..dist import all_max, all_sum, broadcast_module, context
 from ..utils import synchronize
+from .averaging import weight_average
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .data_parallel import GradientSync, agree_on_stop
 from .optim import param_groups, sgd_factory
 from .result import Stop, TrainResult
 from .run import RunInfo
-from .schedules import lr_factor, make_scheduler
+from .schedules import lr_factor, make_scheduler, momentum_cycles
 
 
 class Trainer:
@@ -50,6 +51,8 @@ class Trainer:
         self.optimizers = list(defense.optimizers(self.model, groups, make))
         factor = lr_factor(s)
         self.schedulers = [make_scheduler(opt, factor, len(self.loader)) for opt in self.optimizers]
+        self.schedulers += momentum_cycles(self.optimizers, s, factor, len(self.loader))
+        self.average = weight_average(self.model, defense)  # the defense's ema_decay; evaluated and saved
         self.sync = GradientSync(self.model, self.optimizers, self.dist.world_size) if self.dist.enabled else None
         # Reading back mid-epoch costs a host sync: only when someone watches (bar or budget),
         # every log_every minibatches. Ranks read back together, so they must agree on it.
@@ -63,12 +66,19 @@ class Trainer:
         self.stop: Stop | None = None
         self.lr = self.optimizers[0].param_groups[0]["lr"]  # lr of the latest step, for the log
 
+    @property
+    def evaluated(self):
+        """The model a run evaluates, saves and returns: the weight average when there is one."""
+        return self.model if self.average is None else self.average.model
+
     # -- one data epoch -------------------------------------------------------------------------
 
     def train_epoch(self, e: int) -> tuple[dict, Stop | None]:
         """Data epoch ``e`` and the defense's end of epoch, timed; its metrics row and a stop, if any."""
         s, n = self.settings, len(self.loader)
         self.model.train()
+        if callable(getattr(self.defense, "begin_epoch", None)):
+            self.defense.begin_epoch(e)
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), dtype=torch.long, device=self.device)
         count, stop = 0, None
@@ -99,6 +109,11 @@ class Trainer:
             guard = agree_on_stop(self.defense.end_epoch(self.model, self.optimizers, e), self.model,
                                   self.optimizers)
             stop = None if guard is None else Stop("guard", guard)
+            if self.average is not None:  # a guard restored the previous epoch's weights: their average too
+                if guard is None:
+                    self.average.mark()
+                else:
+                    self.average.rewind()
         synchronize(self.device)
         seconds = all_max(time.perf_counter() - start)  # the slowest rank's time
         self.seconds += seconds
@@ -124,6 +139,8 @@ class Trainer:
         self.steps += 1
         if self.after_step is not None:
             self.after_step()
+        if self.average is not None:
+            self.average.update()
         if self.settings.autocast_dtype is not None:
             # Autocast keeps the bf16 copies of the weights until its region ends, and the region spans
             # the whole train_step: a defense that steps several times per minibatch (Free-m) would run
@@ -159,7 +176,7 @@ class Trainer:
         if path is None or not path.is_file():
             return "no checkpoint was written before, so the returned model holds the diverged weights"
         state = load_checkpoint(path)
-        self.model.load_state_dict(state["model"])
+        self.load_weights(state)
         return (f"kept the checkpoint of data epoch {state['epoch']} ({path}); "
                 "the returned model holds its weights")
 
@@ -171,8 +188,9 @@ class Trainer:
 
         s = self.settings
         held_out = self.data.test.subset(min(s.eval_n, len(self.data.test)))
-        result = evaluate_sharded(self.model, held_out, attacks=(s.eval_attack,), batch_size=s.eval_batch_size,
-                                  device=self.device, quiet=True, masking_checks=False, seed=s.seed)
+        result = evaluate_sharded(self.evaluated, held_out, attacks=(s.eval_attack,),
+                                  batch_size=s.eval_batch_size, device=self.device, quiet=True,
+                                  masking_checks=False, seed=s.seed)
         return {"eval_clean": result.clean_acc, "eval_robust": result.robust[s.eval_attack]}
 
     def keep_best(self, row: dict) -> None:
@@ -183,8 +201,8 @@ class Trainer:
             self.save("best.pt")
 
     def result(self) -> TrainResult:
-        return TrainResult(model=self.model, run=self.run, history=self.history, train_seconds=self.seconds,
-                           data_epochs=self.epoch, stop=self.stop, best=self.best,
+        return TrainResult(model=self.evaluated, run=self.run, history=self.history,
+                           train_seconds=self.seconds, data_epochs=self.epoch, stop=self.stop, best=self.best,
                            run_dir=None if self.run_dir is None else str(self.run_dir))
 
     # -- checkpoints ------------------------------------------------------------------------------
@@ -197,7 +215,8 @@ class Trainer:
 
     def state_dict(self, mid_epoch: bool = False) -> dict:
         return {
-            "model": self.model.state_dict(),
+            "model": self.evaluated.state_dict(),
+            "ema": None if self.average is None else self.average.state(),  # with the live weights
             "optimizers": [opt.state_dict() for opt in self.optimizers],
             "schedulers": [s.state_dict() for s in self.schedulers],
             "epoch": self.epoch, "steps": self.steps, "seconds": self.seconds, "lr": self.lr,
@@ -210,8 +229,15 @@ class Trainer:
             "mid_epoch": mid_epoch,  # True only in final.pt of a run stopped inside an epoch
         }
 
+    def load_weights(self, state: dict) -> None:
+        """A checkpoint's weights: its model, or its average and the live weights kept beside it."""
+        if self.average is None:
+            self.model.load_state_dict(state["model"])
+        else:
+            self.average.load(state["model"], state["ema"])
+
     def load_state_dict(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
+        self.load_weights(state)
         for opt, saved in zip(self.optimizers, state["optimizers"]):
             load_optimizer(opt, saved)
         for scheduler, saved in zip(self.schedulers, state["schedulers"]):
