@@ -51,7 +51,10 @@ def train(model: nn.Module | str, defense: str | Defense = "pgd-10", data: str |
         model: a registered name ("lm_resnet20", see ``ro.list_models()``) or your own
             ``nn.Module`` (images in [0, 1] -> logits).
         defense: a spec ("natural", "pgd-10", "free-8", "yopo-5-3", "fgsm-rs",
-            "trades-10"), optionally with settings ("pgd-10(alpha=2/255)"), or a Defense.
+            "trades-10", "mart-10", "n-fgsm", "grad-align"), optionally with settings
+            ("pgd-10(alpha=2/255)") and modifiers ("pgd-10(ema_decay=0.999, awp_gamma=0.01)",
+            "fgsm-rs(label_smoothing=0.1)"), or a Defense. With ``ema_decay`` the
+            returned, evaluated and saved model is the weight average.
         data: a registered data set ("cifar10", "cifar10-jpeg", "imagefolder:PATH",
             "synthetic") or a DataSet.
         eps: perturbation budget of the defense and of the final evaluation, e.g. "8/255"
