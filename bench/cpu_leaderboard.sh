@@ -8,12 +8,14 @@
 # architecture-and-defense smoke comparison, not a reproduction of the papers'
 # numbers.
 #   bash bench/cpu_leaderboard.sh [RECORDS_DIR] [RUNS_DIR]
+# Records go to RECORDS_DIR (default runs/cpu-leaderboard/records, outside the committed
+# leaderboard/records: copy them there on purpose, never by accident).
 # DATASET, TRAIN_SUBSET, EPOCHS and N override the sizes (a toy check:
 # DATASET=synthetic TRAIN_SUBSET=64 EPOCHS=1 N=16).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-records=${1:-leaderboard/records}
 runs=${2:-runs/cpu-leaderboard}
+records=${1:-$runs/records}
 robustode=${ROBUSTODE:-.venv/bin/robustode}
 train() {
   "$robustode" train --model lm_resnet20 --dataset "${DATASET:-cifar10-jpeg}" \

@@ -15,6 +15,7 @@ splits the model itself after checking that the parts reproduce its forward.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,11 +29,15 @@ from .defenses.base import Defense
 from .dist import context
 from .errors import ConfigError, DataError
 from .evaluation import evaluate, evaluate_sharded
+from .files import check_output_dir
 from .models import registry as model_registry
 from .records import DatasetInfo, Record, run_record, save, save_in
 from .training import TrainConfig, TrainResult, fit, load_checkpoint
 from .training.checkpoint import model_from_state
+from .training.lock import run_lock
 from .utils import check_positive_int, resolve_device
+
+log = logging.getLogger("robustode")
 
 DEFAULT_ATTACKS = ("pgd-20",)
 EVAL_EPS = 8 / 255  # the field's standard L-inf budget
@@ -79,16 +84,17 @@ def train(model: nn.Module | str, defense: str | Defense = "pgd-10", data: str |
         model_registry.resolve(model)  # an unknown name fails now, not after loading the data
     defense, eval_eps = build_defense(defense, eps, defense_options), EVAL_EPS if eps is None else eps
     attacks = check_attacks(attacks, eval_eps)
+    if records_dir is not None:
+        check_output_dir(records_dir, what="records folder")
     dataset = load_data(data, data_dir, train_subset, test_subset)
     check_n(n, dataset)
     trained = fit(model, defense, dataset, out_dir=out_dir, resume=resume, quiet=quiet, **settings)
-    # Under torchrun each rank evaluates its shard of the test points; only rank 0 saves
-    # (run_dir is None elsewhere).
-    evaluation = evaluate_sharded(trained.model, dataset, attacks=attacks, n=n, batch_size=eval_batch_size,
-                                  device=trained.run.train.device, eps=eval_eps, quiet=quiet,
-                                  masking_checks=masking_checks)
-    record = run_record(trained, evaluation, label=label, command=command)
-    _save(record, trained.run_dir, records_dir)
+    with run_lock(trained.run_dir):  # the record is the run's; under torchrun each rank evaluates its shard
+        evaluation = evaluate_sharded(trained.model, dataset, attacks=attacks, n=n, batch_size=eval_batch_size,
+                                      device=trained.run.train.device, eps=eval_eps, quiet=quiet,
+                                      masking_checks=masking_checks)
+        record = run_record(trained, evaluation, label=label, command=command)
+        _save(record, trained.run_dir, records_dir)
     return trained.model, record
 
 
@@ -117,14 +123,27 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | DataSet | Non
     state = load_checkpoint(checkpoint)
     trained = TrainResult.from_checkpoint(state, model_from_state(state, checkpoint, device))
     dataset = load_data(data or trained.run.data.name, data_dir)
-    if dataset.num_classes != trained.run.model.num_classes:
-        raise DataError(f"{dataset.name} has {dataset.num_classes} classes but the model was trained for "
-                        f"{trained.run.model.num_classes}")
+    note = _other_data(trained.run.data, dataset)
     check_n(n, dataset)
     result = evaluate(trained.model, dataset, attacks=attacks, n=n, batch_size=batch_size, device=device, eps=eps,
                       quiet=quiet, masking_checks=masking_checks)
     evaluated = DatasetInfo(**{**dataset.describe(), "n_train": trained.run.data.n_train})  # trained on
-    return run_record(trained, result, dataset=evaluated, label=label, command=command)
+    record = run_record(trained, result, dataset=evaluated, label=label, command=command)
+    record.notes = note
+    return record
+
+
+def _other_data(trained_on: DatasetInfo, dataset: DataSet) -> str | None:
+    """Refuse another class count; warn (and return the note for the record) for another data set."""
+    if dataset.num_classes != trained_on.num_classes:
+        raise DataError(f"{dataset.name} has {dataset.num_classes} classes but the model was trained for "
+                        f"{trained_on.num_classes}")
+    if (dataset.name, dataset.kind) == (trained_on.name, trained_on.kind):
+        return None
+    note = (f"evaluated on {dataset.name} ({dataset.kind}), but trained on {trained_on.name} "
+            f"({trained_on.kind}): the classes may not even mean the same")
+    log.warning(note)
+    return note
 
 
 def load_model(checkpoint: str | Path, device="cpu") -> nn.Module:
@@ -166,7 +185,11 @@ def check_n(n: int | None, dataset: DataSet) -> None:
 
 def load_data(data: str | DataSet, data_dir=None, train_subset=None, test_subset=None) -> DataSet:
     """A DataSet as given, or loaded by name (see ``robustode list datasets``); optionally cut."""
-    if not isinstance(data, DataSet):
+    if not isinstance(data, (str, DataSet)):
+        raise ConfigError(f"data must be a data set name (see `robustode list datasets`) or a DataSet, got a "
+                          f"{type(data).__name__}; wrap your own tensors as robustode.data.DataSet("
+                          "name, Split(uint8 images, labels), ...)")
+    if isinstance(data, str):
         return load_dataset(data, data_dir=data_dir, train_subset=train_subset, test_subset=test_subset)
     if train_subset is None and test_subset is None:
         return data

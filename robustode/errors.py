@@ -34,3 +34,7 @@ class CheckpointError(RobustodeError):
 
 class RecordError(RobustodeError):
     """A result record is malformed or of another schema version."""
+
+
+class TrainingError(RobustodeError):
+    """Training failed (the loss diverged); what was saved is named in the message."""

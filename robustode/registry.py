@@ -80,7 +80,8 @@ class Registry:
     def resolve(self, name: str) -> tuple[Callable[..., Any], dict[str, Any], tuple]:
         """Return (factory, keyword arguments parsed from the name, positional args)."""
         if not isinstance(name, str) or not name:
-            raise UnknownNameError(f"{self.kind} name must be a non-empty string, got {name!r}")
+            got = repr(name) if isinstance(name, str) else f"a {type(name).__name__}"  # never a tensor's repr
+            raise UnknownNameError(f"{self.kind} name must be a non-empty string, got {got}")
         entry = self._entries.get(name)
         if entry is not None and entry.pattern is None and not name.endswith(":"):
             return entry.factory, {}, ()

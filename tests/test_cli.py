@@ -48,7 +48,7 @@ def test_train_writes_the_run_directory_and_the_record(tmp_path, capsys):
     assert train(tmp_path, "--eps", "4/255", "--seed", "1", "--records", str(tmp_path / "records"),
                  "--eval-every", "1", "--eval-n", "16", defense="pgd-1", epochs=2, checks=True) == 0
     run = tmp_path / "runs" / "synthetic-vit_tiny-pgd-1-s1"
-    files = {"config.json", "train.log", "metrics.csv", "checkpoints", "record.json"}
+    files = {"config.json", "train.log", "metrics.csv", "checkpoints", "record.json", ".lock"}  # .lock: the run lock
     assert {p.name for p in run.iterdir()} == files
     record = load_record(run / "record.json")
     assert record.defense.hyperparameters["eps"] == 4 / 255  # --eps reached the defense
@@ -229,7 +229,7 @@ BAD = [
     (["train", "--n", "501"], "train", "n=501"),
     (["train", "--device", "tpu"], "train", "unknown device 'tpu'"),
     (["train", "--train-subset", "5000"], "train", "only 2000"),
-    (["train", "--out", a_file], "train", "Not a directory"),
+    (["train", "--out", a_file], "train", "is a file, not a folder"),
     (["eval", "--checkpoint", "{tmp}/missing.pt"], "eval", "no checkpoint file"),
     (["eval", "--checkpoint", corrupt_checkpoint], "eval", "corrupt"),
     (["eval", "--checkpoint", "x.pt", "--attacks", "pgd-20,nope"], "eval", "unknown attack 'nope'"),

@@ -68,11 +68,15 @@ def test_unknown_dataset_suggests_close_names():
         load_dataset("cifar1")
 
 
-def test_data_dir_defaults_to_the_environment(data_dir):
+def test_data_dir_defaults_to_the_environment(data_dir, tmp_path, monkeypatch):
     from robustode.data import data_root
 
     assert data_root() == data_dir
-    assert data_root("~/x") == data_root("~/x").expanduser()
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "x").mkdir()
+    assert data_root("~/x") == tmp_path / "x"
+    with pytest.raises(DataError, match="does not exist"):  # an explicit folder must exist: no typo'd caches
+        data_root("~/y")
 
 
 # ---- torchvision data sets, offline -------------------------------------------------------------

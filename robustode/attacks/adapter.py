@@ -52,6 +52,8 @@ class TorchAttack(Attack):
                               f"(it takes: {accepted})")
         if "eps" in params:
             kwargs["eps"] = check_eps(kwargs.get("eps", eps))
+        for key, value in kwargs.items():
+            _check_type(self.cls.__name__, key, value, params[key].default)
         self.kwargs = kwargs
         self.blackbox = blackbox
         name = self.cls.__name__
@@ -66,6 +68,20 @@ class TorchAttack(Attack):
             attack.set_device(x.device)
             x_adv = attack(x.detach(), y)
         return x_adv.detach()
+
+
+def _check_type(cls: str, key: str, value, default) -> None:
+    """A setting must have its default's kind (torchattacks checks none and fails mid-attack)."""
+    if isinstance(default, bool):
+        kind, ok = "true or false", isinstance(value, bool)
+    elif isinstance(default, (int, float)):
+        kind, ok = "a number", isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif isinstance(default, str):
+        kind, ok = "a string", isinstance(value, str)
+    else:
+        return
+    if not ok:
+        raise ConfigError(f"torchattacks.{cls}'s {key} must be {kind} (its default is {default!r}), got {value!r}")
 
 
 @attacks.register("torchattacks:")

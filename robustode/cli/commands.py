@@ -55,12 +55,17 @@ def defense_spec(args) -> str:
 
 def cmd_train(args) -> int:
     from ..api import train
+    from ..errors import TrainingError
+    from ..files import check_output_dir
     from ..training.runlog import check_run_dir
     from ..utils import resolve_device
 
     spec = defense_spec(args)
     run_dir = Path(args.out) / run_name(args)
     check_run_dir(run_dir, args.resume)  # before any data is loaded
+    check_output_dir(args.out, what="--out")
+    if args.records:
+        check_output_dir(args.records, what="--records")
     resolve_device(args.device)
     settings = {k: v for k, v in {
         "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "schedule": args.schedule,
@@ -73,18 +78,27 @@ def cmd_train(args) -> int:
         quiet=args.quiet, command=command_line(args), seed=args.seed, device=args.device, compile=args.compile,
         eval_every=args.eval_every, eval_n=args.eval_n, keep_best=args.keep_best, **settings)
     show_summary(record, run_dir)
+    if record.training.stop_kind == "diverged":
+        raise TrainingError(f"{record.training.stopped_early}; the record in {run_dir} evaluates those weights")
     return 0
 
 
 def cmd_eval(args) -> int:
     from ..api import evaluate_checkpoint
-    from ..records import save, save_in
+    from ..files import check_output_dir, check_output_file
+    from ..records import save, save_in, save_new
 
+    default = run_directory(Path(args.checkpoint)) / "eval-record.json"
+    out = check_output_file(args.out, force=args.force, what="--out") if args.out else default
+    check_output_dir(out.parent, what="the record's folder")
+    if args.records:
+        check_output_dir(args.records, what="--records")
     record = evaluate_checkpoint(args.checkpoint, args.dataset, attacks=args.attacks, n=args.n, eps=args.eps,
                                  batch_size=args.eval_batch_size, device=args.device, data_dir=args.data_dir,
                                  masking_checks=args.masking_checks, quiet=args.quiet, command=command_line(args))
-    out = Path(args.out) if args.out else run_directory(Path(args.checkpoint)) / "eval-record.json"
-    save(record, out, overwrite=args.out is None)
+    # An explicit --out is replaced only with --force (checked above); the default name never is:
+    # a second evaluation of one checkpoint gets eval-record__2.json.
+    out = save(record, out, overwrite=args.force) if args.out or args.force else save_new(record, out)
     if args.records:
         save_in(record, args.records)
     show_summary(record, out)
@@ -135,6 +149,8 @@ def show_summary(record, where: Path) -> None:
     table.add_row(f"{ev.clean_acc:.2%}", *(f"{acc:.2%}" for acc in ev.robust.values()), f"{tr.seconds:.1f} s",
                   str(tr.epochs), str(ev.n), record.provenance.device)
     console.print(table)
+    if record.notes:
+        console.print(f"[yellow]note: {record.notes}[/yellow]", highlight=False)
     fired = ev.flags.get("fired")
     if fired:
         console.print(f"[yellow]gradient-masking flags fired: {', '.join(fired)}[/yellow]")

@@ -199,7 +199,9 @@ def _eval(sub) -> None:
     p.add_argument("--checkpoint", required=True, metavar="PATH", help="e.g. runs/NAME/checkpoints/last.pt")
     _data_options(p, None, "the one the model was trained on")
     p.add_argument("--eps", type=budget, default=8 / 255, help="attack budget (default: 8/255)")
-    p.add_argument("--out", metavar="FILE", help="record file to write (default: RUN/eval-record.json)")
+    p.add_argument("--out", metavar="FILE",
+                   help="record file to write (default: RUN/eval-record.json, or eval-record__N.json when taken)")
+    p.add_argument("--force", action="store_true", help="replace an existing --out file (or RUN/eval-record.json)")
     _eval_options(p)
     p.set_defaults(run=cmd_eval)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..errors import DataError
 from ..registry import Registry
 from .types import DataSet
 
@@ -14,10 +15,19 @@ DATA_ENV = "ROBUSTODE_DATA"
 
 
 def data_root(data_dir: str | os.PathLike | None = None) -> Path:
-    """The data directory: ``data_dir``, else ``$ROBUSTODE_DATA``, else ``~/.cache/robustode``."""
+    """The data directory: ``data_dir``, else ``$ROBUSTODE_DATA``, else ``~/.cache/robustode``.
+
+    A ``data_dir`` given explicitly must exist: a typo would otherwise get a data set
+    downloaded and a decode cache of hundreds of MB written into a new folder.
+    """
     if data_dir is None:
-        data_dir = os.environ.get(DATA_ENV) or Path.home() / ".cache" / "robustode"
-    return Path(data_dir).expanduser()
+        return Path(os.environ.get(DATA_ENV) or Path.home() / ".cache" / "robustode").expanduser()
+    path = Path(data_dir).expanduser()
+    if not path.is_dir():
+        what = "is a file, not a folder" if path.exists() else "does not exist"
+        raise DataError(f"data folder {path} {what}; create it first, or leave --data-dir out for "
+                        f"${DATA_ENV} or ~/.cache/robustode")
+    return path
 
 
 def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download: bool = True,

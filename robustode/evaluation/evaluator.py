@@ -13,11 +13,11 @@ import time
 from dataclasses import dataclass, field, fields
 
 import torch
-from rich.progress import Progress
 
 from ..attacks.guards import preserved_mode, preserved_rng
 from ..attacks.spec import Attack, build
 from ..errors import ConfigError, DataError
+from ..progress import Progress
 from ..utils import check_eps, check_positive_int, device_name, provenance, resolve_device, synchronize
 from . import masking
 
@@ -169,9 +169,10 @@ def _run(model, x_all, y_all, attacks, batch_size, device, quiet):
     clean, robust = [], {a.name: [] for a in attacks}
     whitebox_robust, blackbox_fooled, has_blackbox, has_whitebox = [], [], False, False
     excess = {a.name: torch.zeros((), device=device) for a in attacks}
-    with Progress(transient=True, disable=quiet) as progress:
-        task = progress.add_task(f"evaluating {', '.join(robust)}", total=(n + batch_size - 1) // batch_size)
-        for i in range(0, n, batch_size):
+    batches = (n + batch_size - 1) // batch_size
+    with Progress(batches, f"evaluating {', '.join(robust)} on {n} points", quiet=quiet,
+                  every=max(1, batches // 10)) as progress:
+        for b, i in enumerate(range(0, n, batch_size), 1):
             x, y = _batch(x_all, y_all, i, batch_size, device)
             with torch.no_grad():
                 correct = model(x).argmax(1) == y
@@ -195,12 +196,19 @@ def _run(model, x_all, y_all, attacks, batch_size, device, quiet):
                     has_whitebox = True
             whitebox_robust.append(wb)
             blackbox_fooled.append(bb)
-            progress.advance(task)
+            stats = _so_far(clean, robust) if progress.wants_line else ""  # a host sync: only for a line
+            progress.update(b, stats)
     per_point = {"clean": torch.cat(clean).cpu(), **{k: torch.cat(v).cpu() for k, v in robust.items()}}
     blackbox_only = None
     if has_blackbox and has_whitebox:
         blackbox_only = masking.blackbox_only_fraction(torch.cat(whitebox_robust), torch.cat(blackbox_fooled))
     return per_point, blackbox_only, {k: float(v) for k, v in excess.items()}
+
+
+def _so_far(clean: list, robust: dict) -> str:
+    """Accuracies on the points evaluated so far: clean, then each attack."""
+    parts = {"clean": clean, **robust}
+    return "  ".join(f"{name} {torch.cat(v).float().mean().item():.1%}" for name, v in parts.items())
 
 
 def _excess(attack, x, x_adv) -> torch.Tensor:

@@ -9,7 +9,7 @@ and strict loads, ``build`` the one place a record is made from a run.
 """
 
 from .build import defense_family, make_record, run_record
-from .io import load_record, load_records, record_filename, save, save_in
+from .io import load_record, load_records, record_filename, save, save_in, save_new
 from .schema import (
                      DATASET_KINDS,
                      SCHEMA_VERSION,
@@ -24,4 +24,4 @@ from .schema import (
 
 __all__ = ["DATASET_KINDS", "SCHEMA_VERSION", "DatasetInfo", "DefenseInfo", "EvaluationInfo", "ModelInfo",
            "Provenance", "Record", "TrainingInfo", "defense_family", "load_record", "load_records", "make_record",
-           "record_filename", "run_record", "save", "save_in"]
+           "record_filename", "run_record", "save", "save_in", "save_new"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 
 from ..errors import RecordError
@@ -37,6 +38,9 @@ def make_record(*, model: dict, defense: dict, dataset: dict, training: dict, ev
 
 
 
+CURVE = ("epoch", "nominal_epoch", "lr", "loss", "train_acc", "eval_clean", "eval_robust")  # per data epoch
+
+
 def run_record(trained, evaluation, *, dataset: DatasetInfo | None = None, label: str | None = None,
                command: str | None = None) -> Record:
     """The record of a trained run and its evaluation: the one place a Record is made from them.
@@ -63,12 +67,19 @@ def run_record(trained, evaluation, *, dataset: DatasetInfo | None = None, label
         training={"epochs": trained.nominal_epochs, "batch_size": train.batch_size, "seed": train.seed,
                   "seconds": trained.train_seconds, "images_per_second": trained.images_per_second,
                   "passes_per_image": trained.passes_per_image, "optimizer": optimizer,
-                  "stopped_early": trained.stopped_reason},
+                  "stopped_early": trained.stopped_reason, "stop_kind": trained.stop and trained.stop.kind,
+                  "curve": [{k: _finite(row.get(k)) for k in CURVE} for row in trained.history],
+                  "best_epoch": trained.best and trained.best["epoch"]},
         evaluation={"n": ev.n, "norm": "linf", "eps": ev.eps, "clean_acc": ev.clean_acc,
                     "pgd20_acc": robust.get("pgd-20"), "autoattack_acc": robust.get(aa) if aa else None,
                     "autoattack_standard": bool(aa and ev.attack_settings[aa].get("standard")), "robust": robust,
                     "attack_settings": ev.attack_settings, "seconds": ev.seconds, "flags": ev.flags},
         provenance=dataclasses.asdict(run.provenance), label=label, command=command)
+
+
+def _finite(value):
+    """JSON has no NaN: a diverged epoch's loss is recorded as null."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def defense_family(spec: str) -> str:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 
 from ..errors import RecordError
+from ..files import write_atomic
 from .schema import Record
 
 
@@ -27,34 +27,10 @@ def record_filename(record: Record) -> str:
 def save(record: Record, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Write ``record`` to ``path`` atomically; an existing file is an error unless ``overwrite``."""
     path = Path(path)
-    text = dumps(record)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            _link_new(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
-def _link_new(tmp: str, path: Path) -> None:
-    # A hard link fails when the name exists, so a concurrent writer is never overwritten.
-    try:
-        os.link(tmp, path)
+        return write_atomic(path, dumps(record), overwrite=overwrite)
     except FileExistsError:
         raise RecordError(f"{path}: a record of that name exists already; not overwriting it") from None
-    except OSError:  # a file system without hard links: check, then rename
-        if path.exists():
-            raise RecordError(f"{path}: a record of that name exists already; not overwriting it") from None
-        os.replace(tmp, path)
 
 
 def dumps(record: Record) -> str:
@@ -66,16 +42,20 @@ def dumps(record: Record) -> str:
 
 def save_in(record: Record, folder: str | os.PathLike) -> Path:
     """Save ``record`` under a new name in ``folder`` (created if needed); returns the path."""
-    folder = Path(folder)
-    name = record_filename(record)
+    return save_new(record, Path(folder) / record_filename(record))
+
+
+def save_new(record: Record, path: str | os.PathLike) -> Path:
+    """Save ``record`` at ``path``, or, when that name is taken, at the first free ``stem__N.json``."""
+    path = Path(path)
     for i in range(1, 1000):
-        path = folder / (name if i == 1 else name.replace(".json", f"__{i}.json"))
-        if not path.exists():
+        candidate = path if i == 1 else path.with_name(f"{path.stem}__{i}{path.suffix}")
+        if not candidate.exists():
             try:
-                return save(record, path)
+                return save(record, candidate)
             except RecordError:  # lost a race for this name: try the next one
                 continue
-    raise RecordError(f"{folder}: no free file name for {name}")
+    raise RecordError(f"{path.parent}: no free file name for {path.name}")
 
 
 def load_record(path: str | os.PathLike) -> Record:

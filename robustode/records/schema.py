@@ -4,6 +4,11 @@ A record is typed data: numbers are JSON numbers (never strings), accuracies are
 fractions in [0, 1], and every field of the schema is present in every file.
 ``Record.from_dict`` checks all of it and raises :class:`RecordError` naming the
 source, so a report never silently drops or misreads a result.
+
+Schema 2 added the training curve, the stop kind and cost, and per evaluation the
+worst case, a 95% interval for every accuracy, the per-example results file, the
+randomness verdict and the escalation stages. Records of schema 1 still load: their
+new fields take their defaults, and their intervals are computed from n and the accuracy.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ from dataclasses import dataclass, field
 
 from ..errors import RecordError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READS = (1, 2)
 DATASET_KINDS = ("real", "jpeg-copy", "synthetic", "custom")
+STOP_KINDS = ("diverged", "budget", "guard")
 
 # Field metadata read by the validator: a numeric range, or a set of allowed strings.
 _FRACTION = {"range": (0.0, 1.0)}
@@ -59,6 +66,12 @@ class TrainingInfo:
     passes_per_image: float = field(metadata=_NONNEG)  # forward+backward passes per image per epoch
     optimizer: dict = field(default_factory=dict)  # lr, momentum, weight decay, schedule
     stopped_early: str | None = None  # the reason, when training stopped before its last epoch
+    stop_kind: str | None = field(default=None, metadata={"choices": STOP_KINDS})  # diverged, budget, guard
+    # One row per data epoch: epoch, nominal_epoch, lr, loss, train_acc, eval_clean, eval_robust (held out).
+    curve: list[dict] = field(default_factory=list)
+    best_epoch: int | None = None  # the epoch of checkpoints/best.pt (keep_best), marked on the curve
+    peak_memory_bytes: int | None = field(default=None, metadata=_NONNEG)  # CUDA peak allocated; None on CPU
+    flops_per_image: float | None = field(default=None, metadata=_NONNEG)  # counted, one training step
 
 
 @dataclass
@@ -74,6 +87,13 @@ class EvaluationInfo:
     attack_settings: dict = field(default_factory=dict)  # per attack: steps, step size, restarts
     seconds: float = field(default=0.0, metadata=_NONNEG)
     flags: dict = field(default_factory=dict)  # gradient-masking checks
+    worst_case_acc: float | None = field(default=None, metadata=_FRACTION)  # correct under every attack
+    # 95% interval [lo, hi] of "clean", every attack and "worst_case", by interval_method.
+    intervals: dict[str, list[float]] = field(default_factory=dict, metadata=_FRACTION)
+    interval_method: str = field(default="wilson", metadata={"choices": ("wilson", "clopper-pearson")})
+    per_example: dict | None = None  # {"file": name beside the record, "sha256": ...}: per-point results
+    randomized: bool = False  # two eval-mode forwards of one batch differed: evaluated with EOT
+    escalation: list[dict] = field(default_factory=list)  # stages run because a flag fired, in order
 
 
 @dataclass
@@ -110,13 +130,26 @@ class Record:
         if not isinstance(d, dict):
             raise RecordError(f"{source}: a record must be a JSON object, got {type(d).__name__}")
         version = d.get("schema_version")
-        if version != SCHEMA_VERSION:
+        if version not in READS or isinstance(version, bool):
             raise RecordError(f"{source}: schema version {version!r}, but this robustode reads "
-                              f"version {SCHEMA_VERSION}")
-        return _build(cls, d, source, "")
+                              f"versions {', '.join(map(str, READS))}")
+        record = _build(cls, d, source, "", lenient=version < SCHEMA_VERSION)
+        if version < SCHEMA_VERSION:
+            _upgrade(record)
+        return record
 
 
-def _build(cls, d: dict, source: str, prefix: str):
+def _upgrade(record: Record) -> None:
+    """A schema-1 record as schema 2 reads it: intervals from n and each accuracy."""
+    from ..stats import wilson
+
+    ev = record.evaluation
+    accuracies = {"clean": ev.clean_acc, **ev.robust}
+    ev.intervals = {k: list(wilson(round(acc * ev.n), ev.n)) for k, acc in accuracies.items()}
+    record.schema_version = SCHEMA_VERSION
+
+
+def _build(cls, d: dict, source: str, prefix: str, lenient: bool = False):
     if not isinstance(d, dict):
         raise RecordError(f"{source}: field '{prefix.rstrip('.')}' must be an object, got {d!r}")
     names = {f.name for f in dataclasses.fields(cls)}
@@ -128,10 +161,12 @@ def _build(cls, d: dict, source: str, prefix: str):
     for f in dataclasses.fields(cls):
         path = prefix + f.name
         if f.name not in d:
+            if lenient and _has_default(f):  # an older schema: the field came later
+                continue
             raise RecordError(f"{source}: missing field '{path}'")
         hint = hints[f.name]
         if dataclasses.is_dataclass(hint):
-            values[f.name] = _build(hint, d[f.name], source, path + ".")
+            values[f.name] = _build(hint, d[f.name], source, path + ".", lenient)
         else:
             values[f.name] = _check(d[f.name], hint, f.metadata, source, path)
     return cls(**values)
@@ -145,6 +180,12 @@ def _check(value, hint, meta, source: str, path: str):
             return None
         (hint,) = [a for a in args if a is not type(None)]
         args = typing.get_args(hint)
+    if typing.get_origin(hint) is list or hint is list:
+        if not isinstance(value, list):
+            raise RecordError(f"{source}: field '{path}' must be a list, got {value!r}")
+        if args:  # list[X]: the metadata applies to each item
+            return [_check(v, args[0], meta, source, f"{path}[{i}]") for i, v in enumerate(value)]
+        return value
     if typing.get_origin(hint) is dict or hint is dict:
         if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
             raise RecordError(f"{source}: field '{path}' must be an object with string keys, got {value!r}")
@@ -167,7 +208,12 @@ def _check(value, hint, meta, source: str, path: str):
     return float(value) if hint is float else value
 
 
-_TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+_TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+               dict: "an object"}
+
+
+def _has_default(f: dataclasses.Field) -> bool:
+    return f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
 
 
 def _is_type(value, hint) -> bool:

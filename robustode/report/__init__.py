@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from pathlib import Path
 
 from ..errors import ConfigError
+from ..files import check_output_file, write_atomic
 from ..records import Record, load_records
 from .html import render_html
 from .markdown import embed, render_markdown
@@ -34,11 +34,9 @@ def write_report(records_dir: str | os.PathLike, fmt: str, out: str | os.PathLik
 
     A bad record file raises RecordError naming it: a report never leaves one out.
     """
+    if out is not None:
+        check_output_file(out, force=True, what="report file")  # a report is regenerated: replacing it is its use
     text = render(load_records(records_dir), fmt)
     if out is not None:
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, out)  # a reader never sees half a report
+        write_atomic(out, text)  # a reader never sees half a report
     return text

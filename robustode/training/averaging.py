@@ -76,6 +76,13 @@ class WeightAverage:
         weights, self.updates = self._mark
         self.model.load_state_dict(weights)
 
+    def end_epoch(self, restored: bool) -> None:
+        """After the defense's end of epoch: rewind if it restored earlier weights, else mark."""
+        if restored:
+            self.rewind()
+        else:
+            self.mark()
+
     def _snapshot(self) -> tuple[dict, int]:
         return {k: v.detach().clone() for k, v in self.model.state_dict().items()}, self.updates
 

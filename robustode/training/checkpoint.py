@@ -1,11 +1,15 @@
-"""Checkpoints: written atomically, read with ``weights_only=True``.
+"""Checkpoints: written atomically, read with ``weights_only=True``, verified by a digest.
 
 A checkpoint is a dict of tensors, dicts, lists, numbers and strings only, so
-``torch.load(weights_only=True)`` reads it without running any pickled code.
+``torch.load(weights_only=True)`` reads it without running any pickled code. It
+carries a SHA-256 digest of its whole payload (every tensor's bytes, dtype and
+shape, and every other value), checked on every load: torch's zip reader checks
+no CRC, so flipped bits in the tensor data would otherwise load as other weights.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import random
@@ -19,7 +23,8 @@ from torch import nn
 from ..errors import CheckpointError
 
 FORMAT = "robustode-checkpoint"
-VERSION = 1
+VERSION = 2  # 2: with a payload digest; version 1 (robustode 0.1, no digest) still loads, unverified
+READS = (1, 2)
 REQUIRED = ("model", "optimizers", "schedulers", "epoch", "steps", "rng", "config")
 
 
@@ -29,8 +34,10 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
+        payload = {"format": FORMAT, "version": VERSION, **state}
+        payload["digest"] = payload_digest(payload)
         with open(tmp, "wb") as f:
-            torch.save({"format": FORMAT, "version": VERSION, **state}, f)
+            torch.save(payload, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -59,13 +66,41 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a robustode checkpoint (a {type(state).__name__} "
                               f"without format={FORMAT!r})")
-    if state.get("version") != VERSION:
+    if state.get("version") not in READS:
         raise CheckpointError(f"checkpoint {path} has format version {state.get('version')!r}; "
-                              f"this robustode reads version {VERSION}")
+                              f"this robustode reads versions {', '.join(map(str, READS))}")
+    if state["version"] >= 2 and state.pop("digest", None) != payload_digest(state):
+        raise CheckpointError(f"checkpoint {path} is corrupt: its contents do not match the digest written "
+                              "with them (changed on disk after saving)")
     missing = [k for k in REQUIRED if k not in state]
     if missing:
         raise CheckpointError(f"checkpoint {path} lacks {', '.join(missing)}")
     return state
+
+
+def payload_digest(state: dict) -> str:
+    """SHA-256 over a checkpoint's contents in a fixed order; the "digest" entry itself is left out."""
+    h = hashlib.sha256()
+    _feed(h, {k: v for k, v in state.items() if k != "digest"})
+    return h.hexdigest()
+
+
+def _feed(h, value) -> None:
+    if isinstance(value, torch.Tensor):
+        t = value.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(value, dict):
+        h.update(b"D%d" % len(value))
+        for key in sorted(value, key=repr):  # optimizer states key by int, the rest by str
+            _feed(h, key)
+            _feed(h, value[key])
+    elif isinstance(value, (list, tuple)):
+        h.update(b"L%d" % len(value))
+        for item in value:
+            _feed(h, item)
+    else:
+        h.update(b"S" + repr(value).encode())
 
 
 def load_model_from_checkpoint(path: str | Path, device="cpu") -> nn.Module:
@@ -137,3 +172,21 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def load_optimizer(opt: torch.optim.Optimizer, state: dict) -> None:
+    """Load an optimizer state, keeping this machine's kernel choice (CUDA's fused=True fails on CPU)."""
+    kernels = [{k: g[k] for k in ("fused", "foreach") if k in g} for g in opt.param_groups]
+    opt.load_state_dict(state)
+    for group, keep in zip(opt.param_groups, kernels):
+        group.update(keep)
+
+
+def to_device(tree, device: torch.device):
+    if isinstance(tree, torch.Tensor):
+        return tree.to(device)
+    if isinstance(tree, dict):
+        return {k: to_device(v, device) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(to_device(v, device) for v in tree)
+    return tree

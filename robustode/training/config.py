@@ -79,17 +79,13 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         """Plain JSON types (milestones as a list), for checkpoints and config.json."""
-        out = asdict(self)
-        out["milestones"] = None if self.milestones is None else list(self.milestones)
-        return out
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, values: dict):
         """The inverse of ``to_dict``; keys this version does not know are ignored."""
         known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in values.items() if k in known}
-        if values.get("milestones") is not None:
-            values["milestones"] = tuple(values["milestones"])
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in known}
         return cls(**values)
 
     def resolve(self, defense, world_size: int = 1) -> TrainSettings:
@@ -99,6 +95,7 @@ class TrainConfig:
                               "run; train it without compile")
         chosen = {f.name: getattr(self, f.name) for f in fields(TrainConfig)}
         chosen.update({k: getattr(defense.preset, k) for k in PRESET_KEYS if chosen[k] is None})
+        chosen.update(_scaled_milestones(self, defense.preset, chosen))
         device = local_device(resolve_device(self.device))  # under torchrun: this rank's own GPU
         replays = int(defense.replays)
         epochs = chosen["epochs"]
@@ -119,16 +116,36 @@ class TrainSettings(TrainConfig):
     replays: int = 1  # optimizer steps per minibatch (Free-m: m); nominal epochs = data epochs * replays
     data_epochs: int = 1  # passes over the training data: ceil(epochs / replays)
     world_size: int = 1  # data-parallel processes sharing each global minibatch
+    # When epochs were changed but not the milestones: the preset's milestones, scaled to the new length
+    # (as timm's train.py users expect), and the preset's length they were meant for.
+    milestones_scaled_from: tuple[float, ...] | None = None
+    preset_epochs: int | None = None
 
     def __post_init__(self):
-        if self.milestones is not None:
-            object.__setattr__(self, "milestones", tuple(self.milestones))
+        for name in ("milestones", "milestones_scaled_from"):  # lists, when read back from JSON
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, tuple(getattr(self, name)))
         _check(self)
 
     @property
     def autocast_dtype(self) -> torch.dtype | None:
         """bf16 for an autocast run, None for plain float32."""
         return torch.bfloat16 if self.precision == "bf16" else None
+
+
+def _scaled_milestones(asked: TrainConfig, preset, chosen: dict) -> dict:
+    """The preset's multistep milestones stretched to the epochs asked for, when only epochs changed.
+
+    Without this a 2-epoch run of a 105-epoch preset would keep its decays at 75, 90 and 100
+    and never anneal.
+    """
+    epochs = chosen["epochs"]
+    if (asked.epochs is None or asked.milestones is not None or chosen["schedule"] != "multistep"
+            or preset.schedule != "multistep" or not preset.milestones or not _is_int(epochs)
+            or epochs == preset.epochs):
+        return {}
+    return {"milestones": tuple(m * epochs / preset.epochs for m in preset.milestones),
+            "milestones_scaled_from": tuple(preset.milestones), "preset_epochs": preset.epochs}
 
 
 def _is_int(value) -> bool:

@@ -15,7 +15,9 @@ from ..defenses.modifiers import check_modifiers
 from ..errors import ConfigError
 from ..utils import resolve_device
 from .checkpoint import load_checkpoint
+from .checks import check_trainable
 from .config import TrainConfig
+from .lock import run_lock
 from .result import TrainResult
 from .run import RunInfo
 from .runlog import RunLog, check_run_dir, epoch_line
@@ -52,27 +54,41 @@ def fit(model: nn.Module | str, defense, data: DataSet, *, config: TrainConfig |
     ctx = dist.setup(resolve_device(config.device))  # under torchrun: join its process group
     run_dir, saved, config = _open_run(out_dir, resume, config, ctx)
     settings = config.resolve(defense, world_size=ctx.world_size)
-    log = RunLog(run_dir, quiet or not ctx.main)
-    with _determinism(settings.deterministic):
-        if isinstance(model, str):
-            model = _create_model(model, data.num_classes, settings.seed)
+    if isinstance(model, str):
+        model = _create_model(model, data.num_classes, settings.seed)
+    check_trainable(model, data)  # a bad model fails here, before anything is written
+    with run_lock(run_dir), _determinism(settings.deterministic):
+        if run_dir is not None:
+            check_run_dir(run_dir, resume)  # again, now that this process owns the directory
         run = RunInfo.describe(settings, config, model, defense, data)
         if saved is not None:
             _check_same_run(RunInfo.from_dict(saved["config"], str(run_dir)), run, run_dir)
+        log = RunLog(run_dir, quiet or not ctx.main)
         trainer = Trainer(model, defense, data, run, log, run_dir)
-        if saved is not None:
-            trainer.load_state_dict(saved)
-            log.info(f"resuming {run_dir} after data epoch {trainer.epoch}")
-        else:
-            trainer.seed()
-            log.write_config(run.to_dict())
-            log.info(f"training {run.model.name or run.model.class_name} with {defense.spec}: "
-                     f"{settings.data_epochs} data epochs on {settings.device}")
+        _start(trainer, saved, config, log)
         run_epochs(trainer, log)
         dist.broadcast_module(trainer.model)  # after a stop on rank 0's checkpoint, all return its weights
         if trainer.average is not None:
             dist.broadcast_module(trainer.average.model)
     return trainer.result()
+
+
+def _start(trainer: Trainer, saved: dict | None, config: TrainConfig, log: RunLog) -> None:
+    """Resume from the checkpoint, or seed and write config.json; say what runs where."""
+    run, s = trainer.run, trainer.settings
+    if saved is not None:
+        trainer.load_state_dict(saved)
+        log.info(f"resuming {trainer.run_dir} after data epoch {trainer.epoch}")
+        return
+    trainer.seed()
+    log.write_config(run.to_dict())
+    log.info(f"training {run.model.name or run.model.class_name} with {run.defense.spec}: "
+             f"{s.data_epochs} data epochs on {s.device} ({run.provenance.device}, {s.precision})")
+    if s.milestones_scaled_from is not None:
+        log.info(f"the preset's lr milestones {list(s.milestones_scaled_from)} (of {s.preset_epochs} epochs) "
+                 f"were scaled to the {s.epochs} epochs asked for: {[round(m, 2) for m in s.milestones]}")
+    if s.device == "cpu" and config.device in (None, "auto"):
+        log.warn("no GPU found: training on the CPU, where the papers' models and presets take hours to days")
 
 
 def _open_run(out_dir, resume: bool, config: TrainConfig, ctx) -> tuple:

@@ -6,14 +6,14 @@ import csv
 import datetime as _dt
 import io
 import json
-import os
-from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..errors import ConfigError
+from ..files import write_atomic
+from ..progress import Progress
+from .lock import LOCK_NAME
 
 METRICS = ("epoch", "nominal_epoch", "steps", "lr", "loss", "train_acc", "seconds", "images_per_s",
            "eval_clean", "eval_robust", "note")
@@ -42,18 +42,27 @@ def never_ran(run_dir: Path) -> bool:
     if not run_dir.is_dir():
         return False
     checkpoints = run_dir / "checkpoints"
-    leftovers = {p.name for p in run_dir.iterdir()} - {"config.json", "train.log", "metrics.csv", "checkpoints"}
+    leftovers = {p.name for p in run_dir.iterdir()} - {"config.json", "train.log", "metrics.csv", "checkpoints",
+                                                        LOCK_NAME}
     return not leftovers and not (checkpoints.exists() and any(checkpoints.iterdir()))
 
 
 class RunLog:
-    """Console lines, mirrored to train.log, and a transient progress bar on terminals; silent when quiet."""
+    """Console lines, mirrored to train.log, and progress within an epoch; silent when quiet.
+
+    Progress is a transient bar on a terminal and a plain line with an ETA elsewhere
+    (CI, nohup, slurm), so a log file shows that a long epoch moves.
+    """
 
     def __init__(self, run_dir: Path | None, quiet: bool):
         self.run_dir = run_dir
         self.quiet = quiet
         self.console = Console(stderr=True, quiet=quiet)
-        self.live = not quiet and self.console.is_terminal  # whether a progress bar is shown
+
+    @property
+    def watching(self) -> bool:
+        """Whether anyone sees progress within an epoch (it costs a host sync per update)."""
+        return not self.quiet
 
     def info(self, message: str) -> None:
         self.console.print(message, markup=False, highlight=False, soft_wrap=True)
@@ -62,15 +71,12 @@ class RunLog:
             with open(self.run_dir / "train.log", "a", encoding="utf-8") as f:
                 f.write(f"[{stamp}] {message}\n")
 
-    @contextmanager
-    def progress(self, total: int, description: str):
-        """Yields ``update(done, stats_text)`` for a bar that disappears when the epoch ends."""
-        bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                       TimeElapsedColumn(), TextColumn("{task.fields[stats]}"), console=self.console,
-                       transient=True, disable=not self.live)
-        with bar:
-            task = bar.add_task(description, total=total, stats="")
-            yield lambda done, stats: bar.update(task, completed=done, stats=stats)
+    def warn(self, message: str) -> None:
+        self.info(f"warning: {message}")
+
+    def progress(self, total: int, description: str) -> Progress:
+        """A Progress whose ``update(done, stats)`` the trainer calls every log_every minibatches."""
+        return Progress(total, description, console=self.console, quiet=self.quiet, unit="minibatches")
 
     def write_config(self, config: dict) -> None:
         if self.run_dir is not None:
@@ -86,15 +92,6 @@ class RunLog:
         writer.writeheader()
         writer.writerows(history)
         write_atomic(self.run_dir / "metrics.csv", text.getvalue())
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def epoch_line(row: dict, settings) -> str:

@@ -9,22 +9,25 @@ from __future__ import annotations
 
 import math
 import random
-import time
 from contextlib import nullcontext
 from dataclasses import asdict
 
 import numpy as np
 import torch
 
-from ..dist import all_max, all_sum, broadcast_module, context
-from ..utils import synchronize
+from ..dist import all_max, broadcast_module, context
+from ..progress import duration
 from .averaging import weight_average
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import load_checkpoint, load_optimizer, rng_state, save_checkpoint, set_rng_state, to_device
 from .data_parallel import GradientSync, agree_on_stop
 from .optim import param_groups, sgd_factory
 from .result import Stop, TrainResult
 from .run import RunInfo
 from .schedules import lr_factor, make_scheduler, momentum_cycles
+from .tally import Tally
+
+LOSS_SCALE = 100.0  # warn when the training loss exceeds its initial value this many times
+ESTIMATE_AFTER = 10  # minibatches of this process's first epoch behind the time estimate
 
 
 class Trainer:
@@ -56,7 +59,7 @@ class Trainer:
         self.sync = GradientSync(self.model, self.optimizers, self.dist.world_size) if self.dist.enabled else None
         # Reading back mid-epoch costs a host sync: only when someone watches (bar or budget),
         # every log_every minibatches. Ranks read back together, so they must agree on it.
-        self.watch = all_max(float(log.live or s.max_seconds is not None)) > 0
+        self.watch = all_max(float(log.watching or s.max_seconds is not None)) > 0
         self.after_step = getattr(self.model, "after_optimizer_step", None)
         self.epoch = 0  # data epochs completed
         self.steps = 0  # optimizer steps taken (Free-m: m per minibatch)
@@ -65,6 +68,10 @@ class Trainer:
         self.best: dict | None = None
         self.stop: Stop | None = None
         self.lr = self.optimizers[0].param_groups[0]["lr"]  # lr of the latest step, for the log
+        self.initial_loss: float | None = None  # the run's first minibatch loss
+        self.scale_warned = False
+        # The first minibatches of this process give a time estimate (once, when someone watches).
+        self.estimate_at = min(ESTIMATE_AFTER, len(self.loader) - 1) if log.watching else None
 
     @property
     def evaluated(self):
@@ -79,49 +86,66 @@ class Trainer:
         self.model.train()
         if callable(getattr(self.defense, "begin_epoch", None)):
             self.defense.begin_epoch(e)
-        loss_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), dtype=torch.long, device=self.device)
-        count, stop = 0, None
+        tally, stop = Tally(self.device), None
         autocast = self._autocast()
-        synchronize(self.device)
-        start = time.perf_counter()
-        with self.log.progress(n, f"epoch {e}/{s.data_epochs}") as update:
+        with self.log.progress(n, f"epoch {e}/{s.data_epochs}") as progress:
             for i, (x, y) in enumerate(self.loader, 1):
                 if self.sync is not None:  # this rank's share of the global minibatch
                     self.sync.weight = len(y) / self.loader.global_batch_size(i - 1)
                 with autocast:
                     out = self.defense.train_step(self.net, x, y, self.optimizers, self.on_step)
-                loss_sum += out.loss.float() * out.count
-                correct += out.correct
-                count += out.count
-                if self.watch and i % s.log_every == 0 and i < n:
-                    loss, acc, _ = totals(loss_sum, correct, count)
-                    elapsed = all_max(time.perf_counter() - start)
-                    update(i, f"loss {loss:.4f} acc {acc:.1%} lr {self.lr:.4g} "
-                              f"{i * s.batch_size / elapsed:.0f} img/s")
-                    stop = self._check(loss, f"in data epoch {e} within its first {i} minibatches", elapsed)
+                tally.add(out)
+                if self.initial_loss is None:  # one read-back per run: the scale the loss is watched against
+                    self.initial_loss = all_max(float(out.loss))
+                if self.watch and (i % s.log_every == 0 or i == self.estimate_at) and i < n:
+                    stop = self._read_back(e, i, n, tally, progress)
                     if stop is not None:
                         break
-        loss, acc, count = totals(loss_sum, correct, count)
-        if stop is None and not math.isfinite(loss):
-            stop = Stop("diverged", f"training loss became {loss} in data epoch {e}")
-        if stop is None:
-            guard = agree_on_stop(self.defense.end_epoch(self.model, self.optimizers, e), self.model,
-                                  self.optimizers)
-            stop = None if guard is None else Stop("guard", guard)
-            if self.average is not None:  # a guard restored the previous epoch's weights: their average too
-                if guard is None:
-                    self.average.mark()
-                else:
-                    self.average.rewind()
-        synchronize(self.device)
-        seconds = all_max(time.perf_counter() - start)  # the slowest rank's time
+        loss, acc, count = tally.totals()
+        stop = stop or self._end_epoch(e, loss)
+        seconds = all_max(tally.elapsed())  # the slowest rank's time
         self.seconds += seconds
         images = count // s.replays  # Free-m counts each image once per replay
         row = {"epoch": e, "nominal_epoch": e * s.replays, "steps": self.steps, "lr": self.lr,
                "loss": loss, "train_acc": acc, "seconds": seconds, "images": images,
                "images_per_s": images / seconds, "note": None if stop is None else stop.reason}
         return row, stop
+
+    def _read_back(self, e: int, i: int, n: int, tally: Tally, progress) -> Stop | None:
+        """Mid-epoch: progress, the one-off time estimate, the loss-scale watch, divergence and budget."""
+        s = self.settings
+        loss, acc, _ = tally.totals()
+        elapsed = all_max(tally.elapsed())
+        if i % s.log_every == 0:
+            progress.update(i, f"loss {loss:.4f} acc {acc:.1%} lr {self.lr:.4g} "
+                               f"{i * s.batch_size / elapsed:.0f} img/s")
+        if i == self.estimate_at:
+            self.estimate_at = None
+            total = elapsed / i * (n * (s.data_epochs - e) + n - i) + elapsed
+            self.log.info(f"estimated training time {duration(total)}: {s.data_epochs - e + 1} data epoch(s) "
+                          f"of {n} minibatches at {i * s.batch_size / elapsed:.0f} img/s (from the first {i} "
+                          "minibatches, warm-up included)")
+        self._watch_scale(loss, e)
+        return self._check(loss, f"in data epoch {e} within its first {i} minibatches", elapsed)
+
+    def _end_epoch(self, e: int, loss: float) -> Stop | None:
+        """After the epoch's last minibatch: divergence, the loss-scale watch, then the defense's end of epoch."""
+        if not math.isfinite(loss):
+            return Stop("diverged", f"training loss became {loss} in data epoch {e}")
+        self._watch_scale(loss, e)
+        guard = agree_on_stop(self.defense.end_epoch(self.model, self.optimizers, e), self.model, self.optimizers)
+        if self.average is not None:  # a guard that restored the previous epoch's weights restores their average
+            self.average.end_epoch(restored=guard is not None)
+        return None if guard is None else Stop("guard", guard)
+
+    def _watch_scale(self, loss: float, e: int) -> None:
+        """Warn once when the loss grows orders of magnitude past where it started (lr far too high?)."""
+        initial = self.initial_loss
+        if self.scale_warned or initial is None or not math.isfinite(loss) or loss <= LOSS_SCALE * max(initial, 1e-3):
+            return
+        self.scale_warned = True
+        self.log.warn(f"the training loss {loss:.3g} in data epoch {e} is over {LOSS_SCALE:g}x its initial "
+                      f"{initial:.3g}: the learning rate ({self.settings.lr:g}) is probably too high")
 
     def _check(self, loss: float, where: str, elapsed: float) -> Stop | None:
         if not math.isfinite(loss):
@@ -224,7 +248,7 @@ class Trainer:
             "loader": self.loader.state_dict(),
             "defense": self.defense.state_dict(),
             "config": self.run.to_dict(),
-            "history": self.history, "best": self.best,
+            "history": self.history, "best": self.best, "initial_loss": self.initial_loss,
             "stop": None if self.stop is None else asdict(self.stop),
             "mid_epoch": mid_epoch,  # True only in final.pt of a run stopped inside an epoch
         }
@@ -245,6 +269,7 @@ class Trainer:
         self.epoch, self.steps = state["epoch"], state["steps"]
         self.seconds, self.lr = state["seconds"], state["lr"]
         self.history, self.best = list(state["history"]), state["best"]
+        self.initial_loss = state.get("initial_loss")
         self.loader.load_state_dict(state["loader"])
         self.defense.load_state_dict(to_device(state["defense"], self.device))
         set_rng_state(state["rng"], self.device)
@@ -252,29 +277,3 @@ class Trainer:
     def save(self, name: str, mid_epoch: bool = False) -> None:
         if self.run_dir is not None:
             save_checkpoint(self.run_dir / "checkpoints" / name, self.state_dict(mid_epoch))
-
-
-def totals(loss_sum: torch.Tensor, correct: torch.Tensor, count: int) -> tuple[float, float, int]:
-    """(mean loss, accuracy, count) over all ranks, read back in one host sync."""
-    loss_sum, correct, count = all_sum(torch.stack([
-        loss_sum.double(), correct.double(), torch.tensor(float(count), dtype=torch.float64, device=correct.device)
-    ])).tolist()
-    return loss_sum / max(count, 1), correct / max(count, 1), int(count)
-
-
-def load_optimizer(opt: torch.optim.Optimizer, state: dict) -> None:
-    """Load an optimizer state, keeping this machine's kernel choice (CUDA's fused=True fails on CPU)."""
-    kernels = [{k: g[k] for k in ("fused", "foreach") if k in g} for g in opt.param_groups]
-    opt.load_state_dict(state)
-    for group, keep in zip(opt.param_groups, kernels):
-        group.update(keep)
-
-
-def to_device(tree, device: torch.device):
-    if isinstance(tree, torch.Tensor):
-        return tree.to(device)
-    if isinstance(tree, dict):
-        return {k: to_device(v, device) for k, v in tree.items()}
-    if isinstance(tree, (list, tuple)):
-        return type(tree)(to_device(v, device) for v in tree)
-    return tree

@@ -1,0 +1,77 @@
+"""Writing result files safely: atomic, never clobbering by accident, checked before the work starts.
+
+A file is written to a uniquely named temporary file beside it (removed again if
+anything fails), flushed to disk and then renamed into place, so a reader never
+sees half a file and a crash leaves the old one. Files are created with the
+permissions the user's umask gives (not mkstemp's private 0600).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from pathlib import Path
+
+from .errors import ConfigError
+
+
+def write_atomic(path: str | os.PathLike, data: str | bytes, *, overwrite: bool = True) -> Path:
+    """Write ``data`` to ``path`` atomically; with ``overwrite=False`` an existing file is never replaced
+    (a concurrent writer of the same name included): FileExistsError."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(raw)
+            f.flush()
+            os.fsync(f.fileno())
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            _link_new(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _link_new(tmp: Path, path: Path) -> None:
+    # A hard link fails when the name exists, so a concurrent writer is never overwritten.
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError:  # a file system without hard links: check, then rename
+        if path.exists():
+            raise FileExistsError(path) from None
+        os.replace(tmp, path)
+
+
+def check_output_file(path: str | os.PathLike, *, force: bool = False, what: str = "output file") -> Path:
+    """Refuse, before any work, an output file that could not be written or would be replaced unasked."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{what} {path} is a directory; give a file name")
+    if path.exists() and not force:
+        raise ConfigError(f"{what} {path} exists; not overwriting it (pass --force / force=True to replace it)")
+    check_output_dir(path.parent, what=f"the folder of {what} {path}")
+    return path
+
+
+def check_output_dir(path: str | os.PathLike, *, what: str = "output folder") -> Path:
+    """Refuse, before any work, a folder that is a file or cannot be created or written."""
+    path = Path(path)
+    existing = next((p for p in [path, *path.parents] if p.exists()), None)
+    if existing is None:
+        return path
+    if not existing.is_dir():
+        raise ConfigError(f"{what} {path}: {existing} is a file, not a folder")
+    try:  # a real write, since permission bits say nothing about read-only mounts (or to root)
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise ConfigError(f"{what} {path}: cannot write in {existing} ({err.strerror})") from None
+    return path

@@ -1,0 +1,38 @@
+"""An epoch's running totals, kept on the device, and its clock."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from ..dist import all_sum
+from ..utils import synchronize
+
+
+class Tally:
+    """One epoch's loss and accuracy sums, kept on the device (no host sync per step), and its clock."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.loss_sum = torch.zeros((), device=device)
+        self.correct = torch.zeros((), dtype=torch.long, device=device)
+        self.count = 0
+        synchronize(device)
+        self.start = time.perf_counter()
+
+    def add(self, out) -> None:
+        self.loss_sum += out.loss.float() * out.count
+        self.correct += out.correct
+        self.count += out.count
+
+    def totals(self) -> tuple[float, float, int]:
+        """(mean loss, accuracy, count) over all ranks, read back in one host sync."""
+        count = torch.tensor(float(self.count), dtype=torch.float64, device=self.device)
+        stacked = torch.stack([self.loss_sum.double(), self.correct.double(), count])
+        loss_sum, correct, count = all_sum(stacked).tolist()
+        return loss_sum / max(count, 1), correct / max(count, 1), int(count)
+
+    def elapsed(self) -> float:
+        synchronize(self.device)
+        return time.perf_counter() - self.start
