@@ -59,22 +59,21 @@ def train(model: nn.Module | str, defense: str | Defense = "pgd-10", data: str |
         model: a registered name ("lm_resnet20", see ``ro.list_models()``) or your own
             ``nn.Module`` (images in [0, 1] -> logits).
         defense: a spec ("natural", "pgd-10", "free-8", "yopo-5-3", "fgsm-rs",
-            "trades-10"), optionally with settings ("pgd-10(alpha=2/255)"), or a Defense.
+            "trades-10", "mart-10", "n-fgsm", "grad-align"), optionally with settings
+            ("pgd-10(alpha=2/255)") and modifiers ("pgd-10(ema_decay=0.999, awp_gamma=0.01)",
+            "fgsm-rs(label_smoothing=0.1)"), or a Defense. With ``ema_decay`` the
+            returned, evaluated and saved model is the weight average.
         data: a registered data set ("cifar10", "cifar10-jpeg", "imagefolder:PATH",
             "synthetic") or a DataSet.
-        eps: perturbation budget of the defense and of the final evaluation, e.g. "8/255"
-            (default: the defense's own for training, 8/255 for the evaluation).
+        eps: budget of the defense and the final evaluation, e.g. "8/255" (default: the defense's; 8/255).
         defense_options: other fields of the defense, e.g. {"first": "conv1"} for YOPO.
         attacks: the final evaluation's attacks ("pgd-20"; add "autoattack").
-        n: the final evaluation uses the first n test images (default: all of them).
-        masking_checks: run the evaluator's gradient-masking checks (PGD-50 and PGD-20 at
-            2 eps on up to 256 points: several times the cost of PGD-20 when n is small).
+        n: the final evaluation uses the first n test images (default: all).
+        masking_checks: run the gradient-masking checks (PGD-50, PGD-20 at 2 eps on <= 256 points).
         train_subset, test_subset: keep only the first images of each split.
-        out_dir: run directory (config.json, train.log, metrics.csv, checkpoints/,
-            record.json); an existing one is refused unless ``resume``.
-        resume: continue the run in ``out_dir`` from its last checkpoint.
-        records_dir: also save the record there (e.g. "leaderboard/records").
-        label, command: stored in the record.
+        out_dir: run directory (config.json, train.log, metrics.csv, checkpoints/, record.json);
+            an existing one is refused unless ``resume`` (continue it from its last checkpoint).
+        records_dir: also save the record there (e.g. "leaderboard/records"); label, command: stored in it.
         output: index or key of the logits, for a model returning a tuple / list / dict
             (it then trains, and returns, ``SelectOutput(model, output)``).
         settings: training settings (``ro.TrainConfig`` fields): epochs, batch_size,

@@ -16,7 +16,9 @@ def defense(spec):
 
 
 @pytest.mark.parametrize("spec", ["plain", "natural", "pgd-2", "free-2", "yopo-2-1", "fgsm-rs",
-                                  "trades-2"])
+                                  "trades-2", "mart-2", "n-fgsm", "grad-align", "natural(label_smoothing=0.1)",
+                                  "pgd-2(ema_decay=0.9, awp_gamma=0.01)", "fgsm-rs(ema_decay=0.8)",
+                                  "trades-2(awp_gamma=0.005, awp_warmup=1)"])
 def test_ctrl_c_then_resume_gives_the_weights_of_a_straight_run(tmp_path, spec):
     ds = data()
     settings = {"epochs": 4 if spec == "free-2" else 2, "batch_size": 16, "lr": 0.05, "quiet": True}
@@ -38,6 +40,9 @@ def test_ctrl_c_then_resume_gives_the_weights_of_a_straight_run(tmp_path, spec):
         for key, state in opt_a["state"].items():
             assert torch.equal(state["momentum_buffer"], opt_b["state"][key]["momentum_buffer"])
     assert a["schedulers"] == b["schedulers"] and a["steps"] == b["steps"]
+    if a["ema"] is not None:  # the averaged weights are the "model"; the live ones sit beside them
+        assert a["ema"]["updates"] == b["ema"]["updates"]
+        assert all(torch.equal(v, b["ema"]["live"][k]) for k, v in a["ema"]["live"].items())
 
 
 def test_resuming_a_finished_run_trains_no_further(tmp_path):

@@ -81,6 +81,18 @@ def test_an_existing_run_directory_is_never_overwritten(tmp_path, capsys):
     assert record.read_text() == before
 
 
+def test_modifier_flags_reach_the_spec_the_record_and_the_run_name(tmp_path):
+    assert train(tmp_path, "--ema", "0.9", "--label-smoothing", "0.1", "--no-cycle-momentum",
+                 defense="fgsm-rs(guard=false)") == 0
+    run = tmp_path / "runs" / "synthetic-vit_tiny-fgsm-rs_guard=false_-ema0.9-ls0.1-s0"
+    record = load_record(run / "record.json")
+    assert record.defense.spec == "fgsm-rs(guard=false, ema_decay=0.9, label_smoothing=0.1)"
+    assert (record.defense.hyperparameters["ema_decay"], record.defense.hyperparameters["label_smoothing"]) == \
+        (0.9, 0.1)
+    assert "momentum_min" not in record.training.optimizer  # --no-cycle-momentum turned the preset's cycle off
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["ema"]["updates"] == 2
+
+
 @dataclass
 class Interrupted(Natural):
     """Natural training that raises KeyboardInterrupt once: at the first step of data epoch 2
@@ -172,7 +184,7 @@ def test_every_issue_flag_is_in_the_train_help(capsys):
     text = capsys.readouterr().out
     for flag in ("--model", "--defense", "--dataset", "--epochs", "--batch-size", "--lr", "--schedule",
                  "--eps", "--seed", "--device", "--data-dir", "--out", "--resume", "--compile",
-                 "--eval-every"):
+                 "--eval-every", "--ema", "--label-smoothing", "--awp", "--awp-warmup", "--cycle-momentum"):
         assert flag in text, flag
     for command in ("eval", "leaderboard", "list", "demo"):
         assert main([command, "--help"]) == 0
@@ -209,6 +221,10 @@ BAD = [
     (["train", "--defense", "yopo-0-3"], "train", "bad defense spec 'yopo-0-3'"),
     (["train", "--defense", "pgd-2(alpa=1/255)"], "train", "no setting alpa"),
     (["train", "--defense", "pgd-2(alpha"], "train", "malformed defense spec 'pgd-2(alpha'"),
+    (["train", "--awp", "0.01"], "train", "Natural does not take AWP"),
+    (["train", "--ema", "1"], "train", "--ema"),
+    (["train", "--defense", "natural(ema_decay=0.5)", "--ema", "0.9"], "train", "already sets ema_decay"),
+    (["train", "--defense", "grad-align", "--compile"], "train", "double backprop"),
     (["train", "--dataset", "no_such_data"], "train", "unknown dataset 'no_such_data'"),
     (["train", "--attacks", "pgd-20,no_such_attack"], "train", "unknown attack 'no_such_attack'"),
     (["train", "--n", "501"], "train", "n=501"),

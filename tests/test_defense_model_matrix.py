@@ -14,12 +14,14 @@ import torch
 
 from robustode.data import make_synthetic
 from robustode.defenses import create_defense
+from robustode.errors import ConfigError
 from robustode.models import create, describe
 from robustode.training import fit
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-DEFENSES = ("natural", "pgd-1", "free-2", "yopo-2-1", "fgsm-rs", "trades-1")
+DEFENSES = ("natural", "pgd-1", "free-2", "yopo-2-1", "fgsm-rs", "trades-1", "mart-1", "n-fgsm", "grad-align")
+MODIFIERS = {"ema_decay": 0.5, "label_smoothing": 0.2, "awp_gamma": 0.01}
 
 
 def smallest_of_each_architecture() -> list[str]:
@@ -61,3 +63,24 @@ def test_every_defense_trains_every_model(name, spec, data):
     changed = [k for k, p in model.named_parameters() if not torch.equal(p.detach(), initial[k])]
     assert changed, f"{spec} did not update any parameter of {name}"
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize("modifier", MODIFIERS)
+@pytest.mark.parametrize("spec", DEFENSES)
+def test_every_defense_takes_every_modifier_or_refuses_it_in_one_line(spec, modifier, data):
+    value = MODIFIERS[modifier]
+    if modifier == "awp_gamma" and not create_defense(spec).supports_awp:
+        with pytest.raises(ConfigError, match="does not take AWP"):
+            create_defense(spec, **{modifier: value})
+        return
+    defense = create_defense(spec, **{modifier: value})
+    torch.manual_seed(0)
+    model = create("resnet20", num_classes=data.num_classes)
+    initial = {k: p.detach().clone() for k, p in model.named_parameters()}
+    result = fit(model, defense, data, epochs=defense.replays, batch_size=4, device="cpu", quiet=True)
+    assert result.run.defense.hyperparameters[modifier] == value
+    assert all(torch.isfinite(torch.tensor(row["loss"])) for row in result.history)
+    returned = dict(result.model.named_parameters())
+    assert all(torch.isfinite(p).all() for p in returned.values())
+    assert any(not torch.equal(returned[k], initial[k]) for k in initial)
+    assert (result.model is model) == (modifier != "ema_decay")  # the average is a model of its own

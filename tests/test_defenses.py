@@ -45,7 +45,7 @@ def test_one_step_is_finite_and_stays_in_the_ball(name):
     assert seen, "the model never saw an input"
     for inp in seen:
         assert inp.min() >= 0 and inp.max() <= 1
-        assert (inp - x).abs().max() <= defense.eps + 1e-6
+        assert (inp - x).abs().max() <= defense.max_perturbation + 1e-6
 
 
 @pytest.mark.parametrize("name", defenses.names())
@@ -59,8 +59,9 @@ def test_a_few_epochs_lower_the_loss(name):
     assert sum(losses[-3:]) / 3 < 0.7 * sum(losses[:3]) / 3, losses
 
 
-def test_registry_holds_the_six_forms():
-    assert defenses.names() == sorted(["natural", "pgd-K", "free-M", "yopo-M-N", "fgsm-rs", "trades-K"])
+def test_registry_holds_the_nine_forms():
+    assert defenses.names() == sorted(["natural", "pgd-K", "free-M", "yopo-M-N", "fgsm-rs", "trades-K", "mart-K",
+                                       "n-fgsm", "grad-align"])
 
 
 @pytest.mark.parametrize("spec, field, value", [
@@ -111,7 +112,7 @@ def test_user_defense_registers_and_shows_in_the_valid_forms():
 
     try:
         assert create_defense("mine-4").k == 4
-        with pytest.raises(DefenseSpecError, match="trades-K, mine-K "):
+        with pytest.raises(DefenseSpecError, match="grad-align, mine-K "):
             create_defense("nope")
     finally:
         defenses.remove("mine-K")
@@ -130,7 +131,13 @@ def test_presets_and_costs():
     fgsm = create_defense("fgsm-rs")
     assert (fgsm.preset.schedule, fgsm.preset.lr, fgsm.preset.epochs, fgsm.alpha) == ("cyclic", 0.2, 15, 10 / 255)
     trades = create_defense("trades-10")
-    assert (trades.eps, trades.step_size, trades.beta, trades.passes_per_batch) == (0.031, 0.007, 6.0, 12)
+    assert (trades.eps, trades.step_size, trades.beta, trades.passes_per_batch) == (0.031, 0.007, 6.0, 13)
+    assert create_defense("trades-10", kl_target_forward=False).passes_per_batch == 12
+    assert create_defense("trades-10", awp_gamma=0.005).passes_per_batch == 10 + 2 * 3
+    assert create_defense("pgd-10", awp_gamma=0.01).passes_per_batch == 12
+    assert create_defense("mart-10").passes_per_batch == 12
+    assert create_defense("mart-10", awp_gamma=0.01).passes_per_batch == 14
+    assert (create_defense("n-fgsm").passes_per_batch, create_defense("grad-align").passes_per_batch) == (2, 4)
     for name in defenses.names():
         defense = create_defense(example(name))
         assert defense.preset.source and defense.hyperparameters()["eps"] == defense.eps

@@ -28,7 +28,25 @@ def test_first_replay_steps_delta_by_eps_times_the_sign_of_its_gradient():
     delta = torch.zeros_like(x, requires_grad=True)
     (grad,) = torch.autograd.grad(F.cross_entropy(before((x + delta).clamp(0, 1)), y), delta)
     defense.train_step(model, x, y, optimizers, lambda: None)
-    assert torch.equal(defense.state_dict()["delta"], clip_delta(EPS * grad.sign(), x, EPS))
+    assert torch.equal(defense.state_dict()["delta"], (EPS * grad.sign()).clamp(-EPS, EPS))
+
+
+def test_clip_to_image_also_clips_the_carried_delta_to_the_images_box():
+    # The authors clip the carried delta to the eps box only (and clamp the model input);
+    # clip_to_image=True is locuslab's train_free.py, which also keeps x + delta in [0, 1].
+    x = torch.full((4, 3, 8, 8), 0.999)
+    x[:, 0] = 0.001
+    y = torch.arange(4) % 3
+    carried = {}
+    for clip in (False, True):
+        torch.manual_seed(0)
+        model = TinyNet().train()
+        defense = create_defense("free-1", clip_to_image=clip)
+        defense.train_step(model, x, y, defense.optimizers(model, groups(model), sgd()), lambda: None)
+        carried[clip] = defense.state_dict()["delta"]
+    assert torch.equal(carried[True], clip_delta(carried[False], x, EPS))
+    assert ((x + carried[False]) > 1).any() and ((x + carried[False]) < 0).any()
+    assert ((x + carried[True]) <= 1).all() and ((x + carried[True]) >= 0).all()
 
 
 def test_perturbation_persists_across_batches_and_m_replays_step_m_times():

@@ -16,9 +16,41 @@ def command_line(args) -> str:
     return " ".join(shlex.quote(a) for a in ["robustode", *args.argv])
 
 
+# Modifier flags of `robustode train`: (flag attribute, defense field, tag in the run name).
+MODIFIER_FLAGS = (("ema", "ema_decay", "ema"), ("label_smoothing", "label_smoothing", "ls"),
+                  ("awp", "awp_gamma", "awp"), ("awp_warmup", "awp_warmup", "awpwarm"))
+
+
+def _modifiers(args) -> list[tuple[str, str, object]]:
+    return [(field, tag, getattr(args, flag)) for flag, field, tag in MODIFIER_FLAGS
+            if getattr(args, flag, None) is not None]
+
+
 def run_name(args) -> str:
-    name = args.name or f"{args.dataset}-{args.model}-{args.defense}-s{args.seed}"
+    tags = "".join(f"-{tag}{value:g}" for _, tag, value in _modifiers(args))
+    name = args.name or f"{args.dataset}-{args.model}-{args.defense}{tags}-s{args.seed}"
     return re.sub(r"[^A-Za-z0-9._=+-]+", "_", name).strip("_")
+
+
+def defense_spec(args) -> str:
+    """--defense with the modifier flags folded in: ``pgd-10 --ema 0.999`` -> ``pgd-10(ema_decay=0.999)``.
+
+    The spec then names the modifiers everywhere it appears: record, leaderboard, checkpoint.
+    """
+    from ..errors import ConfigError
+    from ..registry import parse_spec
+
+    added = _modifiers(args)
+    if not added:
+        return args.defense
+    _, settings = parse_spec(args.defense, "defense")
+    twice = [field for field, _, _ in added if field in settings]
+    if twice:
+        raise ConfigError(f"--defense {args.defense!r} already sets {', '.join(twice)}; drop it there or drop "
+                          "the flag")
+    extra = ", ".join(f"{field}={value}" for field, _, value in added)
+    spec = args.defense.strip()
+    return f"{spec[:-1]}, {extra})" if spec.endswith(")") else f"{spec}({extra})"
 
 
 def cmd_train(args) -> int:
@@ -28,6 +60,7 @@ def cmd_train(args) -> int:
     from ..training.runlog import check_run_dir
     from ..utils import resolve_device
 
+    spec = defense_spec(args)
     run_dir = Path(args.out) / run_name(args)
     check_run_dir(run_dir, args.resume)  # before any data is loaded
     check_output_dir(args.out, what="--out")
@@ -36,9 +69,10 @@ def cmd_train(args) -> int:
     resolve_device(args.device)
     settings = {k: v for k, v in {
         "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "schedule": args.schedule,
-        "precision": args.precision, "max_seconds": args.max_seconds}.items() if v is not None}
+        "precision": args.precision, "max_seconds": args.max_seconds,
+        "cycle_momentum": args.cycle_momentum}.items() if v is not None}
     _, record = train(
-        args.model, args.defense, args.dataset, eps=args.eps, attacks=args.attacks, n=args.n,
+        args.model, spec, args.dataset, eps=args.eps, attacks=args.attacks, n=args.n,
         eval_batch_size=args.eval_batch_size, masking_checks=args.masking_checks, data_dir=args.data_dir,
         train_subset=args.train_subset, out_dir=run_dir, resume=args.resume, records_dir=args.records,
         quiet=args.quiet, command=command_line(args), seed=args.seed, device=args.device, compile=args.compile,

@@ -9,8 +9,8 @@ from ..registry import split_specs
 from ..utils import check_eps, parse_fraction
 
 EPILOG = "Budgets and step sizes accept fractions: --eps 8/255, --defense 'pgd-10(alpha=2/255)'."
-DEFENSE_HELP = ("natural, pgd-K, free-M, yopo-M-N, fgsm-rs or trades-K, optionally with settings in "
-                "parentheses: 'pgd-10(alpha=2/255)' (see `robustode list defenses`)")
+DEFENSE_HELP = ("natural, pgd-K, free-M, yopo-M-N, fgsm-rs, trades-K, mart-K, n-fgsm or grad-align, optionally "
+                "with settings in parentheses: 'pgd-10(alpha=2/255)' (see `robustode list defenses`)")
 
 
 class Parser(argparse.ArgumentParser):
@@ -53,6 +53,14 @@ def _integer(text: str, minimum: int) -> int:
         raise ConfigError(f"expected an integer, got {text!r}") from None
     if value < minimum:
         raise ConfigError(f"expected an integer >= {minimum}, got {value}")
+    return value
+
+
+@_checked
+def below_one(text: str) -> float:
+    value = parse_fraction(text)
+    if not 0 < value < 1:
+        raise ConfigError(f"expected a number in (0, 1), got {text}")
     return value
 
 
@@ -144,6 +152,7 @@ def _train(sub) -> None:
     p.add_argument("--eps", type=budget,
                    help="budget of the defense and the final evaluation, e.g. 8/255 (default: the "
                         "defense's own; evaluation at 8/255)")
+    _modifier_options(p)
     p.add_argument("--seed", type=count, default=0, help="random seed (default: 0)")
     p.add_argument("--precision", choices=["bf16", "float32"], help="default: bf16 on CUDA, float32 on CPU")
     p.add_argument("--compile", action="store_true", help="torch.compile the model for training")
@@ -156,11 +165,26 @@ def _train(sub) -> None:
                         "(needs --eval-every)")
     p.add_argument("--max-seconds", type=positive_number, metavar="S", help="stop training after S seconds")
     p.add_argument("--out", default="runs", metavar="DIR", help="parent of run directories (default: runs)")
-    p.add_argument("--name", help="run directory name (default: DATASET-MODEL-DEFENSE-sSEED)")
+    p.add_argument("--name", help="run directory name (default: DATASET-MODEL-DEFENSE[-MODIFIERS]-sSEED)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run directory from its last checkpoint (repeat the run's own options)")
     _eval_options(p)
     p.set_defaults(run=cmd_train)
+
+
+def _modifier_options(p: Parser) -> None:
+    g = p.add_argument_group("modifiers (any defense; each sets the defense field named, e.g. pgd-10(ema_decay=...))")
+    g.add_argument("--ema", type=below_one, metavar="DECAY",
+                   help="evaluate and save an exponential moving average of the weights (ema_decay), e.g. 0.999")
+    g.add_argument("--label-smoothing", type=below_one, metavar="F",
+                   help="label smoothing of the training loss (label_smoothing), e.g. 0.1")
+    g.add_argument("--awp", type=positive_number, metavar="GAMMA",
+                   help="adversarial weight perturbation of relative size GAMMA (awp_gamma; pgd-K, trades-K, "
+                        "mart-K), e.g. 0.01")
+    g.add_argument("--awp-warmup", type=count, metavar="E", help="data epochs before AWP starts (awp_warmup)")
+    g.add_argument("--cycle-momentum", action=argparse.BooleanOptionalAction, default=None,
+                   help="momentum moving against the lr (0.9 -> 0.8 at its peak), per step (default: the preset; "
+                        "on for fgsm-rs and n-fgsm)")
 
 
 def _eval(sub) -> None:

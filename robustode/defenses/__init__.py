@@ -1,7 +1,8 @@
 """Defenses: how one minibatch is trained, built from a spec string.
 
     from robustode.defenses import create_defense, defenses
-    defense = create_defense("yopo-5-3")        # or natural, pgd-10, free-8, fgsm-rs, trades-10
+    defense = create_defense("yopo-5-3")        # or natural, pgd-10, free-8, fgsm-rs, trades-10, mart-10,
+                                                # n-fgsm, grad-align; any with modifiers: "pgd-10(ema_decay=0.999)"
     defense.preset                              # the paper's optimizer and schedule
     defenses.names()                            # registered spec forms
 
@@ -19,19 +20,22 @@ from ..registry import Registry
 from .base import Defense, Preset, StepOutput
 from .fgsm_rs import FGSMRS
 from .free import Free
+from .gradalign import GradAlign
+from .mart import MART
 from .natural import Natural
+from .nfgsm import NFGSM
 from .pgd import PGDTraining
 from .split import LayerSplit, split_model
 from .trades import TRADES
 from .yopo import YOPO
 
-BUILT_IN = ("natural", "pgd-K", "free-M", "yopo-M-N", "fgsm-rs", "trades-K")
+BUILT_IN = ("natural", "pgd-K", "free-M", "yopo-M-N", "fgsm-rs", "trades-K", "mart-K", "n-fgsm", "grad-align")
 
 
 def _valid_forms() -> str:
     extra = [n for n in defenses.names() if n not in BUILT_IN]  # user-registered entries
     forms = ", ".join(BUILT_IN + tuple(extra))
-    return f"valid forms: {forms} (K, M, N positive integers, e.g. pgd-10, free-8, yopo-5-3, trades-10)"
+    return f"valid forms: {forms} (K, M, N positive integers, e.g. pgd-10, free-8, yopo-5-3, trades-10, mart-10)"
 
 
 defenses = Registry("defense", hint=_valid_forms)
@@ -43,6 +47,9 @@ defenses.add("free-M", Free, pattern=r"free-(?P<m>\d+)")
 defenses.add("yopo-M-N", YOPO, pattern=r"yopo-(?P<m>\d+)-(?P<n>\d+)")
 defenses.add("fgsm-rs", FGSMRS)
 defenses.add("trades-K", TRADES, pattern=r"trades-(?P<steps>\d+)")
+defenses.add("mart-K", MART, pattern=r"mart-(?P<steps>\d+)")
+defenses.add("n-fgsm", NFGSM)
+defenses.add("grad-align", GradAlign)
 
 DefenseSpecError = UnknownSpecError  # a spec of no registered form: an unknown name and a bad setting at once
 
@@ -63,11 +70,14 @@ def create_defense(spec: str, **overrides) -> Defense:
 
 __all__ = [
     "FGSMRS",
+    "MART",
+    "NFGSM",
     "TRADES",
     "YOPO",
     "Defense",
     "DefenseSpecError",
     "Free",
+    "GradAlign",
     "LayerSplit",
     "Natural",
     "PGDTraining",

@@ -11,7 +11,10 @@ from dataclasses import asdict, dataclass
 from typing import Callable, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from .modifiers import MODIFIERS, check_modifiers
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,9 @@ class Preset:
     schedule: str = "multistep"  # multistep | cyclic | cosine | constant
     milestones: tuple[float, ...] = ()  # nominal epochs at which multistep multiplies lr by gamma
     gamma: float = 0.1
+    cyclic_peak: float = 0.5  # fraction of the run where the cyclic schedule peaks
+    cycle_momentum: bool = False  # momentum moves against the lr, down to momentum_min at its peak
+    momentum_min: float = 0.8  # torch CyclicLR's base_momentum
     source: str = ""  # where the numbers come from
 
 
@@ -40,21 +46,70 @@ class StepOutput:
 
 @dataclass
 class Defense:
-    """Base class. Subclasses are dataclasses whose fields are the paper's hyperparameters."""
+    """Base class. Subclasses are dataclasses whose fields are the paper's hyperparameters.
+
+    Every defense also takes the modifiers, settable by spec like any field
+    ("pgd-10(ema_decay=0.999)"); 0 switches each off:
+
+    - ``label_smoothing``: the training loss's cross-entropy uses smoothed labels
+      (``self.cross_entropy``); the training attacks keep the plain one.
+    - ``awp_gamma``, ``awp_warmup``: adversarial weight perturbation (Wu, Xia, Wang,
+      NeurIPS 2020, https://arxiv.org/abs/2004.05884), for defenses with
+      ``supports_awp``; see robustode.defenses.awp.
+    - ``ema_decay``: the training loop keeps an exponential moving average of the
+      weights and evaluates and saves it (robustode.training.averaging).
+
+    A subclass calls ``super().__post_init__()`` (it checks the modifiers) and
+    takes its training loss's cross-entropy from ``self.cross_entropy``.
+    """
 
     eps: float = 8 / 255
+    label_smoothing: float = 0.0  # smoothing factor of the training loss's labels
+    awp_gamma: float = 0.0  # AWP's relative weight perturbation ||v_l|| / ||w_l|| per weight tensor
+    awp_warmup: int = 0  # data epochs trained before AWP starts
+    ema_decay: float = 0.0  # decay of the weight average (e.g. 0.999)
 
     spec: ClassVar[str] = "?"  # set per instance by the factory, e.g. "pgd-10"
     preset: ClassVar[Preset] = Preset()
     replays: ClassVar[int] = 1  # optimizer steps per minibatch; data epochs = nominal epochs / replays
+    supports_awp: ClassVar[bool] = False  # its training loss is a function of fixed adversarial examples
+    epochs_done: ClassVar[int] = 0  # data epochs completed; the loop sets it on the instance (begin_epoch)
+    compiles: ClassVar[bool] = True  # train_step runs under torch.compile (not with double backprop)
+
+    def __post_init__(self):
+        check_modifiers(self)
 
     @property
     def passes_per_batch(self) -> float:
         """Forward+backward passes over one minibatch in one train_step (the cost unit)."""
         return 1.0
 
+    @property
+    def max_perturbation(self) -> float:
+        """The largest L-inf distance of a training input from its clean image."""
+        return self.eps
+
     def hyperparameters(self) -> dict:
-        return asdict(self)
+        """Every field, the defense's own first, then the modifiers."""
+        values = asdict(self)
+        own = {k: v for k, v in values.items() if k not in MODIFIERS}
+        return {**own, **{k: values[k] for k in MODIFIERS if k in values}}
+
+    def cross_entropy(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of the training loss, with ``label_smoothing``."""
+        return F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+
+    def awp_now(self) -> float:
+        """AWP's gamma for the current step: 0 when off or still warming up."""
+        return self.awp_gamma if self.epochs_done >= self.awp_warmup else 0.0
+
+    def awp_passes(self, loss_passes: float) -> float:
+        """Passes of a training loss taking ``loss_passes``, with AWP's ascent step on the same loss."""
+        return loss_passes * (2.0 if self.awp_gamma > 0 else 1.0)
+
+    def begin_epoch(self, epoch: int) -> None:
+        """Hook before data epoch ``epoch`` (1-based): the loop says how many epochs are done."""
+        self.epochs_done = epoch - 1
 
     def prepare(self, model: nn.Module, example: torch.Tensor) -> str | None:
         """Called once before training, with a small batch shaped like the training images.

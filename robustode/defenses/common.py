@@ -27,6 +27,22 @@ def random_start(x: torch.Tensor, eps: float) -> torch.Tensor:
     return clip_delta(torch.empty_like(x).uniform_(-eps, eps), x, eps)
 
 
+def sign_ascent(model, x: torch.Tensor, loss: Callable[[torch.Tensor], torch.Tensor], *, eps: float,
+                step_size: float, steps: int, start_std: float = 0.001) -> torch.Tensor:
+    """x' from ``steps`` steps x' <- clip(x' + step_size * sign(grad loss(model(x')))), from x + start_std * N(0, 1).
+
+    TRADES' and MART's training attack. The start is projected to the eps-ball and
+    [0, 1] (their references leave it unclamped). Runs in the model's current mode;
+    parameter gradients are not touched.
+    """
+    delta = clip_delta(start_std * torch.randn_like(x), x, eps)
+    for _ in range(steps):
+        delta.requires_grad_(True)
+        (grad,) = torch.autograd.grad(loss(model(x + delta)), delta)
+        delta = clip_delta(delta.detach() + step_size * grad.sign(), x, eps)
+    return (x + delta).detach()
+
+
 def active_autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
     """The dtype of the autocast region the loop runs train_step in (None outside one).
 

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 
 from ..attacks import pgd
 from ..utils import check_eps, check_step
@@ -33,8 +32,11 @@ class FGSMRS(Defense):
     from the previous epoch, the previous epoch's weights and optimizer state are
     restored and ``end_epoch`` returns the reason, which stops training.
 
-    Preset: 15 epochs, cyclic lr 0 -> 0.2 -> 0 per iteration, SGD momentum 0.9,
-    weight decay 5e-4, batch 128 (PreActResNet-18).
+    Preset: 15 epochs, cyclic lr 0 -> 0.2 -> 0 per iteration, SGD momentum
+    cycling against it 0.9 -> 0.8 at the lr peak -> 0.9, weight decay 5e-4, batch
+    128 (PreActResNet-18). The momentum cycle is torch CyclicLR's default, which
+    the authors' train_fgsm.py left on; ``cycle_momentum=False`` (a training
+    setting) keeps 0.9 throughout.
 
         defense = robustode.defenses.create_defense("fgsm-rs", guard=False)
     """
@@ -48,10 +50,13 @@ class FGSMRS(Defense):
 
     preset: ClassVar[Preset] = Preset(
         lr=0.2, momentum=0.9, weight_decay=5e-4, batch_size=128, epochs=15, schedule="cyclic",
-        source="Wong, Rice, Kolter 2020, github.com/locuslab/fast_adversarial CIFAR10/train_fgsm.py",
+        cycle_momentum=True, momentum_min=0.8,
+        source="Wong, Rice, Kolter 2020, github.com/locuslab/fast_adversarial CIFAR10/train_fgsm.py "
+        "(CyclicLR with torch's default cycle_momentum=True, base_momentum 0.8, max_momentum 0.9)",
     )
 
     def __post_init__(self):
+        super().__post_init__()
         self.eps = check_eps(self.eps)
         self.alpha = check_step(self.alpha, "alpha")
         self.guard_alpha = check_step(self.guard_alpha, "guard_alpha")
@@ -72,7 +77,7 @@ class FGSMRS(Defense):
             x_adv = pgd(model, x, y, eps=self.eps, alpha=self.alpha, steps=1,
                         autocast_dtype=active_autocast_dtype(x))
         logits = model(x_adv)
-        loss = F.cross_entropy(logits, y)
+        loss = self.cross_entropy(logits, y)
         sgd_step(loss, optimizers, on_step)
         return output(loss, logits, y)
 

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 
 from ..utils import check_eps
 from .base import Defense, Preset, StepOutput
@@ -22,7 +21,16 @@ class Free(Defense):
     ``m`` times; each replay is ONE forward/backward of L(clip01(x + delta))
     that yields both the weight gradient and grad_delta: the optimizer steps on
     the weights (``on_step`` after each, so the lr schedule counts replays), then
-    delta <- clip(delta + eps * sign(grad_delta)) (step size = eps).
+    delta <- clamp(delta + eps * sign(grad_delta), -eps, eps) (step size = eps).
+
+    Clipping, as the authors (ashafahi/free_adv_train free_train.py, and the
+    PyTorch port mahyarnajibi/FreeAdversarialTraining main_free.py): the carried
+    delta is kept in the eps box only, and the model input clamp(x + delta, 0, 1)
+    keeps the image valid. The buffer rides on to the next minibatch's images, so
+    clipping it to the current image's [0, 1] box would cut it to the shape of an
+    image it is about to leave. ``clip_to_image=True`` also clips delta to
+    [-x, 1 - x], as Wong et al.'s re-implementation (locuslab/fast_adversarial
+    CIFAR10/train_free.py) does.
 
     The loop runs nominal epochs / m data epochs (``replays == m``), so the total
     number of forward/backward passes equals natural training's. A last, smaller
@@ -38,6 +46,7 @@ class Free(Defense):
     """
 
     m: int = 8
+    clip_to_image: bool = False  # also clip the carried delta to the current image's [0, 1] box
 
     preset: ClassVar[Preset] = Preset(
         lr=0.1, momentum=0.9, weight_decay=2e-4, batch_size=128, epochs=205, milestones=(102.4, 153.6),
@@ -46,6 +55,7 @@ class Free(Defense):
     )
 
     def __post_init__(self):
+        super().__post_init__()
         self.eps = check_eps(self.eps)
         self.m = as_count(self.m, "m (M of free-M)")
         self._delta: torch.Tensor | None = None
@@ -74,14 +84,15 @@ class Free(Defense):
         for _ in range(self.m):
             delta = rows.detach().clone().requires_grad_(True)
             logits = model((x + delta).clamp(0.0, 1.0))
-            loss = F.cross_entropy(logits, y)
+            loss = self.cross_entropy(logits, y)
             for opt in optimizers:
                 opt.zero_grad(set_to_none=True)
             loss.backward()  # one backward: weight gradients and delta.grad together
             for opt in optimizers:
                 opt.step()
             on_step()
-            rows.copy_(clip_delta(delta.detach() + self.eps * delta.grad.sign(), x, self.eps))
+            stepped = delta.detach() + self.eps * delta.grad.sign()
+            rows.copy_(clip_delta(stepped, x, self.eps) if self.clip_to_image else stepped.clamp(-self.eps, self.eps))
             losses.append(loss.detach())
             correct = correct + (logits.detach().argmax(1) == y).sum()
         return StepOutput(loss=torch.stack(losses).mean(), correct=correct, count=self.m * y.shape[0])

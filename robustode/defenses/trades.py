@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from ..utils import check_eps, check_step
+from .awp import descend
 from .base import Defense, Preset, StepOutput
-from .common import as_bn_mode, as_count, as_positive, bn_mode, clip_delta, output, sgd_step
+from .common import as_bn_mode, as_count, as_positive, bn_mode, output, sign_ascent
 
 
 def kl_batchmean(logits_clean: torch.Tensor, logits_adv: torch.Tensor) -> torch.Tensor:
@@ -32,12 +33,8 @@ def trades_attack(model, x: torch.Tensor, *, eps: float, step_size: float, steps
     """
     with torch.no_grad():
         clean = model(x)
-    delta = clip_delta(start_std * torch.randn_like(x), x, eps)
-    for _ in range(steps):
-        delta.requires_grad_(True)
-        (grad,) = torch.autograd.grad(kl_batchmean(clean, model(x + delta)), delta)
-        delta = clip_delta(delta.detach() + step_size * grad.sign(), x, eps)
-    return (x + delta).detach()
+    return sign_ascent(model, x, lambda logits: kl_batchmean(clean, logits), eps=eps, step_size=step_size,
+                       steps=steps, start_std=start_std)
 
 
 @dataclass
@@ -51,11 +48,21 @@ class TRADES(Defense):
     classes and averaged over the batch (the reference's size_average=False sum
     divided by the batch size).
 
+    Forwards, as in the reference's trades.py: the training loss runs f(x) for
+    the cross-entropy, then f(x'), then f(x) again for the KL target, all in
+    train mode, so batch norm's running statistics take three updates per step
+    (two from the natural batch), and those statistics feed the next
+    minibatch's eval-mode attack. ``kl_target_forward=False`` reuses the first
+    f(x) as the KL target instead: the same loss and gradients (batch norm
+    normalizes by the batch's own statistics in train mode), one pass and one
+    statistics update fewer.
+
     Defaults: eps 0.031, step_size 0.007, steps 10 (``trades-10``), beta 6.
-    Cost: steps + 2 passes per batch (the attack steps, then forward+backward on
-    both x and x'; the attack's clean forward is not counted). The reference
-    runs f(x) a third time for the KL target; here the training forward's
-    logits serve both terms (same values, one fewer BN-statistics update).
+    Cost: steps + 3 passes per batch (the attack steps, then forward+backward
+    on x, x' and x again; the attack's clean forward is not counted); steps + 2
+    without ``kl_target_forward``; AWP (``awp_gamma``) repeats the training
+    loss's passes once more (TRADES-AWP, Wu et al. 2020: gamma 0.005 after a
+    warm-up, their ``--awp-warmup 10`` on 1-based epochs = ``awp_warmup=9``).
     Preset: TRADES' CIFAR-10 WRN-34-10 run: SGD momentum 0.9, lr 0.1, weight
     decay 2e-4, batch 128, 76 epochs, lr x0.1 from the reference's 1-based epoch
     75 on, i.e. after 74 completed epochs.
@@ -68,7 +75,9 @@ class TRADES(Defense):
     steps: int = 10
     beta: float = 6.0
     bn_mode: str = "eval"
+    kl_target_forward: bool = True  # a third train-mode forward, of x, for the KL target (trades.py)
 
+    supports_awp: ClassVar[bool] = True
     preset: ClassVar[Preset] = Preset(
         lr=0.1, momentum=0.9, weight_decay=2e-4, batch_size=128, epochs=76, milestones=(74,),
         source="Zhang et al. 2019, github.com/yaodongyu/TRADES train_trades_cifar10.py (epochs 76, "
@@ -76,6 +85,7 @@ class TRADES(Defense):
     )
 
     def __post_init__(self):
+        super().__post_init__()
         self.eps = check_eps(self.eps)
         self.step_size = check_step(self.step_size, "step_size")
         self.steps = as_count(self.steps, "steps (K of trades-K)")
@@ -84,12 +94,19 @@ class TRADES(Defense):
 
     @property
     def passes_per_batch(self) -> float:
-        return self.steps + 2.0
+        return self.steps + self.awp_passes(2.0 + self.kl_target_forward)
 
     def train_step(self, model, x, y, optimizers, on_step) -> StepOutput:
         with bn_mode(model, self.bn_mode):
             x_adv = trades_attack(model, x, eps=self.eps, step_size=self.step_size, steps=self.steps)
-        logits = model(x)
-        loss = F.cross_entropy(logits, y) + self.beta * kl_batchmean(logits, model(x_adv))
-        sgd_step(loss, optimizers, on_step)
+        loss, logits = descend(model, lambda: self.objective(model, x, x_adv, y), optimizers, on_step,
+                               self.awp_now())
         return output(loss, logits, y)
+
+    def objective(self, model, x, x_adv, y):
+        """(CE(f(x), y) + beta * KL(f(x) || f(x')), logits of x), the forwards in the reference's order."""
+        logits = model(x)
+        natural = self.cross_entropy(logits, y)
+        logits_adv = model(x_adv)
+        target = model(x) if self.kl_target_forward else logits
+        return natural + self.beta * kl_batchmean(target, logits_adv), logits

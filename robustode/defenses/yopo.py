@@ -6,7 +6,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
@@ -65,6 +64,12 @@ class YOPO(Defense):
     layer_one_nonlinear(x), rest_nonlinear(z), layer_one_nonlinear_parameters().
     Cost: ``passes_per_batch`` counts the m full passes only; the m * (n + 1)
     layer-one-only passes cost about 1/depth of a pass each.
+    The authors' train_one_epoch also runs one no-grad, train-mode forward of
+    the final x + eta per minibatch (after the m-th pass, before the optimizer
+    steps) only to log its accuracy; it updates batch norm's running statistics
+    too, so BN sees m + 1 updates per minibatch there. ``stats_forward=True``
+    runs it as they did (a forward without backward, not counted as a pass); by
+    default robustode skips it (m updates).
     Preset: the official WRN-34-10 YOPO-5-3 run, lr 0.1 * 4 / m for both
     optimizers, SGD momentum 0.9, weight decay 5e-4, batch 256, 36 epochs, lr x0.1
     at 30, 34, 36 (the official loop ran 37).
@@ -77,8 +82,10 @@ class YOPO(Defense):
     sigma: float = 2 / 255
     nonlinear_layer_one: bool = False
     first: str | None = None
+    stats_forward: bool = False  # the authors' extra no-grad train-mode forward per minibatch (BN: m + 1 updates)
 
     def __post_init__(self):
+        super().__post_init__()
         self.eps = check_eps(self.eps)
         self.sigma = check_step(self.sigma, "sigma")
         self.m = as_count(self.m, "m (M of yopo-M-N)")
@@ -143,13 +150,16 @@ class YOPO(Defense):
             z = split.layer_one(x + eta)
             z.retain_grad()
             logits = split.rest(z)
-            loss = F.cross_entropy(logits, y)
+            loss = self.cross_entropy(logits, y)
             loss.backward()  # accumulates dL/dtheta into every parameter, layer one included
             p = -z.grad.detach()
             with frozen_bn_stats(model):
                 eta = inner_steps(split.layer_one, x, eta, p, steps=self.n, sigma=self.sigma, eps=self.eps)
                 (-hamiltonian(split.layer_one, x, eta, p)).backward()  # adds sum(dL/dz * dz/dtheta0) at new eta
             losses.append(loss.detach())
+        if self.stats_forward:
+            with torch.no_grad():
+                split.rest(split.layer_one(x + eta))
         for opt in optimizers:
             opt.step()
         on_step()

@@ -15,11 +15,13 @@ from .schedules import SCHEDULES
 
 PRECISIONS = ("bf16", "float32")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-PRESET_KEYS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "schedule", "milestones", "gamma")
+PRESET_KEYS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "schedule", "milestones", "gamma",
+               "cyclic_peak", "cycle_momentum", "momentum_min")
 
 # Settings that shape the training trajectory: a resumed run must keep them.
 TRAJECTORY_KEYS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "schedule", "milestones",
-                   "gamma", "cyclic_peak", "nesterov", "no_wd_norms", "seed", "augment", "drop_last")
+                   "gamma", "cyclic_peak", "cycle_momentum", "momentum_min", "nesterov", "no_wd_norms", "seed",
+                   "augment", "drop_last")
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,11 @@ class TrainConfig:
     schedule: str | None = None  # multistep | cyclic | cosine | constant, as a function of nominal epochs
     milestones: tuple[float, ...] | None = None  # nominal epochs at which multistep multiplies lr by gamma
     gamma: float | None = None  # multistep factor
-    cyclic_peak: float = 0.5  # fraction of the run where cyclic peaks: 0.5 as Wong et al.'s train_fgsm.py
+    cyclic_peak: float | None = None  # fraction of the run where cyclic peaks (Wong et al.'s train_fgsm.py: 0.5)
+    # Momentum moving against the lr multiplier f: momentum - (momentum - momentum_min) * f, per optimizer
+    # step, as torch CyclicLR's cycle_momentum (FGSM-RS's preset: 0.9 -> 0.8 at the lr peak -> 0.9).
+    cycle_momentum: bool | None = None
+    momentum_min: float | None = None  # the momentum at the lr peak when it cycles
     nesterov: bool = False  # Nesterov momentum (none of the reproduced papers used it)
     no_wd_norms: bool = False  # no weight decay on normalization layers and biases
     seed: int = 0  # seeds torch, numpy and random at the start (the model is built by the caller)
@@ -84,6 +90,9 @@ class TrainConfig:
 
     def resolve(self, defense, world_size: int = 1) -> TrainSettings:
         """Every setting made concrete for ``defense`` and this machine; ConfigError names a bad one."""
+        if self.compile and not getattr(defense, "compiles", True):
+            raise ConfigError(f"{type(defense).__name__} needs double backprop, which torch.compile does not "
+                              "run; train it without compile")
         chosen = {f.name: getattr(self, f.name) for f in fields(TrainConfig)}
         chosen.update({k: getattr(defense.preset, k) for k in PRESET_KEYS if chosen[k] is None})
         chosen.update(_scaled_milestones(self, defense.preset, chosen))
@@ -156,6 +165,11 @@ def _check(c: TrainSettings) -> None:
         raise ConfigError("nesterov needs momentum > 0")
     if c.schedule not in SCHEDULES:
         raise ConfigError(f"unknown schedule {c.schedule!r}; known: {', '.join(SCHEDULES)}")
+    low = c.momentum_min
+    number = isinstance(low, (int, float)) and not isinstance(low, bool)
+    if c.cycle_momentum and not (number and 0 <= low <= c.momentum):
+        raise ConfigError(f"momentum_min must lie in [0, momentum={c.momentum:g}] when the momentum cycles, "
+                          f"got {c.momentum_min!r} (or set cycle_momentum=False)")
     if not 0.0 < c.cyclic_peak < 1.0:
         raise ConfigError(f"cyclic_peak must lie strictly between 0 and 1, got {c.cyclic_peak!r}")
     if any(m <= 0 for m in c.milestones):

@@ -11,6 +11,8 @@ from torch import nn
 from .. import dist
 from ..checks import check_for_training
 from ..data.types import DataSet
+from ..defenses.base import Defense
+from ..defenses.modifiers import check_modifiers
 from ..errors import ConfigError
 from ..utils import resolve_device
 from .checkpoint import load_checkpoint
@@ -68,6 +70,8 @@ def fit(model: nn.Module | str, defense, data: DataSet, *, config: TrainConfig |
         trainer.start_peak_memory()
         run_epochs(trainer, log)
         dist.broadcast_module(trainer.model)  # after a stop on rank 0's checkpoint, all return its weights
+        if trainer.average is not None:
+            dist.broadcast_module(trainer.average.model)
     return trainer.result()
 
 
@@ -138,6 +142,8 @@ def _as_defense(defense):
         return create_defense(defense)
     if not callable(getattr(defense, "train_step", None)):
         raise ConfigError(f"defense must be a Defense or a spec like 'pgd-10', got {type(defense).__name__}")
+    if isinstance(defense, Defense):
+        check_modifiers(defense)  # also for a subclass whose __post_init__ does not call super()'s
     return defense
 
 

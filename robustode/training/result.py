@@ -28,7 +28,8 @@ class Stop:
 
 @dataclass
 class TrainResult:
-    model: nn.Module | None  # the trained model (after a divergence: the last good checkpoint's weights)
+    model: nn.Module | None  # the trained model: the weight average with ema_decay (after a divergence: the
+    # last good checkpoint's weights)
     run: RunInfo  # the run's typed description: settings, model, defense, data, provenance
     history: list[dict] = field(default_factory=list)  # one row per data epoch (see runlog.METRICS)
     train_seconds: float = 0.0  # training loop only, synchronized; evaluation and checkpoints excluded

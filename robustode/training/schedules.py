@@ -64,3 +64,46 @@ def make_scheduler(optimizer: torch.optim.Optimizer, factor: Callable[[float], f
                    batches_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
     """A LambdaLR stepped once per optimizer step; step k trains with lr * factor(k / batches_per_epoch)."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: factor(step / batches_per_epoch))
+
+
+class MomentumCycle:
+    """SGD momentum moving against the lr multiplier, set before every optimizer step.
+
+    Step k trains with momentum = high - (high - low) * factor(k / batches_per_epoch):
+    ``high`` where the lr multiplier is 0, ``low`` where it is 1. Under the cyclic
+    schedule this is torch CyclicLR's ``cycle_momentum`` (max_momentum -> base_momentum
+    at the peak -> max_momentum), which Wong et al.'s FGSM-RS and de Jorge et al.'s
+    N-FGSM kept on. Every parameter group gets the same momentum.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, factor: Callable[[float], float],
+                 batches_per_epoch: int, high: float, low: float):
+        self.optimizer, self.factor, self.batches = optimizer, factor, batches_per_epoch
+        self.high, self.low = high, low
+        self.steps = 0
+        self._apply()
+
+    def _apply(self) -> None:
+        momentum = self.high - (self.high - self.low) * self.factor(self.steps / self.batches)
+        for group in self.optimizer.param_groups:
+            group["momentum"] = momentum
+
+    def step(self) -> None:
+        self.steps += 1
+        self._apply()
+
+    def state_dict(self) -> dict:
+        return {"steps": self.steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.steps = state["steps"]
+        self._apply()
+
+
+def momentum_cycles(optimizers: list, settings, factor: Callable[[float], float],
+                    batches_per_epoch: int) -> list[MomentumCycle]:
+    """One MomentumCycle per optimizer when the run's momentum cycles (``cycle_momentum``), else none."""
+    if not settings.cycle_momentum:
+        return []
+    return [MomentumCycle(opt, factor, batches_per_epoch, settings.momentum, settings.momentum_min)
+            for opt in optimizers]

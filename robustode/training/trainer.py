@@ -17,13 +17,14 @@ import torch
 
 from ..dist import all_max, broadcast_module, context
 from ..progress import duration
+from .averaging import weight_average
 from .checkpoint import load_checkpoint, load_optimizer, rng_state, save_checkpoint, set_rng_state, to_device
 from .cost import FlopCount, peak_memory, reset_peak_memory
 from .data_parallel import GradientSync, agree_on_stop
 from .optim import param_groups, sgd_factory
 from .result import Stop, TrainResult
 from .run import RunInfo
-from .schedules import lr_factor, make_scheduler
+from .schedules import lr_factor, make_scheduler, momentum_cycles
 from .tally import Tally
 
 LOSS_SCALE = 100.0  # warn when the training loss exceeds its initial value this many times
@@ -54,6 +55,8 @@ class Trainer:
         self.optimizers = list(defense.optimizers(self.model, groups, make))
         factor = lr_factor(s)
         self.schedulers = [make_scheduler(opt, factor, len(self.loader)) for opt in self.optimizers]
+        self.schedulers += momentum_cycles(self.optimizers, s, factor, len(self.loader))
+        self.average = weight_average(self.model, defense)  # the defense's ema_decay; evaluated and saved
         self.sync = GradientSync(self.model, self.optimizers, self.dist.world_size) if self.dist.enabled else None
         # Reading back mid-epoch costs a host sync: only when someone watches (bar or budget),
         # every log_every minibatches. Ranks read back together, so they must agree on it.
@@ -73,12 +76,19 @@ class Trainer:
         # The first minibatches of this process give a time estimate (once, when someone watches).
         self.estimate_at = min(ESTIMATE_AFTER, len(self.loader) - 1) if log.watching else None
 
+    @property
+    def evaluated(self):
+        """The model a run evaluates, saves and returns: the weight average when there is one."""
+        return self.model if self.average is None else self.average.model
+
     # -- one data epoch -------------------------------------------------------------------------
 
     def train_epoch(self, e: int) -> tuple[dict, Stop | None]:
         """Data epoch ``e`` and the defense's end of epoch, timed; its metrics row and a stop, if any."""
         s, n = self.settings, len(self.loader)
         self.model.train()
+        if callable(getattr(self.defense, "begin_epoch", None)):
+            self.defense.begin_epoch(e)
         tally, stop = Tally(self.device), None
         autocast = self._autocast()
         with self.log.progress(n, f"epoch {e}/{s.data_epochs}") as progress:
@@ -127,6 +137,8 @@ class Trainer:
             return Stop("diverged", f"training loss became {loss} in data epoch {e}")
         self._watch_scale(loss, e)
         guard = agree_on_stop(self.defense.end_epoch(self.model, self.optimizers, e), self.model, self.optimizers)
+        if self.average is not None:  # a guard that restored the previous epoch's weights restores their average
+            self.average.end_epoch(restored=guard is not None)
         return None if guard is None else Stop("guard", guard)
 
     def _watch_scale(self, loss: float, e: int) -> None:
@@ -154,6 +166,8 @@ class Trainer:
         self.steps += 1
         if self.after_step is not None:
             self.after_step()
+        if self.average is not None:
+            self.average.update()
         if self.settings.autocast_dtype is not None:
             # Autocast keeps the bf16 copies of the weights until its region ends, and the region spans
             # the whole train_step: a defense that steps several times per minibatch (Free-m) would run
@@ -189,7 +203,7 @@ class Trainer:
         if path is None or not path.is_file():
             return "no checkpoint was written before, so the returned model holds the diverged weights"
         state = load_checkpoint(path)
-        self.model.load_state_dict(state["model"])
+        self.load_weights(state)
         return (f"kept the checkpoint of data epoch {state['epoch']} ({path}); "
                 "the returned model holds its weights")
 
@@ -201,8 +215,9 @@ class Trainer:
 
         s = self.settings
         held_out = self.data.test.subset(min(s.eval_n, len(self.data.test)))
-        result = evaluate_sharded(self.model, held_out, attacks=(s.eval_attack,), batch_size=s.eval_batch_size,
-                                  device=self.device, quiet=True, masking_checks=False, seed=s.seed)
+        result = evaluate_sharded(self.evaluated, held_out, attacks=(s.eval_attack,),
+                                  batch_size=s.eval_batch_size, device=self.device, quiet=True,
+                                  masking_checks=False, seed=s.seed)
         return {"eval_clean": result.clean_acc, "eval_robust": result.robust[s.eval_attack]}
 
     def keep_best(self, row: dict) -> None:
@@ -226,7 +241,7 @@ class Trainer:
         return max(filter(None, (now, self.peak_memory_bytes)), default=None)
 
     def result(self) -> TrainResult:
-        return TrainResult(model=self.model, run=self.run, history=self.history, train_seconds=self.seconds,
+        return TrainResult(model=self.evaluated, run=self.run, history=self.history, train_seconds=self.seconds,
                            data_epochs=self.epoch, stop=self.stop, best=self.best,
                            run_dir=None if self.run_dir is None else str(self.run_dir),
                            peak_memory_bytes=self._peak(), flops_per_image=self.flops_per_image)
@@ -241,7 +256,8 @@ class Trainer:
 
     def state_dict(self, mid_epoch: bool = False) -> dict:
         return {
-            "model": self.model.state_dict(),
+            "model": self.evaluated.state_dict(),
+            "ema": None if self.average is None else self.average.state(),  # with the live weights
             "optimizers": [opt.state_dict() for opt in self.optimizers],
             "schedulers": [s.state_dict() for s in self.schedulers],
             "epoch": self.epoch, "steps": self.steps, "seconds": self.seconds, "lr": self.lr,
@@ -255,8 +271,15 @@ class Trainer:
             "mid_epoch": mid_epoch,  # True only in final.pt of a run stopped inside an epoch
         }
 
+    def load_weights(self, state: dict) -> None:
+        """A checkpoint's weights: its model, or its average and the live weights kept beside it."""
+        if self.average is None:
+            self.model.load_state_dict(state["model"])
+        else:
+            self.average.load(state["model"], state["ema"])
+
     def load_state_dict(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
+        self.load_weights(state)
         for opt, saved in zip(self.optimizers, state["optimizers"]):
             load_optimizer(opt, saved)
         for scheduler, saved in zip(self.schedulers, state["schedulers"]):

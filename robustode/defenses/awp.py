@@ -1,0 +1,95 @@
+"""Adversarial weight perturbation (Wu, Xia, Wang, NeurIPS 2020, https://arxiv.org/abs/2004.05884).
+
+Checked against the authors' code (github.com/csdongxian/AWP, AT_AWP/utils_awp.py
+and trades_AWP/): after the attack, one ascent step on the training loss of the
+adversarial batch, taken on a copy of the model in train mode, gives per weight
+tensor l the perturbation v_l = gamma * ||w_l|| * g_l / ||g_l|| (g_l the loss's
+gradient, Frobenius norms over the whole tensor: ||v_l|| = gamma * ||w_l||
+exactly). Only multi-dimensional tensors whose names contain "weight" move
+(convolution and linear weights; biases, batch-norm affine parameters and
+buffers do not). The training loss is then taken at w + v (its train-mode
+forward updates the batch-norm statistics there), the optimizer steps, and v
+is taken back off. Here the ascent step runs on the model itself with its
+batch-norm statistics frozen, which equals the authors' throw-away copy.
+
+The authors' restore subtracts v from the stepped weights; robustode restores
+w + (stepped - (w + v)): the same update, and bit-exactly w when the step does
+not move the weights. Under data parallelism the ranks'
+ascent gradients are averaged, so every rank perturbs by the same v.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from .. import dist
+from .common import frozen_bn_stats, sgd_step
+
+Objective = Callable[[], tuple[torch.Tensor, torch.Tensor]]  # () -> (training loss, logits of the batch)
+
+
+def perturbed_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The tensors AWP moves: trainable, at least 2-d, named "...weight..." (conv and linear weights)."""
+    return [p for name, p in model.named_parameters() if p.requires_grad and p.dim() > 1 and "weight" in name]
+
+
+class WeightPerturbation:
+    """w -> w + v on ``params`` now; ``restore()`` takes v back off (once)."""
+
+    def __init__(self, params: list[nn.Parameter], grads: list[torch.Tensor], gamma: float):
+        self.params = params
+        with torch.no_grad():
+            self.saved = [p.detach().clone() for p in params]
+            self.v = [gamma * w.norm() * g / (g.norm() + 1e-20) for w, g in zip(self.saved, grads)]
+            for p, w, v in zip(params, self.saved, self.v):
+                p.copy_(w + v)
+        self.active = True
+
+    def restore(self) -> None:
+        if not self.active:
+            return
+        with torch.no_grad():
+            for p, w, v in zip(self.params, self.saved, self.v):
+                p.copy_(w + (p - (w + v)))  # keeps the optimizer's update, drops v
+        self.active = False
+
+
+def ascent_gradients(model: nn.Module, params: list[nn.Parameter], objective: Objective) -> list[torch.Tensor]:
+    """Gradients of the training loss w.r.t. ``params``; batch-norm statistics and .grad untouched."""
+    with frozen_bn_stats(model):
+        loss, _ = objective()
+    grads = torch.autograd.grad(loss, params, allow_unused=True)
+    grads = [torch.zeros_like(p) if g is None else g.detach() for p, g in zip(params, grads)]
+    if dist.context().enabled:
+        flat = dist.all_sum(torch.cat([g.flatten().float() for g in grads])) / dist.context().world_size
+        grads = [chunk.view_as(g).to(g.dtype) for chunk, g in zip(flat.split([g.numel() for g in grads]), grads)]
+    return grads
+
+
+def descend(model: nn.Module, objective: Objective, optimizers: list, on_step: Callable[[], None],
+            gamma: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step on ``objective()``; with ``gamma > 0`` taken at the AWP-perturbed weights.
+
+    The perturbation is removed before ``on_step`` (so a weight average sees the
+    restored weights) and, should anything fail, on the way out.
+    """
+    if gamma <= 0:
+        loss, logits = objective()
+        sgd_step(loss, optimizers, on_step)
+        return loss, logits
+    params = perturbed_parameters(model)
+    perturbation = WeightPerturbation(params, ascent_gradients(model, params, objective), gamma)
+    try:
+        loss, logits = objective()
+
+        def restore_then_step():
+            perturbation.restore()
+            on_step()
+
+        sgd_step(loss, optimizers, restore_then_step)
+    finally:
+        perturbation.restore()
+    return loss, logits
