@@ -6,13 +6,14 @@
     record = ro.evaluate_checkpoint("runs/x/checkpoints/last.pt", attacks=["pgd-20", "autoattack"])
     ro.list_models("lm_*"), ro.list_defenses(), ro.list_attacks(), ro.list_datasets()
     ro.check_model(my_model, num_classes=10)   # what robustode sees in your model, before training
+    ro.compare(ro.load_record("a.json"), ro.load_record("b.json"))   # point by point, exact McNemar
 
 Plug in your own parts by name with ``ro.register_model``, ``ro.register_defense``
 and ``ro.register_attack``; see examples/custom_model.py.
 """
 
 from ._version import __version__
-from .api import check_model, evaluate, evaluate_checkpoint, load_model, train
+from .api import check_model, evaluate, evaluate_checkpoint, load_model, train, train_seeds
 from .attacks import attacks as _attacks
 from .data import datasets as _datasets
 from .data import load_dataset
@@ -21,6 +22,7 @@ from .defenses import defenses as _defenses
 from .models import create as create_model
 from .models import list as list_models
 from .models import register_model
+from .records import combine, compare, load_record
 from .training import TrainConfig
 
 register_attack = _attacks.register
@@ -32,6 +34,8 @@ __all__ = [
     "TrainConfig",
     "__version__",
     "check_model",
+    "combine",
+    "compare",
     "create_defense",
     "create_model",
     "evaluate",
@@ -42,8 +46,10 @@ __all__ = [
     "list_models",
     "load_dataset",
     "load_model",
+    "load_record",
     "register_attack",
     "register_defense",
     "register_model",
     "train",
+    "train_seeds",
 ]

@@ -16,11 +16,14 @@ says what robustode sees in a model before any training:
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from .attacks.spec import build as build_attack
@@ -98,6 +101,34 @@ def train(model: nn.Module | str, defense: str | Defense = "pgd-10", data: str |
     return trained.model, record
 
 
+def train_seeds(model: str | Callable[[], nn.Module], defense: str | Defense = "pgd-10",
+                data: str | DataSet = "cifar10", seeds: Sequence[int] = (0, 1, 2), *, out_dir=None,
+                **kwargs) -> list[tuple[nn.Module, Record]]:
+    """``train`` once per seed; returns [(model, record)] in seed order.
+
+    ``model`` is a registered name or a factory called once per seed (each seed must start from
+    its own initial weights); ``out_dir`` gets one run directory per seed, ``s<SEED>``. The
+    leaderboard groups such runs into one row: mean and standard deviation over the seeds.
+
+        runs = ro.train_seeds("preact_resnet18", "fgsm-rs", "cifar10-jpeg", seeds=(0, 1, 2), epochs=15)
+    """
+    if isinstance(model, nn.Module):
+        raise ConfigError("train_seeds needs a registered model name or a factory (one fresh model per seed), "
+                          f"got a {type(model).__name__} instance")
+    seeds = [check_positive_int(s + 1, "seed + 1") - 1 for s in seeds]  # integers >= 0
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds must be distinct integers >= 0, got {seeds}")
+    dataset = load_data(data, kwargs.pop("data_dir", None), kwargs.pop("train_subset", None),
+                        kwargs.pop("test_subset", None))
+    runs = []
+    for seed in seeds:
+        torch.manual_seed(seed)  # a factory's initial weights follow the seed, as a registered model's do
+        built = model if isinstance(model, str) else model()
+        run_dir = None if out_dir is None else Path(out_dir) / f"s{seed}"
+        runs.append(train(built, defense, dataset, out_dir=run_dir, seed=seed, **kwargs))
+    return runs
+
+
 def _model(model: nn.Module | str, output) -> nn.Module | str:
     """A registered name, checked now (not after loading the data), or your module with its logits picked."""
     if not isinstance(model, str):
@@ -120,23 +151,28 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | DataSet | Non
                         attacks: Sequence[str] | str = DEFAULT_ATTACKS, n: int | None = None,
                         eps: float | str = EVAL_EPS, batch_size: int = 256, device=None, data_dir=None,
                         masking_checks: bool = True, quiet: bool = False, label: str | None = None,
-                        command: str | None = None) -> Record:
+                        command: str | None = None, state: str | os.PathLike | None = None) -> Record:
     """Evaluate a checkpoint of ``ro.train`` / ``robustode train`` and return its record.
 
     ``data`` defaults to the data set the run trained on; the record keeps the run's
-    training facts (epochs, time, passes) from the checkpoint.
+    training facts (epochs, time, passes) from the checkpoint. With ``state`` (a folder)
+    the evaluation keeps its per-point progress there, in a file named after the
+    checkpoint's digest and the evaluation asked for: the same call after a kill resumes.
 
         record = ro.evaluate_checkpoint("runs/x/checkpoints/last.pt", attacks=["pgd-20", "autoattack"])
     """
     device = resolve_device(device)
     attacks = check_attacks(attacks, eps)
-    state = load_checkpoint(checkpoint)
-    trained = TrainResult.from_checkpoint(state, model_from_state(state, checkpoint, device))
+    ckpt = load_checkpoint(checkpoint)
+    trained = TrainResult.from_checkpoint(ckpt, model_from_state(ckpt, checkpoint, device))
     dataset = load_data(data or trained.run.data.name, data_dir)
     note = _other_data(trained.run.data, dataset)
     check_n(n, dataset)
+    if state is not None:
+        asked = [ckpt.get("digest"), dataset.name, n, list(attacks), str(eps), batch_size, masking_checks]
+        state = Path(state) / f"{hashlib.sha256(json.dumps(asked).encode()).hexdigest()[:16]}.npz"
     result = evaluate(trained.model, dataset, attacks=attacks, n=n, batch_size=batch_size, device=device, eps=eps,
-                      quiet=quiet, masking_checks=masking_checks)
+                      quiet=quiet, masking_checks=masking_checks, state=state)
     evaluated = DatasetInfo(**{**dataset.describe(), "n_train": trained.run.data.n_train})  # trained on
     record = run_record(trained, result, dataset=evaluated, label=label, command=command)
     record.notes = note

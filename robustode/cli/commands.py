@@ -26,9 +26,13 @@ def _modifiers(args) -> list[tuple[str, str, object]]:
             if getattr(args, flag, None) is not None]
 
 
-def run_name(args) -> str:
+def run_name(args, seed: int | None = None) -> str:
+    """The run directory's name; with several --seeds each gets its own (``NAME-sSEED``)."""
     tags = "".join(f"-{tag}{value:g}" for _, tag, value in _modifiers(args))
-    name = args.name or f"{args.dataset}-{args.model}-{args.defense}{tags}-s{args.seed}"
+    seed = args.seed if seed is None else seed
+    name = args.name or f"{args.dataset}-{args.model}-{args.defense}{tags}-s{seed}"
+    if args.name and getattr(args, "seeds", None):
+        name = f"{args.name}-s{seed}"
     return re.sub(r"[^A-Za-z0-9._=+-]+", "_", name).strip("_")
 
 
@@ -54,19 +58,29 @@ def defense_spec(args) -> str:
 
 
 def cmd_train(args) -> int:
-    from ..api import train
-    from ..errors import TrainingError
+    """One run, or one per seed of --seeds (every run directory checked before the first trains)."""
     from ..files import check_output_dir
     from ..training.runlog import check_run_dir
     from ..utils import resolve_device
 
-    spec = defense_spec(args)
-    run_dir = Path(args.out) / run_name(args)
-    check_run_dir(run_dir, args.resume)  # before any data is loaded
+    seeds = args.seeds or [args.seed]
+    for seed in seeds:
+        check_run_dir(Path(args.out) / run_name(args, seed), args.resume)  # before any data is loaded
     check_output_dir(args.out, what="--out")
     if args.records:
         check_output_dir(args.records, what="--records")
     resolve_device(args.device)
+    spec = defense_spec(args)
+    for seed in seeds:
+        _train_one(args, spec, seed)
+    return 0
+
+
+def _train_one(args, spec: str, seed: int) -> None:
+    from ..api import train
+    from ..errors import TrainingError
+
+    run_dir = Path(args.out) / run_name(args, seed)
     settings = {k: v for k, v in {
         "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "schedule": args.schedule,
         "precision": args.precision, "max_seconds": args.max_seconds,
@@ -75,12 +89,11 @@ def cmd_train(args) -> int:
         args.model, spec, args.dataset, eps=args.eps, attacks=args.attacks, n=args.n,
         eval_batch_size=args.eval_batch_size, masking_checks=args.masking_checks, data_dir=args.data_dir,
         train_subset=args.train_subset, out_dir=run_dir, resume=args.resume, records_dir=args.records,
-        quiet=args.quiet, command=command_line(args), seed=args.seed, device=args.device, compile=args.compile,
+        quiet=args.quiet, command=command_line(args), seed=seed, device=args.device, compile=args.compile,
         eval_every=args.eval_every, eval_n=args.eval_n, keep_best=args.keep_best, **settings)
     show_summary(record, run_dir)
     if record.training.stop_kind == "diverged":
         raise TrainingError(f"{record.training.stopped_early}; the record in {run_dir} evaluates those weights")
-    return 0
 
 
 def cmd_eval(args) -> int:
@@ -95,7 +108,8 @@ def cmd_eval(args) -> int:
         check_output_dir(args.records, what="--records")
     record = evaluate_checkpoint(args.checkpoint, args.dataset, attacks=args.attacks, n=args.n, eps=args.eps,
                                  batch_size=args.eval_batch_size, device=args.device, data_dir=args.data_dir,
-                                 masking_checks=args.masking_checks, quiet=args.quiet, command=command_line(args))
+                                 masking_checks=args.masking_checks, quiet=args.quiet, command=command_line(args),
+                                 state=run_directory(Path(args.checkpoint)) / ".eval-state")
     # An explicit --out is replaced only with --force (checked above); the default name never is:
     # a second evaluation of one checkpoint gets eval-record__2.json.
     out = save(record, out, overwrite=args.force) if args.out or args.force else save_new(record, out)

@@ -75,6 +75,14 @@ def count(text: str) -> int:
 
 
 @_checked
+def seed_list(text: str) -> list[int]:
+    seeds = [_integer(part.strip(), 0) for part in text.split(",") if part.strip()]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"expected distinct seeds separated by commas, e.g. 0,1,2, got {text!r}")
+    return seeds
+
+
+@_checked
 def attack_list(text: str) -> list[str]:
     names = split_specs(text)  # commas inside a spec's parentheses are its own: "pgd-50(restarts=5, norm=l2)"
     if not names:
@@ -84,6 +92,7 @@ def attack_list(text: str) -> list[str]:
 
 def build_parser() -> Parser:
     from .._version import __version__
+    from . import tool_parsers  # it builds on this module's helpers
 
     parser = Parser(prog="robustode", epilog=EPILOG,
                     formatter_class=lambda prog: argparse.HelpFormatter(prog, max_help_position=32),
@@ -93,10 +102,7 @@ def build_parser() -> Parser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     _train(sub)
     _eval(sub)
-    _check_model(sub)
-    _leaderboard(sub)
-    _list(sub)
-    _demo(sub)
+    tool_parsers.add_all(sub)
     return parser
 
 
@@ -153,7 +159,10 @@ def _train(sub) -> None:
                    help="budget of the defense and the final evaluation, e.g. 8/255 (default: the "
                         "defense's own; evaluation at 8/255)")
     _modifier_options(p)
-    p.add_argument("--seed", type=count, default=0, help="random seed (default: 0)")
+    seeds = p.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=count, default=0, help="random seed (default: 0)")
+    seeds.add_argument("--seeds", type=seed_list, metavar="LIST",
+                       help="one run per seed, e.g. 0,1,2 (the leaderboard groups them: mean +- std)")
     p.add_argument("--precision", choices=["bf16", "float32"], help="default: bf16 on CUDA, float32 on CPU")
     p.add_argument("--compile", action="store_true", help="torch.compile the model for training")
     p.add_argument("--eval-every", type=count, default=0, metavar="E",
@@ -205,90 +214,3 @@ def _eval(sub) -> None:
     p.add_argument("--force", action="store_true", help="replace an existing --out file (or RUN/eval-record.json)")
     _eval_options(p)
     p.set_defaults(run=cmd_eval)
-
-
-@_checked
-def input_shape(text: str) -> tuple[int, int, int]:
-    parts = text.replace("x", ",").split(",")
-    if len(parts) != 3:
-        raise ConfigError(f"expected C,H,W such as 3,32,32, got {text!r}")
-    return tuple(_integer(p.strip(), 1) for p in parts)
-
-
-def output_key(text: str) -> int | str:
-    return int(text) if text.lstrip("-").isdigit() else text
-
-
-def _check_model(sub) -> None:
-    from .commands import cmd_check_model
-
-    p = _command(sub, "check-model", "check a model before training it",
-                 "Run a model on two random images in [0, 1] and show what robustode sees: does it\n"
-                 "run, are its outputs (N, classes) logits, does it react to [0, 1] pixels, does it\n"
-                 "normalize its input, is eval mode deterministic, batch norm, YOPO's layer one\n"
-                 "(found and verified), parameters and FLOPs of one forward. Exit status 1 when\n"
-                 "a check fails (no defense could train it), 0 otherwise.\n\n"
-                 "  robustode check-model --model preact_resnet18\n"
-                 "  robustode check-model --module my_models.py:make_model --num-classes 10")
-    which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--model", metavar="NAME", help="a registered model (see `robustode list models`)")
-    which.add_argument("--module", metavar="FILE.py:FACTORY",
-                       help="your own model: FACTORY() from FILE.py or package.module, called without arguments")
-    p.add_argument("--num-classes", type=positive_int, metavar="K",
-                   help="logits expected per image (default: any; a registered model is built with 10)")
-    p.add_argument("--input-shape", type=input_shape, metavar="C,H,W",
-                   help="image shape (default: the model's input_shape, else 3,32,32)")
-    p.add_argument("--output", type=output_key, metavar="KEY",
-                   help="index or key of the logits, for a model returning a tuple or dict")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
-    p.set_defaults(run=cmd_check_model)
-
-
-def _leaderboard(sub) -> None:
-    from .commands import cmd_leaderboard
-
-    p = _command(sub, "leaderboard", "render the leaderboard from a folder of records",
-                 "Render a folder of records as Markdown, one self-contained HTML page with\n"
-                 "plots, JSON or CSV. A malformed record is an error, never silently left out.\n\n"
-                 "  robustode leaderboard --format html --out leaderboard.html")
-    p.add_argument("--records", default="leaderboard/records", metavar="DIR",
-                   help="folder of record files (default: leaderboard/records)")
-    p.add_argument("--format", choices=["md", "html", "json", "csv"], default="md", metavar="FORMAT",
-                   help="md (default), html, json or csv")
-    p.add_argument("--out", metavar="FILE", help="file to write (default: print it)")
-    p.set_defaults(run=cmd_leaderboard)
-
-
-def _list(sub) -> None:
-    from .commands import cmd_list
-
-    p = _command(sub, "list", "list models, defenses, attacks or data sets",
-                 "What is available, one line each.\n\n  robustode list models --pattern 'lm_*'")
-    p.add_argument("what", nargs="?", choices=["models", "defenses", "attacks", "datasets"], metavar="WHAT",
-                   help="models, defenses, attacks or datasets (default: all four)")
-    p.add_argument("--pattern", default="*", help="glob over names, e.g. 'lm_*'")
-    p.set_defaults(run=cmd_list)
-
-
-def _demo(sub) -> None:
-    from .commands import cmd_demo
-    from .demo import DEFAULTS
-
-    d = DEFAULTS
-    p = _command(sub, "demo", "the quick start: natural training vs YOPO-5-3, then the leaderboard",
-                 "Train a small model with natural training and with YOPO-5-3 on a subset of\n"
-                 "CIFAR-10 (the JPEG copy when it can be found, else the synthetic set), evaluate\n"
-                 "both with PGD-20 and show the leaderboard. A few minutes on a laptop CPU.")
-    p.add_argument("--out", default="runs/demo", metavar="DIR",
-                   help="where runs and records go (default: runs/demo)")
-    _data_options(p, None, "cifar10-jpeg when found, else synthetic")
-    p.add_argument("--model", default=d["model"], help=f"the model trained twice (default: {d['model']})")
-    p.add_argument("--epochs", type=positive_int, default=d["epochs"],
-                   help=f"epochs of each (default: {d['epochs']})")
-    p.add_argument("--train-subset", type=positive_int, default=d["train_subset"], metavar="N",
-                   help=f"training images (default: {d['train_subset']})")
-    p.add_argument("--n", type=positive_int, default=d["n"],
-                   help=f"test images evaluated (default: {d['n']})")
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
-    p.set_defaults(run=cmd_demo)
-

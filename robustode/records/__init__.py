@@ -9,6 +9,7 @@ and strict loads, ``build`` the one place a record is made from a run.
 """
 
 from .build import defense_family, make_record, run_record
+from .compare import Comparison, combine, compare
 from .io import load_record, load_record_points, load_records, record_filename, save, save_in, save_new
 from .schema import (
                      DATASET_KINDS,
@@ -22,6 +23,27 @@ from .schema import (
                      TrainingInfo,
 )
 
-__all__ = ["DATASET_KINDS", "SCHEMA_VERSION", "DatasetInfo", "DefenseInfo", "EvaluationInfo", "ModelInfo",
-           "Provenance", "Record", "TrainingInfo", "defense_family", "load_record", "load_records", "make_record",
-           "load_record_points", "record_filename", "run_record", "save", "save_in", "save_new"]
+__all__ = [
+                     "DATASET_KINDS",
+                     "SCHEMA_VERSION",
+                     "Comparison",
+                     "DatasetInfo",
+                     "DefenseInfo",
+                     "EvaluationInfo",
+                     "ModelInfo",
+                     "Provenance",
+                     "Record",
+                     "TrainingInfo",
+                     "combine",
+                     "compare",
+                     "defense_family",
+                     "load_record",
+                     "load_record_points",
+                     "load_records",
+                     "make_record",
+                     "record_filename",
+                     "run_record",
+                     "save",
+                     "save_in",
+                     "save_new",
+]

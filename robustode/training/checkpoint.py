@@ -69,7 +69,7 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     if state.get("version") not in READS:
         raise CheckpointError(f"checkpoint {path} has format version {state.get('version')!r}; "
                               f"this robustode reads versions {', '.join(map(str, READS))}")
-    if state["version"] >= 2 and state.pop("digest", None) != payload_digest(state):
+    if state["version"] >= 2 and state.get("digest") != payload_digest(state):
         raise CheckpointError(f"checkpoint {path} is corrupt: its contents do not match the digest written "
                               "with them (changed on disk after saving)")
     missing = [k for k in REQUIRED if k not in state]

@@ -1,0 +1,98 @@
+"""Two runs on the same test points, compared point by point; several evaluations of one model, combined.
+
+    rows = compare(load_record("a.json"), load_record("b.json"))
+    rows[1].p_value          # exact McNemar on the points where the two disagree
+
+Comparing two intervals wastes the pairing: both runs see the same easy and hard
+points, so only the points where they disagree say which is better. McNemar's exact
+test asks whether those split evenly (robustode.stats.mcnemar_exact).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import RecordError
+from ..stats import interval, mcnemar_exact
+from .io import load_record_points, point_meta
+from .schema import Record
+
+SIGNIFICANCE = 0.05
+SAME_POINTS = ("dataset", "kind", "n", "norm", "eps")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    metric: str  # "clean", an attack spec, or "worst_case"
+    a: float  # accuracy of the first run
+    b: float
+    only_a: int  # points the first run gets right and the second does not
+    only_b: int
+    p_value: float  # two-sided exact McNemar
+
+    @property
+    def significant(self) -> bool:
+        return self.p_value < SIGNIFICANCE
+
+
+def compare(a: Record, b: Record) -> list[Comparison]:
+    """Clean, every attack both ran, and the worst case, point by point on the same test points."""
+    same_points(a, b)
+    pa, pb = load_record_points(a), load_record_points(b)
+    metrics = ["clean", *(k for k in a.evaluation.robust if k in b.evaluation.robust), "worst_case"]
+    rows = []
+    for metric in metrics:
+        x, y = torch.as_tensor(pa[metric]), torch.as_tensor(pb[metric])
+        only_a, only_b = int((x & ~y).sum()), int((~x & y).sum())
+        rows.append(Comparison(metric, x.float().mean().item(), y.float().mean().item(), only_a, only_b,
+                               mcnemar_exact(only_a, only_b)))
+    return rows
+
+
+def same_points(a: Record, b: Record) -> None:
+    """RecordError unless both records were evaluated on the same test points under the same threat."""
+    ma, mb = point_meta(a), point_meta(b)
+    differ = [f"{k} {ma[k]!r} vs {mb[k]!r}" for k in SAME_POINTS if ma[k] != mb[k]]
+    if differ:
+        raise RecordError(f"not evaluated on the same points: {'; '.join(differ)}")
+
+
+def combine(records: list[Record]) -> Record:
+    """One record from evaluations of the same trained model run at different times: every attack, and
+    the worst case per point over all of them (the training facts must agree)."""
+    if len(records) < 2:
+        raise RecordError("combine needs at least two records")
+    first = records[0]
+    for other in records[1:]:
+        same_points(first, other)
+        for section in ("model", "defense", "training"):
+            if getattr(other, section) != getattr(first, section):
+                raise RecordError(f"records of different runs cannot be combined (their {section} differs)")
+    points = [load_record_points(r) for r in records]
+    merged = copy.deepcopy(first)
+    ev = merged.evaluation
+    worst = torch.ones(ev.n, dtype=torch.bool)
+    per_point = {"clean": torch.as_tensor(points[0]["clean"])}
+    for record, arrays in zip(records, points):
+        worst &= torch.as_tensor(arrays["worst_case"])
+        for name in record.evaluation.robust:
+            per_point[name] = torch.as_tensor(arrays[name])
+            ev.robust[name] = record.evaluation.robust[name]
+            ev.attack_settings[name] = record.evaluation.attack_settings[name]
+        for field in ("pgd20_acc", "autoattack_acc", "autoattack_standard"):
+            if record.evaluation.pgd20_acc is not None if field == "pgd20_acc" else record.evaluation.autoattack_acc \
+                    is not None:
+                setattr(ev, field, getattr(record.evaluation, field))
+        ev.escalation = ev.escalation + [s for s in record.evaluation.escalation if s not in ev.escalation]
+        ev.flags.setdefault("fired", [])
+        ev.flags["fired"] += [f for f in record.evaluation.flags.get("fired", []) if f not in ev.flags["fired"]]
+    per_point["worst_case"] = worst
+    ev.worst_case_acc = worst.float().mean().item()
+    ev.intervals = {k: list(interval(int(v.sum()), ev.n, ev.interval_method)) for k, v in per_point.items()}
+    ev.seconds = sum(r.evaluation.seconds for r in records)
+    merged.notes = f"combined from {len(records)} evaluations: the worst case per point over all their attacks"
+    merged.__dict__["_points"] = per_point
+    return merged
