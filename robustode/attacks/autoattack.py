@@ -141,7 +141,9 @@ class AutoAttack(Attack):
                 logits = model(x)  # the clean check: one forward, as the reference
             robust = logits.argmax(1) == y
             x_adv, blackbox_fooled = x.clone(), torch.zeros_like(robust)
-            for _, attack, blackbox in self.components(model, logits.shape[1]):
+            # In bf16 the components see float32 logits of a bf16 forward (torchattacks' numpy code needs them).
+            target = Float32Logits(model) if c.precision == "bf16" else model
+            for _, attack, blackbox in self.components(target, logits.shape[1]):
                 idx = robust.nonzero().squeeze(1)
                 if len(idx) == 0:
                     break
@@ -161,6 +163,17 @@ class AutoAttack(Attack):
         if self.config.precision == "bf16":
             return torch.autocast(device.type, dtype=torch.bfloat16)
         return torch.autocast(device.type, enabled=False)
+
+
+class Float32Logits(torch.nn.Module):
+    """The model, with its logits cast to float32 (under autocast they are bf16)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x).float()
 
 
 def _config(**settings) -> AutoAttackConfig:

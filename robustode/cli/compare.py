@@ -13,14 +13,17 @@ def cmd_compare(args) -> int:
 
     a, b = load_record(args.first), load_record(args.second)
     rows = compare(a, b)
-    table = Table(title=f"A = {_name(a)}   vs   B = {_name(b)}   (n = {a.evaluation.n}, "
-                        f"{a.dataset.name}, {a.evaluation.norm} eps {a.evaluation.eps:.4g})")
-    for column in ("metric", "A", "B", "A - B", "only A right", "only B right", "p (exact McNemar)", ""):
-        table.add_column(column, justify="left" if column in ("metric", "") else "right")
+    console.print(f"A = {_name(a)}, B = {_name(b)}: the same {a.evaluation.n} points of {a.dataset.name}, "
+                  f"{a.evaluation.norm} eps {a.evaluation.eps:.4g}", highlight=False)
+    table = Table()
+    for column in ("metric", "A %", "B %", "A-B", "only A", "only B", "p", ""):
+        table.add_column(column, justify="left" if column in ("metric", "") else "right", no_wrap=True)
     for r in rows:
-        table.add_row(r.metric, f"{r.a:.2%}", f"{r.b:.2%}", f"{100 * (r.a - r.b):+.2f} pts", str(r.only_a),
-                      str(r.only_b), f"{r.p_value:.3g}", "significant at 0.05" if r.significant else "")
+        table.add_row(r.metric, f"{100 * r.a:.2f}", f"{100 * r.b:.2f}", f"{100 * (r.a - r.b):+.2f}", str(r.only_a),
+                      str(r.only_b), f"{r.p_value:.3g}", "*" if r.significant else "")
     console.print(table)
+    console.print("A-B: percentage points; only A / only B: points one of the two gets right and the other "
+                  "not; p: two-sided exact McNemar test on them; *: p < 0.05", highlight=False)
     return 0
 
 

@@ -81,7 +81,7 @@ def combine(records: list[Record]) -> Record:
         for name in record.evaluation.robust:
             per_point[name] = torch.as_tensor(arrays[name])
             ev.robust[name] = record.evaluation.robust[name]
-            ev.attack_settings[name] = record.evaluation.attack_settings[name]
+            ev.attack_settings[name] = record.evaluation.attack_settings.get(name, {})
         for field in ("pgd20_acc", "autoattack_acc", "autoattack_standard"):
             if record.evaluation.pgd20_acc is not None if field == "pgd20_acc" else record.evaluation.autoattack_acc \
                     is not None:
