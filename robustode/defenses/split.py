@@ -24,11 +24,17 @@ _NONLINEAR = ("layer_one_nonlinear", "rest_nonlinear", "layer_one_nonlinear_para
 
 @dataclass(frozen=True)
 class LayerSplit:
-    """layer_one(x) -> z and rest(z) -> logits, and the parameters of layer one."""
+    """layer_one(x) -> z and rest(z) -> logits, and the parameters of layer one.
+
+    ``module`` is the nn.Module layer one runs (None when unknown, e.g. the
+    nonlinear split), which robustode.defenses.affine inspects.
+    """
 
     layer_one: Callable[[torch.Tensor], torch.Tensor]
     rest: Callable[[torch.Tensor], torch.Tensor]
     layer_one_params: list
+    description: str = ""
+    module: nn.Module | None = None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.rest(self.layer_one(x))
@@ -50,7 +56,15 @@ def split_model(model: nn.Module, first: str | None = None, nonlinear: bool = Fa
             model's ``input_shape``, else 3x32x32).
     """
     layer_one, rest, params = _parts(model, first, nonlinear)
-    split = LayerSplit(layer_one, rest, list(params()))
+    name = type(model).__name__
+    if nonlinear:
+        description, module = f"{name}.layer_one_nonlinear / rest_nonlinear", None
+    elif first is not None:
+        description, module = f"first child {first!r} of {name} / the other children", layer_one
+    else:
+        stem = getattr(model, "stem", None)  # the contract's layer one: layer_one() checks the shape, then runs it
+        description, module = f"{name}.layer_one / rest", stem if isinstance(stem, nn.Module) else None
+    split = LayerSplit(layer_one, rest, list(params()), description, module)
     if first is not None:
         _verify(model, split, first, example)
     return split

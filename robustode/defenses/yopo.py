@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -10,7 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from ..utils import check_eps, check_step
+from ..utils import check_eps, check_step, synchronize
+from .affine import layer_one_is_affine
 from .base import Defense, Preset, StepOutput
 from .common import as_count, clip_delta, frozen_bn_stats, random_start
 from .split import LayerSplit, layer_one_parameters, split_model
@@ -33,6 +36,28 @@ def inner_steps(layer_one: Callable, x: torch.Tensor, eta: torch.Tensor, p: torc
         (grad,) = torch.autograd.grad(hamiltonian(layer_one, x, eta, p), eta)
         eta = clip_delta(eta.detach() - sigma * grad.sign(), x, eps)
     return eta.detach()
+
+
+def sign_steps(x: torch.Tensor, eta: torch.Tensor, step: torch.Tensor, *, steps: int, eps: float) -> torch.Tensor:
+    """``steps`` projected steps eta <- clip(eta + step) with a fixed step: inner_steps when dH/deta is fixed.
+
+    clip_delta's operations in the same order, in place on one buffer, so eta equals inner_steps' bit for bit.
+    (With the step fixed, one step of ``steps`` times its size and one projection reach the same point in
+    exact arithmetic, but not in float: a last-bit difference can flip a sign in a later pass.)
+    """
+    for _ in range(steps):
+        eta = (eta + step).clamp_(-eps, eps).add_(x).clamp_(0.0, 1.0).sub_(x)
+    return eta
+
+
+@contextmanager
+def timed(timings: dict, key: str, device: torch.device) -> Iterator[None]:
+    """Adds the block's wall time to timings[key], synchronizing the device on both sides."""
+    synchronize(device)
+    start = time.perf_counter()
+    yield
+    synchronize(device)
+    timings[key] = timings.get(key, 0.0) + time.perf_counter() - start
 
 
 @dataclass
@@ -60,8 +85,17 @@ class YOPO(Defense):
     (research option) moves the first nonlinearity into layer one; the model must
     define layer_one_nonlinear(x), rest_nonlinear(z), layer_one_nonlinear_parameters().
     ``first`` names the first child of a custom sequential model (see split_model).
-    Cost: ``passes_per_batch`` counts the m full passes only; the m * (n + 1)
-    layer-one-only passes cost about 1/depth of a pass each.
+    Cost: ``passes_per_batch`` counts the m full passes only. Where layer one
+    is affine in its input (every built-in model; robustode.defenses.affine
+    proves it from the module, or the model sets ``layer_one_is_affine``),
+    dH/deta = -A^T dL/dz does not depend on eta: each pass then takes one
+    vector-Jacobian product through layer one and n sign steps with no
+    autograd, and the Hamiltonian weight gradients ride on the next pass's
+    backward (one extra layer-one pass per step in all). Otherwise (e.g.
+    ``nonlinear_layer_one``) every inner step runs through autograd, m * (n + 1)
+    layer-one passes. Both give the same eta and the same gradients (float
+    rounding in the accumulation order); ``defense.closed_form = False`` forces
+    the autograd path, ``defense.last_path`` says which one the last step took.
     Preset: the official WRN-34-10 YOPO-5-3 run, lr 0.1 * 4 / m for both
     optimizers, SGD momentum 0.9, weight decay 5e-4, batch 256, 36 epochs, lr x0.1
     at 30, 34, 36 (the official loop ran 37).
@@ -80,7 +114,10 @@ class YOPO(Defense):
         self.sigma = check_step(self.sigma, "sigma")
         self.m = as_count(self.m, "m (M of yopo-M-N)")
         self.n = as_count(self.n, "n (N of yopo-M-N)")
-        self._split: tuple[nn.Module, LayerSplit] | None = None
+        self._split: tuple[nn.Module, LayerSplit, bool, list] | None = None  # model, split, affine, trainable
+        self.closed_form = True
+        self.last_path: str | None = None
+        self.timings: dict | None = None
 
     @property
     def preset(self) -> Preset:
@@ -116,7 +153,10 @@ class YOPO(Defense):
 
     def split(self, model: nn.Module, x: torch.Tensor) -> LayerSplit:
         if self._split is None or self._split[0] is not model:
-            self._split = (model, split_model(model, self.first, self.nonlinear_layer_one, example=x))
+            split = split_model(model, self.first, self.nonlinear_layer_one, example=x)
+            affine = not self.nonlinear_layer_one and layer_one_is_affine(model, split, x)
+            trainable = [p for p in split.layer_one_params if p.requires_grad]
+            self._split = (model, split, affine, trainable)
         return self._split[1]
 
     def train_step(self, model, x, y, optimizers, on_step) -> StepOutput:
@@ -124,6 +164,18 @@ class YOPO(Defense):
         eta = random_start(x, self.eps)
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
+        closed = self.closed_form and self._split[2]
+        self.last_path = "closed-form" if closed else "autograd"
+        passes = self._closed_form_passes if closed else self._autograd_passes
+        losses, logits = passes(model, split, x, y, eta)
+        for opt in optimizers:
+            opt.step()
+        on_step()
+        correct = (logits.detach().argmax(1) == y).sum()
+        return StepOutput(loss=torch.stack(losses).mean(), correct=correct, count=y.shape[0])
+
+    def _autograd_passes(self, model, split, x, y, eta):
+        """The m passes as the paper writes them, every inner step through autograd (the reference)."""
         losses = []
         for _ in range(self.m):
             z = split.layer_one(x + eta)
@@ -132,12 +184,43 @@ class YOPO(Defense):
             loss = F.cross_entropy(logits, y)
             loss.backward()  # accumulates dL/dtheta into every parameter, layer one included
             p = -z.grad.detach()
-            with frozen_bn_stats(model):
+            with self._outside(x), frozen_bn_stats(model):
                 eta = inner_steps(split.layer_one, x, eta, p, steps=self.n, sigma=self.sigma, eps=self.eps)
                 (-hamiltonian(split.layer_one, x, eta, p)).backward()  # adds sum(dL/dz * dz/dtheta0) at new eta
             losses.append(loss.detach())
-        for opt in optimizers:
-            opt.step()
-        on_step()
-        correct = (logits.detach().argmax(1) == y).sum()
-        return StepOutput(loss=torch.stack(losses).mean(), correct=correct, count=y.shape[0])
+        return losses, logits
+
+    def _closed_form_passes(self, model, split, x, y, eta):
+        """The m passes for an affine layer one z = A u + b: the same eta and gradients without autograd steps.
+
+        dH/deta = -A^T dL/dz is the same at every eta: one vector-Jacobian
+        product per pass, then n sign steps on plain tensors. The Hamiltonian
+        of pass j is taken at the eta of pass j + 1, whose forward already
+        holds layer one at that point, so its weight gradient joins the next
+        pass's backward (both are linear in the cotangent dL/dz); only the
+        last pass's Hamiltonian needs a layer-one forward of its own.
+        """
+        params, carried, losses = self._split[3], None, []
+        for _ in range(self.m):
+            u = (x + eta).requires_grad_(True)
+            z = split.layer_one(u)
+            z_in = z.detach().requires_grad_(True)  # a leaf: dL/dz lands in .grad with no retain_grad hook
+            logits = split.rest(z_in)
+            loss = F.cross_entropy(logits, y)
+            loss.backward()  # every parameter after layer one
+            dz = z_in.grad
+            with self._outside(x):
+                (du,) = torch.autograd.grad(z, u, dz, retain_graph=True)  # A^T dL/dz = -dH/deta
+                eta = sign_steps(x, eta, du.sign().mul_(self.sigma), steps=self.n, eps=self.eps)
+            if params:  # layer one: this pass's CE gradient plus the previous pass's Hamiltonian gradient
+                torch.autograd.backward(z, dz if carried is None else dz + carried, inputs=params)
+            carried = dz
+            losses.append(loss.detach())
+        with self._outside(x), frozen_bn_stats(model if split.module is None else split.module):
+            if params:  # d(-H)/dtheta0 = sum(dL/dz * dz/dtheta0) at the final eta
+                torch.autograd.backward(split.layer_one(x + eta), carried, inputs=params)
+        return losses, logits
+
+    def _outside(self, x: torch.Tensor):
+        """Times the work outside the m full passes into ``timings`` when a benchmark asks for it."""
+        return nullcontext() if self.timings is None else timed(self.timings, "outside", x.device)

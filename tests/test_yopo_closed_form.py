@@ -1,0 +1,273 @@
+"""YOPO's closed form for an affine layer one: the same eta and gradients as the autograd path, and when it applies."""
+
+from __future__ import annotations
+
+import copy
+from contextlib import nullcontext
+
+import pytest
+import torch
+from defense_fixtures import RecordingSGD, TinyNet, TinyNonlinear, blobs, groups, one_thread  # noqa: F401
+from torch import nn
+
+from robustode import models
+from robustode.defenses import YOPO
+from robustode.defenses.affine import is_affine
+from robustode.models.contract import LayerOneModel
+
+
+def registered() -> list[str]:
+    """Every registered model name; a family (wrnD_K) by its smallest member, wrn10_1."""
+    return [e.name if e.pattern is None else "wrn10_1" for e in models.registry.entries("*")]
+
+
+def representatives() -> list[str]:
+    """The smallest registered model of each (class, layer one) pair: every distinct layer one, each rest class."""
+    smallest = {}
+    with torch.device("meta"):
+        for name in registered():
+            model = models.create(name)
+            key = (type(model).__name__, repr(model.stem))
+            size = models.count_parameters(model)
+            if key not in smallest or size < smallest[key][0]:
+                smallest[key] = (size, name)
+    return sorted(name for _, name in smallest.values())
+
+
+def batch(shape=(3, 32, 32), n: int = 2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, *shape, generator=g)
+    x[0, 0, :2] = 0.0  # pixels on the box edges, so the [0, 1] projection has work to do
+    x[-1, 1, :2] = 1.0
+    return x, torch.randint(0, 3, (n,), generator=g)
+
+
+def one_step(model, x, y, closed_form: bool, autocast: bool = False, m: int = 2, n: int = 3, **kw) -> dict:
+    """One YOPO step on a copy of ``model``: its path, the etas layer one saw, the gradients, the buffers after."""
+    model = copy.deepcopy(model).train()
+    defense = YOPO(m=m, n=n, **kw)
+    defense.closed_form = closed_form
+    split = defense.split(model, x)  # the affinity check runs layer one once: before the recording starts
+    seen = []
+    recorded = model.stem if split.module is None else split.module  # the nonlinear split runs the stem first
+    hook = recorded.register_forward_pre_hook(lambda mod, args: seen.append(args[0].detach() - x))
+    main, one = defense.optimizers(model, groups(model), RecordingSGD)
+    torch.manual_seed(1)  # the same random start on both paths
+    with torch.autocast("cpu", dtype=torch.bfloat16) if autocast else nullcontext():
+        out = defense.train_step(model, x, y, [main, one], lambda: None)
+    hook.remove()
+    # Full passes at eta_0 .. eta_(m-1), the last Hamiltonian at eta_m; the autograd path's inner steps come between.
+    stride = 1 if defense.last_path == "closed-form" else n + 2
+    etas = [seen[j * stride] for j in range(m)] + [seen[-1]]
+    grads = {**main.seen[0], **one.seen[0]}
+    names = {p: name for name, p in model.named_parameters()}
+    return {"path": defense.last_path, "etas": etas, "loss": out.loss,
+            "grads": {names[p]: g for p, g in grads.items()}, "buffers": {k: v.float() for k, v in
+                                                                         model.state_dict().items()}}
+
+
+def assert_same(a: dict, b: dict, layer_one: set, tol: float = 1e-6) -> None:
+    """The same etas, loss, buffers and gradients after layer one, bit for bit; layer one's gradients to ``tol``.
+
+    Layer one's gradient is the one sum taken in another order: the closed form adds the cotangents of the
+    Hamiltonian and the next pass's loss before one weight-gradient product, the autograd path adds two
+    products. The tolerance is relative to the gradient's largest entry.
+    """
+    assert len(a["etas"]) == len(b["etas"])
+    for u, v in zip(a["etas"], b["etas"]):
+        assert u.abs().max() > 0 and torch.equal(u, v)
+    assert torch.equal(a["loss"], b["loss"])
+    for key, value in a["buffers"].items():
+        assert torch.equal(value, b["buffers"][key]), key
+    assert a["grads"].keys() == b["grads"].keys() and layer_one <= a["grads"].keys()
+    for key, g in a["grads"].items():
+        expected = b["grads"][key]
+        if key in layer_one:
+            assert (g - expected).abs().max() <= tol * expected.abs().max(), key
+        else:
+            assert torch.equal(g, expected), key
+
+
+def stem(model: nn.Module, name: str = "stem") -> set:
+    """The names of layer one's parameters, layer one being the child ``name``."""
+    return {f"{name}.{key}" for key, _ in getattr(model, name).named_parameters()}
+
+
+@pytest.mark.parametrize("name", representatives())
+def test_closed_form_equals_the_autograd_path_on_the_built_in_models(name):
+    torch.manual_seed(0)
+    model = models.create(name, num_classes=3)
+    x, y = batch(model.input_shape)
+    closed, reference = one_step(model, x, y, True), one_step(model, x, y, False)
+    assert (closed["path"], reference["path"]) == ("closed-form", "autograd")
+    assert_same(closed, reference, stem(model))
+
+
+def test_every_registered_model_takes_the_closed_form():
+    with torch.device("meta"):
+        stems = {name: models.create(name).stem for name in registered()}
+    assert [name for name, stem in stems.items() if not is_affine(stem)] == []
+
+
+def test_closed_form_under_bf16_autocast_matches_the_autograd_path():
+    torch.manual_seed(0)
+    model = models.create("resnet20", num_classes=3)
+    x, y = batch()
+    closed = one_step(model, x, y, True, autocast=True)
+    reference = one_step(model, x, y, False, autocast=True)
+    assert closed["path"] == "closed-form"
+    # The same etas bit for bit; bf16 keeps 8 significant bits (2^-8 = 0.4%), and the summed cotangents
+    # round to them before the layer-one weight gradient.
+    assert_same(closed, reference, stem(model), tol=1e-2)
+
+
+class ScaledStem(nn.Module):
+    """An affine layer one no built-in model has: input scaling, conv with bias, a buffer, a permute, a shift."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+        self.register_buffer("gain", torch.linspace(0.5, 1.5, 6).view(1, 6, 1, 1))
+        self.shift = nn.Parameter(torch.randn(6))
+
+    def forward(self, x):
+        return (self.conv(2 * x - 1) * self.gain).permute(0, 2, 3, 1) + self.shift / 2
+
+
+class CustomNet(LayerOneModel):
+    input_shape = (3, 8, 8)
+
+    def __init__(self, stem: nn.Module, channels_last: bool = True):
+        super().__init__()
+        self.stem, self.channels_last = stem, channels_last
+        self.body = nn.Sequential(nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
+                                  nn.Linear(24, 3))
+
+    def rest(self, z):
+        return self.body(z.permute(0, 3, 1, 2) if self.channels_last else z)
+
+
+def test_closed_form_equals_the_autograd_path_on_a_custom_affine_stem():
+    torch.manual_seed(0)
+    model = CustomNet(ScaledStem())
+    x, y = blobs(4)
+    closed, reference = one_step(model, x, y, True, m=3, n=2), one_step(model, x, y, False, m=3, n=2)
+    assert closed["path"] == "closed-form"
+    assert closed["grads"]["stem.shift"].abs().max() > 0
+    assert_same(closed, reference, stem(model))
+
+
+def test_closed_form_on_a_sequential_model_named_by_its_first_child():
+    torch.manual_seed(0)
+    seq = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+    x, y = blobs(4)
+    closed, reference = one_step(seq, x, y, True, first="0"), one_step(seq, x, y, False, first="0")
+    assert closed["path"] == "closed-form"
+    assert_same(closed, reference, stem(seq, "0"))
+
+
+class ReluStem(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+
+    def forward(self, x):
+        return torch.relu(self.conv(x)).permute(0, 2, 3, 1)
+
+
+class Overridden(TinyNet):
+    def layer_one(self, x):
+        return torch.tanh(super().layer_one(x))  # the stem is affine, layer one is not
+
+
+class Undeclared(CustomNet):
+    layer_one_is_affine = False
+
+
+def test_a_layer_one_not_proven_affine_takes_the_autograd_path():
+    x, y = blobs(4)
+    torch.manual_seed(0)
+    cases = [(TinyNonlinear(), {"nonlinear_layer_one": True}), (CustomNet(ReluStem()), {}), (Overridden(), {}),
+             (Undeclared(ScaledStem()), {})]
+    for model, kw in cases:
+        assert one_step(model, x, y, True, **kw)["path"] == "autograd", type(model).__name__
+    assert one_step(TinyNet(), x, y, True)["path"] == "closed-form"
+
+
+class BranchingStem(ScaledStem):
+    def forward(self, x):
+        if x.shape[1] != 3:  # data-dependent control flow: torch.fx cannot trace it
+            raise ValueError("3 channels")
+        return super().forward(x)
+
+
+class Declared(CustomNet):
+    def layer_one_is_affine(self):
+        return True
+
+
+def test_a_model_may_declare_its_layer_one_affine():
+    torch.manual_seed(0)
+    x, y = blobs(4)
+    assert one_step(CustomNet(BranchingStem()), x, y, True)["path"] == "autograd"  # untraceable: not proven
+    model = Declared(BranchingStem())
+    closed, reference = one_step(model, x, y, True), one_step(model, x, y, False)
+    assert closed["path"] == "closed-form"
+    assert_same(closed, reference, stem(model))
+
+
+class Fn(nn.Module):
+    """A module whose forward is ``f(self, x)``, so that torch.fx traces f."""
+
+    def __init__(self, f):
+        super().__init__()
+        self.f = f
+        self.register_buffer("c", torch.full((1, 3, 1, 1), 2.0))
+        self.w = nn.Parameter(torch.ones(3, 1, 1))
+
+    def forward(self, x):
+        return self.f(self, x)
+
+
+AFFINE = {
+    "add/sub of constants and of the input": lambda m, x: x + 1 - m.c + x.transpose(2, 3),
+    "scale by buffer, parameter, number": lambda m, x: (m.c * x) * m.w / 4 - x.div(m.c),
+    "torch functions": lambda m, x: torch.add(x, m.c, alpha=2).flatten(1).reshape(-1, 3, 8, 8),
+    "indexing, permute, view, neg": lambda m, x: -x[:, :2].permute(0, 2, 3, 1).contiguous().view(4, -1),
+    "a function of constants only": lambda m, x: x * torch.relu(m.w) + torch.tanh(m.c),
+}
+NOT_AFFINE = {
+    "input times input": lambda m, x: x * x,
+    "input over input": lambda m, x: m.c / (x + 1),
+    "same input twice in mul": lambda m, x: torch.mul(x, x),
+    "relu": lambda m, x: torch.relu(x),
+    "floor division": lambda m, x: torch.div(x, 2, rounding_mode="floor"),
+    "power": lambda m, x: x ** 2,
+    "index by the input": lambda m, x: x[x > 0.5],
+    "uses the shape": lambda m, x: x.view(x.shape[0], -1),
+    "tuple output": lambda m, x: (x, x + 1),
+    "input by keyword": lambda m, x: torch.add(m.c, other=x),
+}
+
+
+@pytest.mark.parametrize("case", AFFINE)
+def test_is_affine_proves_affine_forms(case):
+    module = Fn(AFFINE[case])
+    assert is_affine(module)
+    x = torch.rand(4, 3, 8, 8)  # and it really is: f(a u + b v) = a f(u) + b f(v) - (a + b - 1) f(0)
+    u, v, zero = torch.rand_like(x), torch.rand_like(x), torch.zeros_like(x)
+    with torch.no_grad():
+        assert torch.allclose(module(2 * u - 3 * v), 2 * module(u) - 3 * module(v) + 2 * module(zero), atol=1e-5)
+
+
+@pytest.mark.parametrize("case", NOT_AFFINE)
+def test_is_affine_rejects_what_it_cannot_prove(case):
+    assert not is_affine(Fn(NOT_AFFINE[case]))
+
+
+def test_is_affine_on_modules_and_graph_modules():
+    vit = models.create("vit_tiny")
+    assert is_affine(vit.stem) and is_affine(torch.fx.symbolic_trace(vit.stem))
+    assert is_affine(nn.Sequential(nn.Identity(), nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4, 2)))
+    assert not is_affine(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)))  # batch statistics: not affine
+    assert not is_affine(nn.Sequential(nn.Conv2d(3, 4, 3), nn.GELU()))
