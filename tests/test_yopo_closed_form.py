@@ -9,6 +9,7 @@ import pytest
 import torch
 from defense_fixtures import RecordingSGD, TinyNet, TinyNonlinear, blobs, groups, one_thread  # noqa: F401
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from robustode import models
 from robustode.defenses import YOPO
@@ -101,6 +102,27 @@ def test_closed_form_equals_the_autograd_path_on_the_built_in_models(name):
     closed, reference = one_step(model, x, y, True), one_step(model, x, y, False)
     assert (closed["path"], reference["path"]) == ("closed-form", "autograd")
     assert_same(closed, reference, stem(model))
+
+
+def flops(fn) -> float:
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+@pytest.mark.parametrize("m, n", [(1, 1), (2, 4), (3, 2)])
+def test_the_closed_form_costs_m_full_passes_and_one_layer_one_pass(m, n):
+    """F a forward, S the stem's: closed form m * 3F + 2S, whatever n; autograd m * (3F - S + 2 (n + 1) S)."""
+    torch.manual_seed(0)
+    model = models.create("resnet20").train()
+    x, y = torch.rand(4, 3, 32, 32), torch.randint(0, 10, (4,))
+    full, stem = flops(lambda: model(x)), flops(lambda: model.stem(x))
+    for closed_form, expected in ((True, m * 3 * full + 2 * stem), (False, m * (3 * full - stem + 2 * (n + 1) * stem))):
+        defense = YOPO(m=m, n=n)
+        defense.closed_form = closed_form
+        optimizers = defense.optimizers(model, groups(model), RecordingSGD)
+        defense.split(model, x)  # the affinity check's two layer-one forwards are not part of a step
+        assert flops(lambda: defense.train_step(model, x, y, optimizers, lambda: None)) == expected
 
 
 def test_every_registered_model_takes_the_closed_form():
