@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from contextlib import nullcontext
+from unittest.mock import patch
 
 import pytest
 import torch
@@ -11,9 +12,10 @@ from defense_fixtures import RecordingSGD, TinyNet, TinyNonlinear, blobs, groups
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+import robustode.defenses.yopo as yopo
 from robustode import models
 from robustode.defenses import YOPO
-from robustode.defenses.affine import is_affine
+from robustode.defenses.affine import is_affine, weight_gradient_product
 from robustode.models.contract import LayerOneModel
 
 
@@ -43,23 +45,29 @@ def batch(shape=(3, 32, 32), n: int = 2, seed: int = 0) -> tuple[torch.Tensor, t
     return x, torch.randint(0, 3, (n,), generator=g)
 
 
+def recording(etas: list, fn):
+    def record(*args, **kwargs):
+        etas.append(fn(*args, **kwargs).detach().clone())
+        return etas[-1]
+
+    return record
+
+
 def one_step(model, x, y, closed_form: bool, autocast: bool = False, m: int = 2, n: int = 3, **kw) -> dict:
-    """One YOPO step on a copy of ``model``: its path, the etas layer one saw, the gradients, the buffers after."""
+    """One YOPO step on a copy of ``model``: its path, its etas (start, then after each pass's inner steps),
+    the gradients, the buffers after."""
     model = copy.deepcopy(model).train()
     defense = YOPO(m=m, n=n, **kw)
     defense.closed_form = closed_form
-    split = defense.split(model, x)  # the affinity check runs layer one once: before the recording starts
-    seen = []
-    recorded = model.stem if split.module is None else split.module  # the nonlinear split runs the stem first
-    hook = recorded.register_forward_pre_hook(lambda mod, args: seen.append(args[0].detach() - x))
     main, one = defense.optimizers(model, groups(model), RecordingSGD)
+    etas = []
     torch.manual_seed(1)  # the same random start on both paths
-    with torch.autocast("cpu", dtype=torch.bfloat16) if autocast else nullcontext():
+    with (torch.autocast("cpu", dtype=torch.bfloat16) if autocast else nullcontext(),
+          patch.object(yopo, "random_start", recording(etas, yopo.random_start)),
+          patch.object(yopo, "inner_steps", recording(etas, yopo.inner_steps)),
+          patch.object(yopo, "sign_steps", recording(etas, yopo.sign_steps))):
         out = defense.train_step(model, x, y, [main, one], lambda: None)
-    hook.remove()
-    # Full passes at eta_0 .. eta_(m-1), the last Hamiltonian at eta_m; the autograd path's inner steps come between.
-    stride = 1 if defense.last_path == "closed-form" else n + 2
-    etas = [seen[j * stride] for j in range(m)] + [seen[-1]]
+    assert len(etas) == m + 1
     grads = {**main.seen[0], **one.seen[0]}
     names = {p: name for name, p in model.named_parameters()}
     return {"path": defense.last_path, "etas": etas, "loss": out.loss,
@@ -111,13 +119,17 @@ def flops(fn) -> float:
 
 
 @pytest.mark.parametrize("m, n", [(1, 1), (2, 4), (3, 2)])
-def test_the_closed_form_costs_m_full_passes_and_one_layer_one_pass(m, n):
-    """F a forward, S the stem's: closed form m * 3F + 2S, whatever n; autograd m * (3F - S + 2 (n + 1) S)."""
+def test_the_closed_form_costs_m_full_passes_and_one_layer_one_product(m, n):
+    """F a forward, S the stem's: closed form m * 3F + S, whatever n; autograd m * (3F - S + 2 (n + 1) S).
+
+    Each closed-form pass is a natural pass (3F - S) plus the vector-Jacobian product through the stem (S);
+    the last Hamiltonian's weight gradient is one product (S) and the others ride on the next pass.
+    """
     torch.manual_seed(0)
     model = models.create("resnet20").train()
     x, y = torch.rand(4, 3, 32, 32), torch.randint(0, 10, (4,))
     full, stem = flops(lambda: model(x)), flops(lambda: model.stem(x))
-    for closed_form, expected in ((True, m * 3 * full + 2 * stem), (False, m * (3 * full - stem + 2 * (n + 1) * stem))):
+    for closed_form, expected in ((True, m * 3 * full + stem), (False, m * (3 * full - stem + 2 * (n + 1) * stem))):
         defense = YOPO(m=m, n=n)
         defense.closed_form = closed_form
         optimizers = defense.optimizers(model, groups(model), RecordingSGD)
@@ -293,3 +305,23 @@ def test_is_affine_on_modules_and_graph_modules():
     assert is_affine(nn.Sequential(nn.Identity(), nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4, 2)))
     assert not is_affine(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)))  # batch statistics: not affine
     assert not is_affine(nn.Sequential(nn.Conv2d(3, 4, 3), nn.GELU()))
+
+
+def test_the_weight_gradient_product_equals_the_backward_where_it_applies():
+    torch.manual_seed(0)
+    u = torch.rand(2, 3, 8, 8)
+    conv = nn.Conv2d(3, 4, 3, stride=2, padding=1, dilation=1)
+    for module in (models.create("resnet20").stem, conv, nn.Sequential(nn.Identity(), nn.Conv2d(3, 6, 3, groups=3))):
+        cotangent = torch.randn_like(module(u))
+        expected = torch.autograd.grad(module(u), list(module.parameters()), cotangent)
+        seen = []
+        hooks = [p.register_hook(seen.append) for p in module.parameters()]
+        weight_gradient_product(module)(u, cotangent)
+        for hook in hooks:
+            hook.remove()
+        assert len(seen) == len(expected)  # through autograd: the parameters' hooks see it
+        for param, grad in zip(module.parameters(), expected):
+            assert torch.allclose(param.grad, grad, rtol=1e-5, atol=1e-6)
+    others = (models.create("vit_tiny").stem, ScaledStem(), nn.Conv2d(3, 4, 3, padding=1, padding_mode="reflect"),
+              nn.Conv2d(3, 4, 3, padding="same"), nn.Sequential(nn.Linear(8, 8), nn.Conv2d(3, 4, 3)))
+    assert [weight_gradient_product(module) for module in others] == [None] * len(others)  # the backward runs

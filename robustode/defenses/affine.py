@@ -21,6 +21,7 @@ one that torch.fx cannot trace.
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable
 
 import torch
 from torch import fx, nn
@@ -72,6 +73,42 @@ def layer_one_is_affine(model: nn.Module, split: LayerSplit, x: torch.Tensor) ->
         return False
     with torch.no_grad():  # an affine module has no state a forward could move
         return torch.equal(split.layer_one(x), split.module(x))
+
+
+def weight_gradient_product(module: nn.Module) -> Callable[[torch.Tensor, torch.Tensor], None] | None:
+    """For a convolution after parameter-free affine pieces (every built-in conv stem), a function
+    ``add(u, cotangent)`` adding d<cotangent, module(u)>/dtheta to the parameters' gradients; else None.
+
+    One conv2d_weight product instead of the module's forward and backward: the kernel the backward
+    runs, in the dtype the forward ran in (the cotangent's: bf16 under autocast), and through
+    autograd.backward on the parameters, so their gradient hooks still see it.
+    """
+    parts = _prefix_and_conv(module)
+    if parts is None:
+        return None
+    prefix, conv = parts
+
+    def add(u: torch.Tensor, cotangent: torch.Tensor) -> None:
+        with torch.no_grad():
+            v = prefix(u).to(cotangent.dtype)
+        grads = {conv.weight: lambda: torch.nn.grad.conv2d_weight(v, conv.weight.shape, cotangent, conv.stride,
+                                                                   conv.padding, conv.dilation, conv.groups),
+                 conv.bias: lambda: cotangent.sum((0, 2, 3))}
+        pairs = [(p, grad().to(p.dtype)) for p, grad in grads.items() if p is not None and p.requires_grad]
+        if pairs:
+            torch.autograd.backward([p for p, _ in pairs], [g for _, g in pairs])
+
+    return add
+
+
+def _prefix_and_conv(module: nn.Module) -> tuple[nn.Module, nn.Conv2d] | None:
+    """(the pieces before, the conv) for Conv2d or Sequential(parameter-free affine pieces..., Conv2d)."""
+    pieces = list(module) if type(module) is nn.Sequential else [module]
+    conv, prefix = pieces[-1] if pieces else None, nn.Sequential(*pieces[:-1])
+    plain = isinstance(conv, nn.Conv2d) and conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
+    if not plain or any(True for _ in prefix.parameters()) or not is_affine(prefix):
+        return None
+    return prefix, conv
 
 
 def _graph_is_affine(graph: fx.Graph, root: nn.Module) -> bool:

@@ -12,7 +12,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..utils import check_eps, check_step
-from .affine import layer_one_is_affine
+from .affine import layer_one_is_affine, weight_gradient_product
 from .base import Defense, Preset, StepOutput
 from .common import as_count, clip_delta, frozen_bn_stats, random_start
 from .split import LayerSplit, layer_one_parameters, split_model
@@ -103,7 +103,8 @@ class YOPO(Defense):
         self.sigma = check_step(self.sigma, "sigma")
         self.m = as_count(self.m, "m (M of yopo-M-N)")
         self.n = as_count(self.n, "n (N of yopo-M-N)")
-        self._split: tuple[nn.Module, LayerSplit, bool, list] | None = None  # model, split, affine, trainable
+        # model, split, whether affine, layer one's trainable parameters, its weight-gradient product (or None)
+        self._split: tuple[nn.Module, LayerSplit, bool, list, Callable | None] | None = None
         self.closed_form = True
         self.last_path: str | None = None
         # A benchmark's hook: timer("outside") wraps the work outside the m full passes (bench/step_cost.py).
@@ -146,7 +147,8 @@ class YOPO(Defense):
             split = split_model(model, self.first, self.nonlinear_layer_one, example=x)
             affine = not self.nonlinear_layer_one and layer_one_is_affine(model, split, x)
             trainable = [p for p in split.layer_one_params if p.requires_grad]
-            self._split = (model, split, affine, trainable)
+            product = weight_gradient_product(split.module) if affine and split.module is not None else None
+            self._split = (model, split, affine, trainable, product)
         return self._split[1]
 
     def train_step(self, model, x, y, optimizers, on_step) -> StepOutput:
@@ -190,7 +192,8 @@ class YOPO(Defense):
         pass's backward (both are linear in the cotangent dL/dz); only the
         last pass's Hamiltonian needs a layer-one forward of its own.
         """
-        params, carried, losses = self._split[3], None, []
+        params, product = self._split[3:]
+        carried, losses = None, []
         for _ in range(self.m):
             eta = eta.requires_grad_(True)  # x + eta is no leaf: torch's module hooks (FlopCounterMode) refuse one
             z = split.layer_one(x + eta)
@@ -207,7 +210,10 @@ class YOPO(Defense):
             carried = dz
             losses.append(loss.detach())
         with self._outside(), frozen_bn_stats(model if split.module is None else split.module):
-            if params:  # d(-H)/dtheta0 = sum(dL/dz * dz/dtheta0) at the final eta
+            # d(-H)/dtheta0 = sum(dL/dz * dz/dtheta0) at the final eta: one product where the module allows
+            if product is not None:
+                product(x + eta, carried)
+            elif params:
                 torch.autograd.backward(split.layer_one(x + eta), carried, inputs=params)
         return losses, logits
 
