@@ -162,9 +162,12 @@ def test_split_model_contract_and_children():
     split = split_model(model)
     x, _ = blobs(4)
     assert torch.equal(split(x), model(x)) and split.layer_one_params == list(model.stem.parameters())
+    assert split.module is model.stem and split.description == "TinyNet.layer_one / rest"
+    assert split_model(TinyNonlinear(), nonlinear=True).module is None  # no one module runs that layer one
     seq = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
     split = split_model(seq, first="0", example=x)
     assert torch.equal(split(x), seq(x)) and split.layer_one_params == list(seq[0].parameters())
+    assert split.module is seq[0] and "first child '0'" in split.description
     z = torch.randn(2, 4, 6, 6, requires_grad=True)
     assert torch.equal(split.rest(z), seq[1:](z))
 
