@@ -66,6 +66,12 @@ def test_is_affine_on_modules_and_graph_modules():
     assert is_affine(nn.Sequential(nn.Identity(), nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4, 2)))
     assert not is_affine(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)))  # batch statistics: not affine
     assert not is_affine(nn.Sequential(nn.Conv2d(3, 4, 3), nn.GELU()))
+    assert not is_affine(SquaringConv(3, 4, 3))  # a subclass's forward is traced, not trusted
+
+
+class SquaringConv(nn.Conv2d):
+    def forward(self, x):
+        return super().forward(x) ** 2
 
 
 def test_the_weight_gradient_product_equals_the_backward_where_it_applies():
@@ -84,5 +90,6 @@ def test_the_weight_gradient_product_equals_the_backward_where_it_applies():
         for param, grad in zip(module.parameters(), expected):
             assert torch.allclose(param.grad, grad, rtol=1e-5, atol=1e-6)
     others = (models.create("vit_tiny").stem, nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten()), nn.Conv2d(3, 4, 3, padding=1, padding_mode="reflect"),
-              nn.Conv2d(3, 4, 3, padding="same"), nn.Sequential(nn.Linear(8, 8), nn.Conv2d(3, 4, 3)))
+              nn.Conv2d(3, 4, 3, padding="same"), nn.Sequential(nn.Linear(8, 8), nn.Conv2d(3, 4, 3)),
+              SquaringConv(3, 4, 3))
     assert [weight_gradient_product(module) for module in others] == [None] * len(others)  # the backward runs

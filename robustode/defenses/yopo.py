@@ -80,7 +80,8 @@ class YOPO(Defense):
     dH/deta = -A^T dL/dz does not depend on eta: each pass then takes one
     vector-Jacobian product through layer one and n sign steps with no
     autograd, and the Hamiltonian weight gradients ride on the next pass's
-    backward (one extra layer-one pass per step in all). Otherwise (e.g.
+    backward (the last one: one weight-gradient product for a conv stem, else
+    one layer-one forward and backward). Otherwise (e.g.
     ``nonlinear_layer_one``) every inner step runs through autograd, m * (n + 1)
     layer-one passes. Both give the same eta and the same gradients (float
     rounding in the accumulation order); ``defense.closed_form = False`` forces
@@ -189,8 +190,9 @@ class YOPO(Defense):
         product per pass, then n sign steps on plain tensors. The Hamiltonian
         of pass j is taken at the eta of pass j + 1, whose forward already
         holds layer one at that point, so its weight gradient joins the next
-        pass's backward (both are linear in the cotangent dL/dz); only the
-        last pass's Hamiltonian needs a layer-one forward of its own.
+        pass's backward (both are linear in the cotangent dL/dz); the last
+        pass's Hamiltonian is one weight-gradient product for a conv stem
+        (robustode.defenses.affine), else one layer-one forward and backward.
         """
         params, product = self._split[3:]
         carried, losses = None, []
