@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The GPU check of the speed issue, as one command: training throughput (bench/throughput.py), the
+# The GPU check of the speed issue, as one command: training throughput (bench/throughput.py), YOPO's
+# share outside its full passes and each defense's step against natural's (bench/step_cost.py), the
 # time-to-robustness runs (bench/time_to_robust.py) and a torch.compile comparison, inside ~9.5 minutes;
 # the tables are printed last. Results go to $OUT (the device tool brings them back), else /tmp/gpu_check.
 #
@@ -12,16 +13,16 @@
 #   GPU_CHECK_TOY=1 PYTHON=.venv/bin/python bash bench/gpu_check.sh
 #
 # Settings (environment): PYTHON (default python3), GPU_CHECK_SECONDS (whole budget, default 560),
-# GPU_CHECK_STAGES (default "throughput models robust compile cudagraphs"), TTR_DEFENSES (time-to-robust defenses),
+# GPU_CHECK_STAGES (default "throughput yopo ratio models robust compile cudagraphs"), TTR_DEFENSES (time-to-robust defenses),
 # TTR_BUDGET (seconds of training per defense, default 150).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 TOTAL=${GPU_CHECK_SECONDS:-560}
-STAGES=${GPU_CHECK_STAGES:-throughput models robust compile cudagraphs}
+STAGES=${GPU_CHECK_STAGES:-throughput yopo ratio models robust compile cudagraphs}
 RESULTS=${OUT:-/tmp/gpu_check}
-WORK=$(mktemp -d /tmp/gpu_check.XXXXXX)  # records and the wheel's install: $OUT takes 8 files at most
+WORK=$(mktemp -d /tmp/gpu_check.XXXXXX)  # records, step costs, the wheel's install: $OUT takes 8 files at most
 trap 'rm -rf "$WORK"' EXIT
 START=$(date +%s)
 mkdir -p "$RESULTS"
@@ -67,6 +68,8 @@ if [[ -n ${GPU_CHECK_TOY:-} ]]; then
   TP_MODELS=(--models macaron_vit_tiny,lm_resnet20 --defenses natural --batch-size 8 --steps 2)
   TP_COMPILE=(--models resnet20 --defenses natural --batch-size 8 --steps 2 --compile)
   TP_GRAPHS=(--models resnet20 --defenses natural --batch-size 8 --steps 2 --compile default)
+  SC_YOPO=(--models resnet20 --defenses yopo-2-1 --paths closed-form,autograd --batch-size 8 --steps 1)
+  SC_RATIO=(--models resnet20 --defenses natural,yopo-2-1 --batch-size 8 --steps 1 --pairs 3)
   TTR=(--model resnet20 --dataset synthetic --train-subset 32 --n 8 --epochs 1 --batch-size 16
        --defenses "${TTR_DEFENSES:-natural,yopo-2-1}")
 else
@@ -77,6 +80,10 @@ else
   TP_MODELS=(--models lm_resnet56,meanfield_resnet56,macaron_vit --defenses natural --steps 20)
   TP_COMPILE=(--models preact_resnet18,wrn34_10 --defenses natural --steps 20 --compile)
   TP_GRAPHS=(--models preact_resnet18 --defenses natural --steps 20 --compile reduce-overhead)
+  SC_YOPO=(--models preact_resnet18,wrn34_10 --defenses yopo-5-3,yopo-3-5 --paths closed-form,autograd
+           --batch-size 256 --steps 5 --warmup 2)
+  SC_RATIO=(--models preact_resnet18 --defenses natural,fgsm-rs,pgd-10,free-8,yopo-5-3,yopo-3-5,trades-10
+            --batch-size 512 --steps 5 --pairs 3 --warmup 2)
   TTR=(--dataset cifar10-jpeg --data-dir .data --defenses "${TTR_DEFENSES:-fgsm-rs,free-8,yopo-5-3,pgd-10,natural}"
        --budget-seconds "${TTR_BUDGET:-150}")
 fi
@@ -95,24 +102,30 @@ git rev-parse HEAD 2>/dev/null | sed 's/^/commit /' | tee -a "$LOG" || true
 
 # -- the measurements ---------------------------------------------------------------------------------
 stage throughput 170 "$PYTHON" bench/throughput.py "${TP_MAIN[@]}" --device "$DEVICE" --json "$RESULTS/throughput.json"
+mkdir -p "$WORK/step_cost"
+stage yopo 45 "$PYTHON" bench/step_cost.py "${SC_YOPO[@]}" --device "$DEVICE" --json "$WORK/step_cost/yopo.json"
+stage ratio 60 "$PYTHON" bench/step_cost.py --mode ratio "${SC_RATIO[@]}" --device "$DEVICE" \
+  --json "$WORK/step_cost/ratio.json"
 stage models 60 "$PYTHON" bench/throughput.py "${TP_MODELS[@]}" --device "$DEVICE" --json "$RESULTS/throughput_models.json"
 stage robust 330 "$PYTHON" bench/time_to_robust.py "${TTR[@]}" --device "$DEVICE" --records "$WORK/records" \
   --html "$RESULTS/leaderboard.html" --json "$RESULTS/time_to_robust.json"
 stage compile 120 "$PYTHON" bench/throughput.py "${TP_COMPILE[@]}" --device "$DEVICE" --json "$RESULTS/throughput_compile.json"
 stage cudagraphs 90 "$PYTHON" bench/throughput.py "${TP_GRAPHS[@]}" --device "$DEVICE" --json "$RESULTS/throughput_cudagraphs.json"
 
-if [[ -d $WORK/records ]]; then
-  tar -czf "$RESULTS/records.tar.gz" -C "$WORK" records
+# One archive for the records and the step costs: $OUT brings back 8 files at most.
+(cd "$WORK" && ls -d records step_cost/*.json 2>/dev/null) >"$WORK/archived" || true
+if [[ -s $WORK/archived ]]; then
+  tar -czf "$RESULTS/records.tar.gz" -C "$WORK" -T "$WORK/archived"
 fi
 
 # -- the tables, last ---------------------------------------------------------------------------------
 say "tables (after $(($(date +%s) - START)) s)"
-"$PYTHON" - "$RESULTS" <<'EOF' 2>&1 | tee -a "$LOG"
+"$PYTHON" - "$RESULTS" "$WORK" <<'EOF' 2>&1 | tee -a "$LOG"
 import json, os, sys
 sys.path.insert(0, "bench")
-import throughput, time_to_robust
+import step_cost, throughput, time_to_robust
 
-results, console = sys.argv[1], throughput.wide_console()
+results, work, console = sys.argv[1], sys.argv[2], throughput.wide_console()
 for name in ("throughput.json", "throughput_models.json", "throughput_compile.json", "throughput_cudagraphs.json",
              "time_to_robust.json"):
     path = os.path.join(results, name)
@@ -121,5 +134,11 @@ for name in ("throughput.json", "throughput_models.json", "throughput_compile.js
         continue
     report = json.load(open(path))
     (time_to_robust.show if name == "time_to_robust.json" else throughput.show)(report, console)
+for name in ("yopo.json", "ratio.json"):
+    path = os.path.join(work, "step_cost", name)
+    if os.path.isfile(path):
+        step_cost.show(json.load(open(path)), console)
+    else:
+        console.print(f"step_cost/{name}: not written (stage skipped, failed or out of time)")
 EOF
 ls "$RESULTS" | tee -a "$LOG"

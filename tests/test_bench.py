@@ -1,4 +1,4 @@
-"""bench/throughput.py and bench/time_to_robust.py at toy sizes on the CPU: rows, JSON, records, exact FLOPs."""
+"""bench/throughput.py, step_cost.py and time_to_robust.py at toy sizes on the CPU: rows, JSON, records, exact FLOPs."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from robustode.models import create
 from robustode.records import load_records
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import step_cost
 import throughput
 import time_to_robust
 
@@ -107,3 +108,29 @@ def test_epoch_overrides():
     assert time_to_robust.epochs_overrides("12") == {"*": 12}
     assert time_to_robust.epochs_overrides("yopo-5-3=10,pgd-10=15") == {"yopo-5-3": 10, "pgd-10": 15}
     assert time_to_robust.epochs_overrides(None) == {}
+
+
+def test_step_cost_times_yopo_outside_its_full_passes_on_the_path_asked(tmp_path):
+    out = tmp_path / "fraction.json"
+    argv = ["--models", "resnet20", "--defenses", "yopo-2-1,yopo-1-2", "--paths", "closed-form,autograd",
+            "--batch-size", "4", "--steps", "2", "--warmup", "0", "--device", "cpu", "--json", str(out)]
+    report = step_cost.main(argv)
+    assert json.loads(out.read_text()) == json.loads(json.dumps(report))
+    assert [(r["defense"], r["path"]) for r in report["rows"]] == [
+        ("yopo-2-1", "closed-form"), ("yopo-2-1", "autograd"), ("yopo-1-2", "closed-form"), ("yopo-1-2", "autograd")]
+    for r in report["rows"]:
+        assert 0 < r["outside_ms"] < r["step_ms"] and r["steps"] == 2
+        assert r["outside_fraction"] == pytest.approx(r["outside_ms"] / r["step_ms"])
+    with pytest.raises(RuntimeError, match="asked for the closed-form path, the step took autograd"):
+        step_cost.main(["--models", "wrn10_2", "--defenses", "yopo-1-1(nonlinear_layer_one=true)", "--batch-size",
+                        "2", "--steps", "1", "--warmup", "0", "--device", "cpu"])
+
+
+def test_step_cost_ratio_is_the_median_of_its_pairs():
+    argv = ["--mode", "ratio", "--models", "resnet20", "--defenses", "natural,pgd-1,free-2", "--batch-size", "4",
+            "--steps", "1", "--pairs", "3", "--warmup", "0", "--device", "cpu"]
+    rows = step_cost.main(argv)["rows"]
+    assert [(r["defense"], r["passes"], len(r["pairs"])) for r in rows] == [("natural", 1, 3), ("pgd-1", 2, 3),
+                                                                          ("free-2", 2, 3)]
+    for r in rows:
+        assert r["vs_natural"] == sorted(r["pairs"])[1] > 0

@@ -75,7 +75,8 @@ def test_layer_one_gets_cross_entropy_and_hamiltonian_gradients(monkeypatch):
     assert (len(main.seen), len(one.seen), steps.n) == (1, 1, 1)
 
 
-def test_weight_gradients_accumulate_over_the_m_passes():
+@pytest.mark.parametrize("closed_form", [False, True])
+def test_weight_gradients_accumulate_over_the_m_passes(closed_form):
     torch.manual_seed(0)
     model = TinyNet().train()
     x, y = blobs(8)
@@ -83,11 +84,17 @@ def test_weight_gradients_accumulate_over_the_m_passes():
     for param in model.parameters():
         param.register_hook(lambda g, param=param: pieces[param].append(g.clone()))
     m = 3
-    _, main, one, steps = run_step(model, YOPO(m=m, n=2), x, y)
+    defense = YOPO(m=m, n=2)
+    defense.closed_form = closed_form
+    _, main, one, steps = run_step(model, defense, x, y)
     at_step = {**main.seen[0], **one.seen[0]}
     layer_one = set(model.stem.parameters())
+    # Layer one, autograd path: m CE + m Hamiltonian pieces. Closed form: each Hamiltonian joins the next
+    # pass's CE backward (same eta), the last one comes alone: m + 1 pieces.
+    stem_pieces = m + 1 if closed_form else 2 * m
+    assert defense.last_path == ("closed-form" if closed_form else "autograd")
     for param, parts in pieces.items():
-        assert len(parts) == (2 * m if param in layer_one else m)  # layer one: m CE + m Hamiltonian pieces
+        assert len(parts) == (stem_pieces if param in layer_one else m)
         assert torch.allclose(at_step[param], torch.stack(parts).sum(0), rtol=1e-5, atol=1e-8)
     assert (len(main.seen), len(one.seen), steps.n) == (1, 1, 1)
 
@@ -155,9 +162,12 @@ def test_split_model_contract_and_children():
     split = split_model(model)
     x, _ = blobs(4)
     assert torch.equal(split(x), model(x)) and split.layer_one_params == list(model.stem.parameters())
+    assert split.module is model.stem and split.description == "layer one: stem (the model's layer_one())"
+    assert split_model(TinyNonlinear(), nonlinear=True).module is None  # no one module runs that layer one
     seq = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
     split = split_model(seq, first="0", example=x)
     assert torch.equal(split(x), seq(x)) and split.layer_one_params == list(seq[0].parameters())
+    assert split.module is seq[0] and split.description == "layer one: 0 (first=)"
     z = torch.randn(2, 4, 6, 6, requires_grad=True)
     assert torch.equal(split.rest(z), seq[1:](z))
 

@@ -38,7 +38,11 @@ ADVICE = f"{CONTRACT}, or pass first=<name of its first submodule>"
 
 @dataclass(frozen=True)
 class LayerSplit:
-    """layer_one(x) -> z and rest(z) -> logits, the parameters of layer one, and where they came from."""
+    """layer_one(x) -> z and rest(z) -> logits, the parameters of layer one, and where they came from.
+
+    ``module`` is the nn.Module layer one runs (None when unknown, e.g. the
+    nonlinear split), which robustode.defenses.affine inspects.
+    """
 
     layer_one: Callable[[torch.Tensor], torch.Tensor]
     rest: Callable[[torch.Tensor], torch.Tensor]
@@ -68,7 +72,7 @@ def split_model(model: nn.Module, first: str | None = None, nonlinear: bool = Fa
     Raises ConfigError, in one line, when no split is found or a split does not
     reproduce the model.
     """
-    example = _example(model, example)
+    example = example_batch(model, example)
     split = _find(model, first, nonlinear, example)
     verify(model, split, example, CONTRACT if first is not None else ADVICE)
     return split
@@ -126,7 +130,7 @@ def _children(model: nn.Module, first: str) -> LayerSplit:
     return LayerSplit(layer_one, rest, list(layer_one.parameters()), f"layer one: {first} (first=)", layer_one)
 
 
-def _example(model: nn.Module, example: torch.Tensor | None) -> torch.Tensor:
+def example_batch(model: nn.Module, example: torch.Tensor | None) -> torch.Tensor:
     if example is not None:
         return example
     param = next(model.parameters(), None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -10,9 +11,10 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..utils import check_eps, check_step
+from .affine import layer_one_is_affine, weight_gradient_product
 from .base import Defense, Preset, StepOutput
 from .common import as_count, clip_delta, frozen_bn_stats, random_start
-from .split import LayerSplit, split_model
+from .split import LayerSplit, example_batch, split_model
 
 
 def hamiltonian(layer_one: Callable, x: torch.Tensor, eta: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
@@ -32,6 +34,18 @@ def inner_steps(layer_one: Callable, x: torch.Tensor, eta: torch.Tensor, p: torc
         (grad,) = torch.autograd.grad(hamiltonian(layer_one, x, eta, p), eta)
         eta = clip_delta(eta.detach() - sigma * grad.sign(), x, eps)
     return eta.detach()
+
+
+def sign_steps(x: torch.Tensor, eta: torch.Tensor, step: torch.Tensor, *, steps: int, eps: float) -> torch.Tensor:
+    """``steps`` projected steps eta <- clip(eta + step) with a fixed step: inner_steps when dH/deta is fixed.
+
+    clip_delta's operations in the same order, in place on one buffer, so eta equals inner_steps' bit for bit.
+    (With the step fixed, one step of ``steps`` times its size and one projection reach the same point in
+    exact arithmetic, but not in float: a last-bit difference can flip a sign in a later pass.)
+    """
+    for _ in range(steps):
+        eta = (eta + step).clamp_(-eps, eps).add_(x).clamp_(0.0, 1.0).sub_(x)
+    return eta
 
 
 @dataclass
@@ -62,8 +76,18 @@ class YOPO(Defense):
     custom sequential model instead. ``nonlinear_layer_one`` (research option)
     moves the first nonlinearity into layer one; the model must define
     layer_one_nonlinear(x), rest_nonlinear(z), layer_one_nonlinear_parameters().
-    Cost: ``passes_per_batch`` counts the m full passes only; the m * (n + 1)
-    layer-one-only passes cost about 1/depth of a pass each.
+    Cost: ``passes_per_batch`` counts the m full passes only. Where layer one
+    is affine in its input (every built-in model; robustode.defenses.affine
+    proves it from the module, or the model sets ``layer_one_is_affine``),
+    dH/deta = -A^T dL/dz does not depend on eta: each pass then takes one
+    vector-Jacobian product through layer one and n sign steps with no
+    autograd, and the Hamiltonian weight gradients ride on the next pass's
+    backward (the last one: one weight-gradient product for a conv stem, else
+    one layer-one forward and backward). Otherwise (e.g.
+    ``nonlinear_layer_one``) every inner step runs through autograd, m * (n + 1)
+    layer-one passes. Both give the same eta and the same gradients (float
+    rounding in the accumulation order); ``defense.closed_form = False`` forces
+    the autograd path, ``defense.last_path`` says which one the last step took.
     The authors' train_one_epoch also runs one no-grad, train-mode forward of
     the final x + eta per minibatch (after the m-th pass, before the optimizer
     steps) only to log its accuracy; it updates batch norm's running statistics
@@ -90,7 +114,12 @@ class YOPO(Defense):
         self.sigma = check_step(self.sigma, "sigma")
         self.m = as_count(self.m, "m (M of yopo-M-N)")
         self.n = as_count(self.n, "n (N of yopo-M-N)")
-        self._split: tuple[nn.Module, LayerSplit] | None = None
+        # model, split, whether affine, layer one's trainable parameters, its weight-gradient product (or None)
+        self._split: tuple[nn.Module, LayerSplit, bool, list, Callable | None] | None = None
+        self.closed_form = True
+        self.last_path: str | None = None
+        # A benchmark's hook: timer("outside") wraps the work outside the m full passes (bench/step_cost.py).
+        self.timer: Callable[[str], AbstractContextManager] | None = None
 
     @property
     def preset(self) -> Preset:
@@ -110,10 +139,16 @@ class YOPO(Defense):
     def passes_per_batch(self) -> float:
         return float(self.m)
 
-    def prepare(self, model: nn.Module, example: torch.Tensor) -> str:
-        """Find layer one and check the split on a batch shaped like ``example``; returns where it is."""
-        self._split = (model, split_model(model, self.first, self.nonlinear_layer_one, example=example))
-        return self._split[1].description
+    def prepare(self, model: nn.Module, example: torch.Tensor | None) -> str:
+        """Find layer one, check the split and whether it is affine on a batch shaped like ``example``;
+        returns where layer one is."""
+        example = example_batch(model, example)
+        split = split_model(model, self.first, self.nonlinear_layer_one, example=example)
+        affine = not self.nonlinear_layer_one and layer_one_is_affine(model, split, example)
+        trainable = [p for p in split.layer_one_params if p.requires_grad]
+        product = weight_gradient_product(split.module) if affine and split.module is not None else None
+        self._split = (model, split, affine, trainable, product)
+        return split.description
 
     def hyperparameters(self) -> dict:
         found = {} if self._split is None else {"layer_one": self._split[1].description}
@@ -145,18 +180,10 @@ class YOPO(Defense):
         eta = random_start(x, self.eps)
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
-        losses = []
-        for _ in range(self.m):
-            z = split.layer_one(x + eta)
-            z.retain_grad()
-            logits = split.rest(z)
-            loss = self.cross_entropy(logits, y)
-            loss.backward()  # accumulates dL/dtheta into every parameter, layer one included
-            p = -z.grad.detach()
-            with frozen_bn_stats(model):
-                eta = inner_steps(split.layer_one, x, eta, p, steps=self.n, sigma=self.sigma, eps=self.eps)
-                (-hamiltonian(split.layer_one, x, eta, p)).backward()  # adds sum(dL/dz * dz/dtheta0) at new eta
-            losses.append(loss.detach())
+        closed = self.closed_form and self._split[2]
+        self.last_path = "closed-form" if closed else "autograd"
+        passes = self._closed_form_passes if closed else self._autograd_passes
+        losses, logits, eta = passes(model, split, x, y, eta)
         if self.stats_forward:
             with torch.no_grad():
                 split.rest(split.layer_one(x + eta))
@@ -165,3 +192,58 @@ class YOPO(Defense):
         on_step()
         correct = (logits.detach().argmax(1) == y).sum()
         return StepOutput(loss=torch.stack(losses).mean(), correct=correct, count=y.shape[0])
+
+    def _autograd_passes(self, model, split, x, y, eta):
+        """The m passes as the paper writes them, every inner step through autograd (the reference)."""
+        losses = []
+        for _ in range(self.m):
+            z = split.layer_one(x + eta)
+            z.retain_grad()
+            logits = split.rest(z)
+            loss = self.cross_entropy(logits, y)
+            loss.backward()  # accumulates dL/dtheta into every parameter, layer one included
+            p = -z.grad.detach()
+            with self._outside(), frozen_bn_stats(model):
+                eta = inner_steps(split.layer_one, x, eta, p, steps=self.n, sigma=self.sigma, eps=self.eps)
+                (-hamiltonian(split.layer_one, x, eta, p)).backward()  # adds sum(dL/dz * dz/dtheta0) at new eta
+            losses.append(loss.detach())
+        return losses, logits, eta
+
+    def _closed_form_passes(self, model, split, x, y, eta):
+        """The m passes for an affine layer one z = A u + b: the same eta and gradients without autograd steps.
+
+        dH/deta = -A^T dL/dz is the same at every eta: one vector-Jacobian
+        product per pass, then n sign steps on plain tensors. The Hamiltonian
+        of pass j is taken at the eta of pass j + 1, whose forward already
+        holds layer one at that point, so its weight gradient joins the next
+        pass's backward (both are linear in the cotangent dL/dz); the last
+        pass's Hamiltonian is one weight-gradient product for a conv stem
+        (robustode.defenses.affine), else one layer-one forward and backward.
+        """
+        params, product = self._split[3:]
+        carried, losses = None, []
+        for _ in range(self.m):
+            eta = eta.requires_grad_(True)  # x + eta is no leaf: torch's module hooks (FlopCounterMode) refuse one
+            z = split.layer_one(x + eta)
+            z_in = z.detach().requires_grad_(True)  # a leaf: dL/dz lands in .grad with no retain_grad hook
+            logits = split.rest(z_in)
+            loss = self.cross_entropy(logits, y)
+            loss.backward()  # every parameter after layer one
+            dz = z_in.grad
+            with self._outside():
+                (grad,) = torch.autograd.grad(z, eta, dz, retain_graph=True)  # A^T dL/dz = -dH/deta
+                eta = sign_steps(x, eta.detach(), grad.sign().mul_(self.sigma), steps=self.n, eps=self.eps)
+            if params:  # layer one: this pass's CE gradient plus the previous pass's Hamiltonian gradient
+                torch.autograd.backward(z, dz if carried is None else dz + carried, inputs=params)
+            carried = dz
+            losses.append(loss.detach())
+        with self._outside(), frozen_bn_stats(model if split.module is None else split.module):
+            # d(-H)/dtheta0 = sum(dL/dz * dz/dtheta0) at the final eta: one product where the module allows
+            if product is not None:
+                product(x + eta, carried)
+            elif params:
+                torch.autograd.backward(split.layer_one(x + eta), carried, inputs=params)
+        return losses, logits, eta
+
+    def _outside(self) -> AbstractContextManager:
+        return nullcontext() if self.timer is None else self.timer("outside")

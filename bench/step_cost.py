@@ -1,0 +1,192 @@
+"""A defense's step against natural training's, measured so that machine noise cancels.
+
+    python bench/step_cost.py                         # resnet20, preact_resnet18: YOPO's outside share, batch 64
+    python bench/step_cost.py --mode ratio --models resnet20 --defenses natural,fgsm-rs,pgd-3,free-8,yopo-5-3
+    python bench/step_cost.py --models wrn34_10 --batch-size 256 --paths closed-form,autograd --json out.json
+
+Two measurements, each on one random batch, with the model set up as the training loop sets it
+up (channels_last and bf16 autocast on CUDA, fused SGD there) and warm-up steps first:
+
+- ``--mode fraction`` (YOPO specs): each timed train_step is timed whole and, inside it, the work
+  outside the m full passes (YOPO's ``timings``: the input vector-Jacobian products, the sign
+  steps and the Hamiltonian gradients; on the autograd path the m * n inner autograd passes and
+  the m Hamiltonian passes), both with a device synchronize on either side. "outside %" =
+  outside / step over the timed steps. The synchronizing makes a CUDA step a little slower.
+- ``--mode ratio`` (any spec): natural and the defense alternate, ``--steps`` train_steps each,
+  natural first and last; each defense block gives step / (passes per step x the mean natural step
+  of the blocks either side) and the row shows the median of the ``--pairs`` blocks (1.0: a pass
+  costs what a natural pass costs, bench/throughput.py's "vs natural").
+
+Measured figures and the machine they came from: bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections import defaultdict
+from contextlib import contextmanager, nullcontext
+
+import torch
+from rich.table import Table
+from throughput import command_line, make_defense, wide_console, write_json
+
+from robustode.models import create
+from robustode.training.optim import param_groups, sgd_factory
+from robustode.utils import device_name, resolve_device, synchronize
+
+PATHS = ("closed-form", "autograd")
+
+
+class Clock:
+    """Times blocks (wall time) with a device synchronize on either side; ``seconds`` sums them by name."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def __call__(self, name: str):
+        synchronize(self.device)
+        start = time.perf_counter()
+        yield
+        synchronize(self.device)
+        self.seconds[name] += time.perf_counter() - start
+
+
+class Runner:
+    """One model, defense, optimizers and batch, as the loop would have them; ``steps(k)`` times k train_steps."""
+
+    def __init__(self, model_name: str, spec: str, batch: int, clock: Clock, path: str = "closed-form"):
+        torch.manual_seed(0)
+        device = clock.device
+        fmt = torch.channels_last if device.type == "cuda" else torch.preserve_format
+        self.model = create(model_name, num_classes=10).to(device, memory_format=fmt).train()
+        self.defense = make_defense(spec)
+        if hasattr(self.defense, "closed_form"):
+            self.defense.closed_form = path == "closed-form"
+        make = sgd_factory(0.01, 0.9, False, device)
+        self.optimizers = list(self.defense.optimizers(self.model, param_groups(self.model, 5e-4), make))
+        shape = getattr(self.model, "input_shape", (3, 32, 32))
+        self.x = torch.rand(batch, *shape, device=device).contiguous(memory_format=fmt)
+        self.y = torch.randint(0, 10, (batch,), device=device)
+        self.clock = clock
+        bf16 = device.type == "cuda"
+        self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if bf16 else nullcontext
+
+    def steps(self, k: int) -> list[float]:
+        """Seconds of each of k train_steps."""
+        seconds = []
+        for _ in range(k):
+            before = self.clock.seconds["step"]
+            with self.clock("step"), self.autocast():
+                self.defense.train_step(self.model, self.x, self.y, self.optimizers, lambda: None)
+            seconds.append(self.clock.seconds["step"] - before)
+        return seconds
+
+
+def fraction_row(model_name: str, spec: str, path: str, args, device: torch.device) -> dict:
+    run = Runner(model_name, spec, args.batch_size, Clock(device), path)
+    run.steps(args.warmup)
+    run.clock.seconds.clear()
+    run.defense.timer = run.clock
+    steps = run.steps(args.steps)
+    outside = run.clock.seconds["outside"]
+    if run.defense.last_path != path:
+        raise RuntimeError(f"{model_name} / {spec}: asked for the {path} path, the step took {run.defense.last_path}")
+    return {"model": model_name, "defense": spec, "path": path, "batch_size": args.batch_size,
+            "step_ms": 1000 * sum(steps) / len(steps), "outside_ms": 1000 * outside / len(steps),
+            "outside_fraction": outside / sum(steps), "steps": len(steps)}
+
+
+def ratio_row(model_name: str, spec: str, args, device: torch.device) -> dict:
+    """Natural, defense, natural, ... (``pairs`` defense blocks): each defense block against the mean of the
+    natural blocks on either side of it, so a load that drifts during the pair cancels to first order."""
+    clock = Clock(device)
+    natural = Runner(model_name, "natural", args.batch_size, clock)
+    run = Runner(model_name, spec, args.batch_size, clock)
+    natural.steps(args.warmup)
+    run.steps(args.warmup)
+    passes, own = run.defense.passes_per_batch, []
+    base = [statistics.mean(natural.steps(args.steps))]
+    for _ in range(args.pairs):
+        own.append(statistics.mean(run.steps(args.steps)))
+        base.append(statistics.mean(natural.steps(args.steps)))
+    pairs = [d / (passes * (before + after) / 2) for d, before, after in zip(own, base, base[1:])]
+    return {"model": model_name, "defense": spec, "batch_size": args.batch_size, "passes": passes,
+            "step_ms": 1000 * statistics.median(own), "natural_ms": 1000 * statistics.median(base),
+            "vs_natural": statistics.median(pairs), "pairs": pairs}
+
+
+def show(report: dict, console) -> None:
+    fraction = report["mode"] == "fraction"
+    what = "YOPO outside the m full passes" if fraction else f"step vs natural, median of {report['pairs']} pairs"
+    table = Table(title=f"{what} on {report['device']} (torch {report['torch']}, {report['threads']} threads)")
+    names = (("model", "defense", "path", "batch", "step ms", "outside ms", "outside %") if fraction else
+             ("model", "defense", "batch", "passes", "step ms", "natural ms", "vs natural", "pairs"))
+    for name in names:
+        table.add_column(name, justify="left" if name in ("model", "defense", "path", "pairs") else "right",
+                         no_wrap=True)
+    for r in report["rows"]:
+        if fraction:
+            table.add_row(r["model"], r["defense"], r["path"], str(r["batch_size"]), f"{r['step_ms']:.1f}",
+                          f"{r['outside_ms']:.2f}", f"{100 * r['outside_fraction']:.2f}%")
+        else:
+            table.add_row(r["model"], r["defense"], str(r["batch_size"]), f"{r['passes']:g}", f"{r['step_ms']:.1f}",
+                          f"{r['natural_ms']:.1f}", f"{r['vs_natural']:.3f}x",
+                          " ".join(f"{p:.3f}" for p in r["pairs"]))
+    console.print(table)
+    console.print(f"command: {report['command']}; load average (1, 5, 15 min) before / after: {report['load']}")
+
+
+def load_average() -> str:
+    try:
+        with open("/proc/loadavg", encoding="ascii") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--mode", choices=["fraction", "ratio"], default="fraction")
+    p.add_argument("--models", default="resnet20,preact_resnet18", help="comma-separated model names")
+    p.add_argument("--defenses", default="yopo-5-3,yopo-3-5", help="comma-separated specs (YOPO only for fraction)")
+    p.add_argument("--paths", default="closed-form", help=f"YOPO's paths, of {', '.join(PATHS)} (fraction mode)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--steps", type=int, default=3, help="timed steps per row, or per half pair (default: 3)")
+    p.add_argument("--pairs", type=int, default=3, help="natural/defense pairs in ratio mode (default: 3)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps first (default: 1)")
+    p.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    p.add_argument("--json", help="write the report here")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    torch.backends.cudnn.benchmark = True  # as the training loop runs: fixed shapes, cuDNN picks its kernels
+    console, before, rows = wide_console(), load_average(), []
+    for model_name in args.models.split(","):
+        for spec in args.defenses.split(","):
+            paths = args.paths.split(",") if args.mode == "fraction" else [None]
+            for path in paths:
+                row = (fraction_row(model_name, spec, path, args, device) if path else
+                       ratio_row(model_name, spec, args, device))
+                rows.append(row)
+                console.print(f"{model_name} / {spec}{f' / {path}' if path else ''}: {row['step_ms']:.0f} ms",
+                              highlight=False)
+    report = {"mode": args.mode, "pairs": args.pairs, "device": device_name(device),
+              "torch": torch.__version__, "threads": torch.get_num_threads(),
+              "command": command_line("step_cost.py", argv), "load": f"{before} / {load_average()}", "rows": rows}
+    show(report, console)
+    write_json(report, args.json)
+    return report
+
+
+if __name__ == "__main__":
+    main()
