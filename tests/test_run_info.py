@@ -76,3 +76,42 @@ def test_a_schema_v1_record_still_loads():
     record = load_record(Path(__file__).parent / "fixtures" / "record_v1.json")  # written by robustode 0.1
     assert (record.defense.spec, record.model.name, record.dataset.kind) == ("yopo-5-3", "lm_resnet20", "jpeg-copy")
     assert record.evaluation.n == 500 and 0 < record.evaluation.pgd20_acc < record.evaluation.clean_acc
+
+
+def test_a_run_saved_before_a_setting_existed_resumes_only_as_it_ran(tmp_path):
+    from robustode.training import save_checkpoint
+
+    fit(tiny(), create_defense("free-2"), data(), out_dir=tmp_path, quiet=True, epochs=4, batch_size=16)
+    last = tmp_path / "checkpoints" / "last.pt"
+    state = load_checkpoint(last)
+    del state["config"]["defense"]["hyperparameters"]["clip_to_image"]  # as robustode 0.1 saved it
+    save_checkpoint(last, {k: v for k, v in state.items() if k not in ("format", "version", "digest")})
+    with pytest.raises(ConfigError, match="clip_to_image True -> False"):  # 0.1 clipped to the image box
+        fit(tiny(), create_defense("free-2"), data(), out_dir=tmp_path, quiet=True, epochs=4, batch_size=16,
+            resume=True)
+    again = fit(tiny(), create_defense("free-2", clip_to_image=True), data(), out_dir=tmp_path, quiet=True,
+                epochs=4, batch_size=16, resume=True)
+    assert again.data_epochs == 2
+
+
+class OnlyTrainStep:
+    """A defense that is no Defense: only train_step and what the loop reads."""
+
+    spec, preset, replays, passes_per_batch = "duck", Plain.preset, 1, 1.0
+
+    def __init__(self):
+        self.inner = Plain()
+
+    def train_step(self, *args):
+        return self.inner.train_step(*args)
+
+    def __getattr__(self, name):
+        if name == "prepare":  # the hook a Defense has and this one lacks
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
+def test_a_duck_typed_defense_without_prepare_trains():
+    assert not hasattr(OnlyTrainStep(), "prepare")
+    result = fit(tiny(), OnlyTrainStep(), data(), quiet=True, epochs=1)
+    assert result.data_epochs == 1 and result.run.defense.spec == "duck"

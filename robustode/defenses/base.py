@@ -73,6 +73,9 @@ class Defense:
     preset: ClassVar[Preset] = Preset()
     replays: ClassVar[int] = 1  # optimizer steps per minibatch; data epochs = nominal epochs / replays
     supports_awp: ClassVar[bool] = False  # its training loss is a function of fixed adversarial examples
+    # Settings whose default changed since robustode 0.1, with the value 0.1 behaved as: a run saved then
+    # is resumed with these (and every other setting it lacks at its current default).
+    legacy_defaults: ClassVar[dict] = {}
     epochs_done: ClassVar[int] = 0  # data epochs completed; the loop sets it on the instance (begin_epoch)
     compiles: ClassVar[bool] = True  # train_step runs under torch.compile (not with double backprop)
 

@@ -48,6 +48,7 @@ class Free(Defense):
     m: int = 8
     clip_to_image: bool = False  # also clip the carried delta to the current image's [0, 1] box
 
+    legacy_defaults: ClassVar[dict] = {"clip_to_image": True}  # robustode 0.1 clipped to the image box
     preset: ClassVar[Preset] = Preset(
         lr=0.1, momentum=0.9, weight_decay=2e-4, batch_size=128, epochs=205, milestones=(102.4, 153.6),
         source="Shafahi et al. 2019, github.com/ashafahi/free_adv_train config.py (train_steps 80000, "

@@ -78,6 +78,7 @@ class TRADES(Defense):
     kl_target_forward: bool = True  # a third train-mode forward, of x, for the KL target (trades.py)
 
     supports_awp: ClassVar[bool] = True
+    legacy_defaults: ClassVar[dict] = {"kl_target_forward": False}  # robustode 0.1 reused the first forward
     preset: ClassVar[Preset] = Preset(
         lr=0.1, momentum=0.9, weight_decay=2e-4, batch_size=128, epochs=76, milestones=(74,),
         source="Zhang et al. 2019, github.com/yaodongyu/TRADES train_trades_cifar10.py (epochs 76, "

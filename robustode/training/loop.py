@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from contextlib import contextmanager
 
@@ -54,16 +55,13 @@ def fit(model: nn.Module | str, defense, data: DataSet, *, config: TrainConfig |
     ctx = dist.setup(resolve_device(config.device))  # under torchrun: join its process group
     run_dir, saved, config = _open_run(out_dir, resume, config, ctx)
     settings = config.resolve(defense, world_size=ctx.world_size)
-    if isinstance(model, str):
-        model = _create_model(model, data.num_classes, settings.seed)
-    # A bad model fails here, before anything is written; YOPO finds (and verifies) its layer one.
-    note = defense.prepare(model, check_for_training(model, data))
+    model, note = _prepared(model, defense, data, settings)  # a bad model fails here, before any write
     with run_lock(run_dir), _determinism(settings.deterministic):
         if run_dir is not None:
             check_run_dir(run_dir, resume)  # again, now that this process owns the directory
         run = RunInfo.describe(settings, config, model, defense, data)
         if saved is not None:
-            _check_same_run(RunInfo.from_dict(saved["config"], str(run_dir)), run, run_dir)
+            _check_same_run(RunInfo.from_dict(saved["config"], str(run_dir)), run, run_dir, _assumed(defense))
         log = RunLog(run_dir, quiet or not ctx.main)
         trainer = Trainer(model, defense, data, run, log, run_dir)
         _start(trainer, saved, config, log, note)
@@ -92,6 +90,18 @@ def _start(trainer: Trainer, saved: dict | None, config: TrainConfig, log: RunLo
                  f"were scaled to the {s.epochs} epochs asked for: {[round(m, 2) for m in s.milestones]}")
     if s.device == "cpu" and config.device in (None, "auto"):
         log.warn("no GPU found: training on the CPU, where the papers' models and presets take hours to days")
+
+
+def _prepared(model, defense, data: DataSet, settings) -> tuple[nn.Module, str | None]:
+    """The model built (a registered name), on its device and checked; the defense prepared for it (YOPO
+    finds and verifies its layer one). Returns the model and what the defense says about it."""
+    if isinstance(model, str):
+        model = _create_model(model, data.num_classes, settings.seed)
+    if isinstance(model, nn.Module):
+        model = model.to(settings.device)  # checked where it will train (a CUDA-only model fails on the CPU)
+    example = check_for_training(model, data)
+    prepare = getattr(defense, "prepare", None)  # a duck-typed defense may have only train_step
+    return model, (prepare(model, example) if prepare is not None else None)
 
 
 def _open_run(out_dir, resume: bool, config: TrainConfig, ctx) -> tuple:
@@ -154,8 +164,16 @@ def _create_model(name: str, num_classes: int, seed: int) -> nn.Module:
     return create(name, num_classes=num_classes)  # create() tags it, so checkpoints can rebuild it
 
 
-def _check_same_run(saved: RunInfo, new: RunInfo, run_dir) -> None:
-    changed = saved.resume_conflicts(new)
+def _assumed(defense) -> dict:
+    """What a run saved before a defense setting existed ran with: the legacy default, else the default."""
+    if not dataclasses.is_dataclass(defense):
+        return {}
+    values = {f.name: f.default for f in dataclasses.fields(defense) if f.default is not dataclasses.MISSING}
+    return {**values, **getattr(defense, "legacy_defaults", {})}
+
+
+def _check_same_run(saved: RunInfo, new: RunInfo, run_dir, assumed: dict) -> None:
+    changed = saved.resume_conflicts(new, assumed)
     if changed:
         raise ConfigError(f"cannot resume {run_dir} with other settings ({'; '.join(changed)}); "
                           "resume with the run's own settings or start a new run")

@@ -85,15 +85,20 @@ class RunInfo:
         except (KeyError, TypeError, AttributeError) as err:
             raise CheckpointError(f"{source}: malformed run description ({type(err).__name__}: {err})") from None
 
-    def resume_conflicts(self, new: RunInfo) -> list[str]:
-        """What ``new`` changes that a resumed run must keep (empty when it may resume)."""
+    def resume_conflicts(self, new: RunInfo, assumed: dict | None = None) -> list[str]:
+        """What ``new`` changes that a resumed run must keep (empty when it may resume).
+
+        ``assumed`` gives the value of each defense setting a run saved by an older robustode
+        lacks (the defense's legacy or current default); settings missing from both are not compared.
+        """
         changed = [f"{k} {getattr(self.train, k)!r} -> {getattr(new.train, k)!r}" for k in TRAJECTORY_KEYS
                    if getattr(self.train, k) != getattr(new.train, k)]
         if self.data != new.data:
             changed.append(f"data {dataclasses.asdict(self.data)} -> {dataclasses.asdict(new.data)}")
-        # A key the saved run lacks came with a later robustode (its layer-one description, a modifier
-        # at its default): only what both runs state must agree.
-        saved, now = self.defense.hyperparameters, new.defense.hyperparameters
+        # A setting the saved run lacks came with a later robustode: it ran as the defense's legacy
+        # default says (or its current one). A derived key (YOPO's layer-one description) is in neither.
+        saved = {**(assumed or {}), **self.defense.hyperparameters}
+        now = new.defense.hyperparameters
         differ = {k: (saved[k], now[k]) for k in saved.keys() & now.keys() if saved[k] != now[k]}
         if self.defense.spec != new.defense.spec:
             changed.append(f"defense {self.defense.spec} -> {new.defense.spec}")
