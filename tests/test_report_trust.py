@@ -81,6 +81,7 @@ def test_committed_records_render_every_format():
     assert all(re.fullmatch(r"\d+\.\d\d \[\d+\.\d, \d+\.\d\]", row[2]) for row in rows)
     page = render(records, "html", cost="flops")  # no counted FLOPs there: every run left out, and said so
     assert "Left out of the training FLOPs (counted) plot" in page
+    assert page.count("<img") == 1 and 'alt="Clean vs robust' in page  # no empty cost plot
     assert len(json.loads(render(records, "json"))) == len(records)
 
 
@@ -262,3 +263,22 @@ def test_json_keeps_every_schema_2_field():
     record = curve_record()
     (back,) = [Record.from_dict(d) for d in json.loads(render([record], "json"))]
     assert back == record and back.training.curve == record.training.curve
+
+
+def test_worst_case_column_only_over_several_attacks():
+    several = demo_record(aa=0.44, evaluation={"worst_case_acc": 0.43})
+    md = render([several], "md")
+    assert column(md, "Worst case")[0].startswith("43.00 [")
+    assert "Worst case" not in render([demo_record(evaluation={"worst_case_acc": 0.47})], "md")
+
+
+def test_a_missing_per_example_file_is_an_error_naming_it(tmp_path):
+    from robustode.errors import RecordError
+
+    n = 50
+    saved_record(tmp_path, correct(n, n), correct(n, 30))
+    saved_record(tmp_path, correct(n, n), correct(n, 20), defense="free-8")
+    (victim,) = [p for p in tmp_path.glob("points-*.npz")][:1]
+    victim.unlink()
+    with pytest.raises(RecordError, match=victim.name):
+        write_report(tmp_path, "md")

@@ -46,8 +46,8 @@ def _note(text: str) -> str:
 
 def _plots(g: Group, cost: Cost) -> str:
     pareto = plots.robust_vs_cost(g.rows, cost)
-    figures = (_img(pareto.svg, f"Robust accuracy vs {cost.axis}, {g.title}")
-               + _img(plots.clean_vs_robust(g.rows), f"Clean vs robust accuracy, {g.title}"))
+    figures = "" if pareto.svg is None else _img(pareto.svg, f"Robust accuracy vs {cost.axis}, {g.title}")
+    figures += _img(plots.clean_vs_robust(g.rows), f"Clean vs robust accuracy, {g.title}")
     out = f'<div class="plots">{figures}</div>'
     if pareto.left_out:
         names = ", ".join(method(row.first) for row in pareto.left_out)

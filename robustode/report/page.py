@@ -16,7 +16,7 @@ th[data-dir=asc]::after { content: " ▲"; }
 td[title] { text-decoration: underline dotted #aaa; cursor: help; }
 .ci { color: #777; font-size: 12px; }
 tbody tr:hover { background: #fafae8; }
-.plots { display: grid; grid-template-columns: repeat(auto-fit, minmax(420px, 1fr)); gap: 1em; }
+.plots { display: grid; grid-template-columns: repeat(auto-fill, minmax(420px, 1fr)); gap: 1em; }
 .curves { display: grid; grid-template-columns: repeat(auto-fill, minmax(380px, 1fr)); gap: 0.6em; }
 .plots img, .curves img { width: 100%; }
 """

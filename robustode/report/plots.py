@@ -28,7 +28,7 @@ def _pgd20(r) -> float | None:
 
 @dataclass
 class CostPlot:
-    svg: str
+    svg: str | None  # None when no row has the cost: an empty plot says nothing
     left_out: list[Row]  # rows with PGD-20 but without the chosen cost: not in the plot
 
 
@@ -36,6 +36,8 @@ def robust_vs_cost(rows: list[Row], cost: Cost = COSTS["seconds"]) -> CostPlot:
     """PGD-20 accuracy against ``cost``; the Pareto front as a staircase of red points."""
     robust = [row for row in rows if row.mean(_pgd20) is not None]
     shown = [row for row in robust if row.mean(cost.value) is not None]
+    if not shown:
+        return CostPlot(None, robust)
     unit, divisor = cost.unit(max((row.mean(cost.value) for row in shown), default=0.0))
     xs = [spread(row, cost.value, divisor) for row in shown]
     ys = [spread(row, _pgd20, 0.01) for row in shown]
