@@ -20,8 +20,10 @@ def demo_record(*, defense="pgd-10", clean=0.87, pgd20=0.47, seconds=600.0, aa=N
     curve, best_epoch, stop_kind, world_size, flops_per_image, intervals, worst_case_acc, ...).
     """
     robust = {"pgd-20": pgd20} if aa is None else {"pgd-20": pgd20, "autoattack": aa}
-    # As the evaluator writes them: a 95% Wilson interval for clean and each attack.
-    intervals = {k: list(wilson(round(acc * n), n)) for k, acc in {"clean": clean, **robust}.items()}
+    # As the evaluator writes them: a 95% Wilson interval for clean and each attack (a value the record
+    # refuses, such as NaN, gets none, so that the record's own check reports it).
+    intervals = {k: list(wilson(round(acc * n), n)) for k, acc in {"clean": clean, **robust}.items()
+                 if isinstance(acc, (int, float)) and 0 <= acc <= 1}
     return make_record(
         model={"name": model, "params": 46_160_474},
         defense={"spec": defense, "name": defense.split("-")[0],
