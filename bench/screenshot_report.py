@@ -1,18 +1,20 @@
-"""Render an HTML leaderboard and check it in headless Chromium: screenshots, and a real click to sort.
+"""Render an HTML leaderboard and check it in headless Chromium: screenshots, the page as rendered, a click.
 
-    python bench/screenshot_report.py --out /tmp/report          # demo records, made in a temp dir
+    python bench/screenshot_report.py --out /tmp/report          # demo records (bench/report_demo.py)
     python bench/screenshot_report.py --records leaderboard/records --out /tmp/report
 
 Writes OUT/report.html, OUT/report.png (as rendered) and OUT/sorted.png (after a
-click on the first table's "Clean" header), and checks in the browser's DOM that
-the click sorted that table by clean accuracy, best first. The demo records hold
-the seed talk's figures and the reference's measured anchors; they are examples
-for the page, not results, and are never written to leaderboard/records.
+click on the first table's "Clean" header), and checks in the browser's DOM, once
+the page has loaded: the click sorted that table by clean accuracy, best first;
+every accuracy cell of one run shows its interval; every plot decoded; and the
+plots of the first table fill the page's width. The last line printed is the
+JSON of what the browser measured.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shutil
 import subprocess
@@ -20,41 +22,31 @@ import sys
 import tempfile
 from pathlib import Path
 
-from robustode.records import make_record, save_in
+from report_demo import demo_records
+
 from robustode.report import write_report
 
 _FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+          "--disable-background-networking", "--disable-component-update", "--disable-sync",
+          "--virtual-time-budget=5000"]  # lets the load event (and the measuring below) happen first
 _CLICK = """<script>
 document.querySelector("table.sortable th:nth-child(2)").click();  // a first click sorts descending
+window.addEventListener("load", () => {
+  const images = [...document.images], plots = document.querySelector(".plots");
+  const width = e => e.getBoundingClientRect().width;
+  const cells = [...document.querySelectorAll("table.sortable tbody td:nth-child(3)")].map(td => td.textContent);
+  const out = document.createElement("pre");
+  out.id = "checks";
+  out.textContent = JSON.stringify({
+    images: images.length, decoded: images.filter(i => i.naturalWidth > 0).length,
+    filled: plots ? [...plots.querySelectorAll("img")].reduce((s, i) => s + width(i), 0) / width(plots) : 0,
+    clean: [...document.querySelector("table.sortable").tBodies[0].rows].map(r => r.cells[1].textContent),
+    pgd20: cells, curves: document.querySelectorAll(".curves img").length});
+  document.body.appendChild(out);
+});
 </script>"""
-
-# (method, clean, PGD-20, minutes, data kind): reference sections 2 and 6.
-DEMO = [("natural", 0.9503, 0.0, 233, "real"), ("pgd-3", 0.9007, 0.3918, 1134, "real"),
-        ("pgd-5", 0.8965, 0.4385, 1574, "real"), ("pgd-10", 0.8730, 0.4704, 2713, "real"),
-        ("free-8", 0.8629, 0.4700, 667, "real"), ("yopo-3-5", 0.8727, 0.4304, 299, "real"),
-        ("yopo-5-3", 0.8670, 0.4798, 476, "real"), ("fgsm-rs", 0.763, 0.420, 26.4 / 60, "jpeg-copy"),
-        ("pgd-10", 0.723, 0.443, 123 / 60, "jpeg-copy")]
-
-
-def demo_records(folder: Path) -> Path:
-    for spec, clean, pgd, mins, kind in DEMO:
-        real = kind == "real"
-        rec = make_record(
-            model={"name": "wrn34_10" if real else "preact_resnet18", "params": 1},
-            defense={"spec": spec, "name": spec.split("-")[0]},
-            dataset={"name": "cifar10" if real else "cifar10-jpeg", "kind": kind, "n_train": 50_000,
-                     "n_test": 10_000, "num_classes": 10},
-            training={"epochs": 105 if real else 15, "batch_size": 128, "seed": 0, "seconds": mins * 60,
-                      "images_per_second": 1.0, "passes_per_image": 1.0},
-            evaluation={"n": 10_000, "norm": "linf", "eps": 8 / 255, "clean_acc": clean, "pgd20_acc": pgd,
-                        "robust": {"pgd-20": pgd}},
-            provenance={"robustode_version": "demo", "git_commit": None, "torch_version": "demo",
-                        "device": "seed talk GPU" if real else "NVIDIA H200", "device_type": "cuda",
-                        "precision": "fp32" if real else "bf16", "date": "2020-01-01T00:00:00+00:00"},
-            label="demo")
-        save_in(rec, folder)
-    return folder
+ONE_RUN = re.compile(r"\d+\.\d\d \[\d+\.\d, \d+\.\d\]")  # "47.04 [46.1, 48.0]"
+SEEDS = re.compile(r"\d+\.\d\d ± \d+\.\d\d")  # "44.37 ± 0.70"
 
 
 def chromium(binary: str, *args: str, height: int, profile: str) -> str:
@@ -65,10 +57,20 @@ def chromium(binary: str, *args: str, height: int, profile: str) -> str:
     return done.stdout
 
 
-def first_table_column(dom: str, col: int) -> list[str]:
-    body = re.search(r"<tbody>(.*?)</tbody>", dom, re.DOTALL).group(1)
-    rows = re.findall(r"<tr>(.*?)</tr>", body, re.DOTALL)
-    return [re.findall(r"<td[^>]*>(.*?)</td>", row)[col] for row in rows]
+def problems(checks: dict) -> list[str]:
+    """What the browser measured that is wrong."""
+    clean = [float(v.split()[0].rstrip("†")) for v in checks["clean"]]
+    found = []
+    if len(clean) < 2 or clean != sorted(clean, reverse=True):
+        found.append(f"clicking 'Clean' did not sort the first table: {clean}")
+    if not checks["images"] or checks["decoded"] != checks["images"]:
+        found.append(f"{checks['decoded']} of {checks['images']} plots decoded")
+    if checks["filled"] < 0.9:
+        found.append(f"the first table's plots fill {checks['filled']:.0%} of the width")
+    bad = [c for c in checks["pgd20"] if not (ONE_RUN.fullmatch(c) or SEEDS.fullmatch(c))]
+    if bad:
+        found.append(f"PGD-20 cells without an interval or a mean ± std: {bad}")
+    return found
 
 
 def main() -> None:
@@ -76,7 +78,7 @@ def main() -> None:
     ap.add_argument("--records", help="a folder of records (default: demo records in a temp dir)")
     ap.add_argument("--out", required=True, help="folder for report.html, report.png, sorted.png")
     ap.add_argument("--chromium", default=shutil.which("chromium") or shutil.which("chromium-browser"))
-    ap.add_argument("--height", type=int, default=2000)
+    ap.add_argument("--height", type=int, default=2600)
     args = ap.parse_args()
     if not args.chromium:
         sys.exit("no chromium found: apt-get install chromium, or pass --chromium PATH")
@@ -89,16 +91,19 @@ def main() -> None:
         clicked = out / "clicked.html"
         clicked.write_text(page.read_text().replace("</body>", _CLICK + "</body>"))
         profile = str(Path(tmp) / "profile")
-        chromium(args.chromium, f"--screenshot={out / 'report.png'}", page.resolve().as_uri(),
-                 height=args.height, profile=profile)
-        chromium(args.chromium, f"--screenshot={out / 'sorted.png'}", clicked.resolve().as_uri(),
-                 height=args.height, profile=profile)
+        for name, url in (("report.png", page), ("sorted.png", clicked)):
+            chromium(args.chromium, f"--screenshot={out / name}", url.resolve().as_uri(), height=args.height,
+                     profile=profile)
         dom = chromium(args.chromium, "--dump-dom", clicked.resolve().as_uri(), height=args.height,
                        profile=profile)
-    clean = [float(v.rstrip("†")) for v in first_table_column(dom, 1)]
-    if clean != sorted(clean, reverse=True) or len(clean) < 2:
-        sys.exit(f"clicking 'Clean' did not sort the first table: {clean}")
-    print(f"ok: {out / 'report.png'}, {out / 'sorted.png'}; the click sorted clean accuracy as {clean}")
+    found = re.search(r'<pre id="checks">(.*?)</pre>', dom, re.DOTALL)
+    if not found:
+        sys.exit("the page's checks did not run (no load event?)")
+    checks = json.loads(found.group(1).replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">"))
+    if problems(checks):
+        sys.exit("; ".join(problems(checks)))
+    print(f"ok: {out / 'report.png'}, {out / 'sorted.png'}")
+    print(json.dumps(checks))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,9 @@ from records_fixtures import demo_record
 from robustode.errors import ConfigError, RecordError
 from robustode.records import Record, save_in
 from robustode.report import embed, group_records, pareto_front, render, write_report
-from robustode.report.tables import eps_text, minutes
+from robustode.report.cells import decimals, short_commit
+from robustode.report.cost import flops_unit, time_unit
+from robustode.report.tables import eps_text
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -78,19 +80,30 @@ def sections(md):
     return out
 
 
+def values(cells):
+    """The leading figure of each cell, without its interval: "86.70 [85.9, 87.4]" -> "86.70"."""
+    return [c.split(" [")[0] for c in cells]
+
+
+REAL = "CIFAR-10 · wrn34_10 · L∞ eps 8/255 · 50,000 training images · n = 10,000"
+JPEG = "CIFAR-10 (JPEG copy) · preact_resnet18 · L∞ eps 8/255 · 50,000 training images · n = 10,000"
+
+
 def test_markdown_tables_keep_data_kinds_apart_and_sort_by_pgd20(mixed):
     tables = sections(render(mixed, "md"))
-    assert list(tables) == ["CIFAR-10 · wrn34_10", "CIFAR-10 (JPEG copy) · preact_resnet18",
-                            "synthetic (not a benchmark) · preact_resnet18",
-                            "synthetic (not a benchmark) · resnet20"]
-    real = tables["CIFAR-10 · wrn34_10"]
+    assert list(tables) == [REAL, JPEG,
+                            "synthetic (not a benchmark) · preact_resnet18 · L∞ eps 8/255 · 50,000 training "
+                            "images · n = 10,000",
+                            "synthetic (not a benchmark) · resnet20 · L∞ eps 8/255 · 50,000 training images · "
+                            "n = 10,000"]
+    real = tables[REAL]
     assert [row[0] for row in real] == ["yopo-5-3", "pgd-10", "free-8", "natural"]
-    assert [row[1:4] for row in real] == [["86.70", "47.98", "—"], ["87.30", "47.04", "44.04"],
-                                          ["86.29", "47.00", "41.47†"], ["95.03", "0.00", "—"]]
-    assert [row[4] for row in real] == ["476", "2713", "667", "233"]  # minutes, as in the seed table
-    jpeg = tables["CIFAR-10 (JPEG copy) · preact_resnet18"]
-    assert [row[:4] for row in jpeg] == [["pgd-10", "72.30", "44.30", "2.0"],
-                                         ["fgsm-rs", "76.30", "42.00", "0.44 (26.4 s)"]]
+    assert [values(row[1:4]) for row in real] == [["86.70", "47.98", "—"], ["87.30", "47.04", "44.04"],
+                                                  ["86.29", "47.00", "41.47†"], ["95.03", "0.00", "—"]]
+    assert [row[4] for row in real] == ["476", "2,713", "667", "233"]  # minutes: the largest is 45 hours
+    jpeg = tables[JPEG]
+    assert [values(row[:4]) for row in jpeg] == [["pgd-10", "72.30", "44.30", "123"],  # seconds: under 10 min
+                                                 ["fgsm-rs", "76.30", "42.00", "26"]]
     assert sum(len(rows) for rows in tables.values()) == len(mixed)
 
 
@@ -98,10 +111,12 @@ def test_markdown_states_hardware_aa_and_order(mixed):
     md = render(mixed, "md")
     real_part = md.split("\n## ")[1]
     assert "| AutoAttack |" in real_part and "not the standard AutoAttack" in real_part
-    assert "Hardware: NVIDIA H200 (bf16, torch 2.11.0)" in real_part and "L∞, eps 8/255" in real_part
-    assert "Sorted by PGD-20 accuracy, best first." in real_part
+    assert "| Training time (min) |" in real_part
+    assert "Hardware: NVIDIA H200 (bf16, torch 2.11.0)" in real_part and "L∞ eps 8/255" in real_part
+    assert "Sorted by PGD-20 accuracy (the mean over seeds), best first." in real_part
+    assert "| Device |" not in real_part  # one device: the notes name it
     jpeg_part = md.split("\n## ")[2]
-    assert "AutoAttack" not in jpeg_part  # no AA run there: no column
+    assert "AutoAttack" not in jpeg_part and "| Training time (s) |" in jpeg_part  # no AA run there: no column
     assert "CPU (x86_64, 2 cores)" in md.split("\n## ")[3]
 
 
@@ -127,17 +142,18 @@ def test_html_escapes_labels():
 
 
 def test_plot_marks_the_front_and_labels_every_run(mixed):
-    from robustode.report.plots import clean_vs_robust, robust_vs_time
+    from robustode.report.plots import clean_vs_robust, robust_vs_cost
 
-    real = group_records(mixed)[0].records
-    svg = robust_vs_time(real)
+    rows = group_records(mixed)[0].rows
+    real = [row.first for row in rows]
+    svg = robust_vs_cost(rows).svg
     labels = re.findall(r"<text [^>]*>([^<]*)</text>", svg)
     bold = re.findall(r'<text style="font-weight: 700[^>]*>([^<]*)</text>', svg)
     assert all(r.defense.spec in labels for r in real)
     # natural is fastest and yopo-5-3 beats every slower run: the front, labelled in bold.
     assert sorted(bold) == ["natural", "yopo-5-3"]
     assert "Pareto front" in labels
-    assert all(r.defense.spec in clean_vs_robust(real) for r in real)
+    assert all(r.defense.spec in clean_vs_robust(rows) for r in real)
 
 
 def test_json_and_csv_hold_every_record_typed(mixed):
@@ -151,6 +167,11 @@ def test_json_and_csv_hold_every_record_typed(mixed):
     assert rows[0]["evaluation.autoattack_acc"] == ""
     assert float(rows[1]["evaluation.autoattack_acc"]) == 0.4404
     assert rows[0]["defense.hyperparameters.steps"] == "10"
+    # Each 95% interval in two number columns, the very values of the record.
+    low, high = data[0]["evaluation"]["intervals"]["pgd-20"]
+    assert (float(rows[0]["evaluation.intervals.pgd-20.low"]), float(rows[0]["evaluation.intervals.pgd-20.high"])) \
+        == (low, high) and low < 0.4798 < high
+    assert rows[0]["evaluation.interval_method"] == "wilson" and "evaluation.intervals" not in rows[0]
 
 
 def test_unknown_format():
@@ -189,13 +210,24 @@ def test_embed_between_markers(tmp_path):
 
 def test_formatting():
     assert eps_text(8 / 255) == "8/255" and eps_text(0.5) == "0.5" and eps_text(0.031) == "0.031"
-    assert minutes(26.4) == "0.44 (26.4 s)" and minutes(123) == "2.0" and minutes(162_780) == "2713"
+    assert time_unit(599) == ("s", 1.0) and time_unit(600) == ("min", 60.0)
+    assert flops_unit(2e14) == ("TFLOP", 1e12) and flops_unit(3e15) == ("PFLOP", 1e15)
+    assert [decimals(v) for v in (0.44, 12.0, 2713)] == [2, 1, 0]
+    assert short_commit("ea61b848820a9075f389e473c161f36ffbb2f822+dirty") == "ea61b84+dirty"
+    assert short_commit("abc1234def") == "abc1234" and short_commit(None) is None
 
 
 @pytest.mark.skipif(not shutil.which("chromium"), reason="no chromium here (apt-get install chromium)")
-def test_page_sorts_in_a_real_browser(tmp_path):
+def test_page_in_a_real_browser(tmp_path):
     script = ROOT / "bench" / "screenshot_report.py"
     done = subprocess.run([sys.executable, str(script), "--out", str(tmp_path)],
                           check=False, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr + done.stdout
     assert (tmp_path / "report.png").stat().st_size > 10_000
+    # What the browser measured on the rendered page (the script fails on these too; asserted here again).
+    seen = json.loads(done.stdout.splitlines()[-1])
+    assert seen["decoded"] == seen["images"] == 2 * 2 + seen["curves"] and seen["curves"] == 7
+    assert seen["filled"] > 0.9  # the two plots fill the width: no empty half page
+    assert re.fullmatch(r"47\.98 \[\d+\.\d, \d+\.\d\]", seen["pgd20"][5])  # yopo-5-3, after the sort by clean
+    # Three seeds each of PGD-10 and FGSM-RS on the JPEG copy: one row each, mean ± std.
+    assert sum(bool(re.fullmatch(r"\d+\.\d\d ± \d+\.\d\d", c)) for c in seen["pgd20"]) == 2

@@ -149,7 +149,7 @@ def run_directory(checkpoint: Path) -> Path:
 def cmd_leaderboard(args) -> int:
     from ..report import write_report
 
-    text = write_report(args.records, args.format, args.out)
+    text = write_report(args.records, args.format, args.out, cost=args.cost)
     if args.out:
         console.print(f"wrote {args.out}")
     else:

@@ -78,6 +78,7 @@ class Defense:
     legacy_defaults: ClassVar[dict] = {}
     epochs_done: ClassVar[int] = 0  # data epochs completed; the loop sets it on the instance (begin_epoch)
     compiles: ClassVar[bool] = True  # train_step runs under torch.compile (not with double backprop)
+    single_step: ClassVar[bool] = False  # one attack step per batch: can overfit catastrophically
 
     def __post_init__(self):
         check_modifiers(self)

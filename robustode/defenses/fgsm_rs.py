@@ -48,6 +48,7 @@ class FGSMRS(Defense):
     guard_steps: int = 5
     guard_alpha: float = 2 / 255
 
+    single_step: ClassVar[bool] = True  # one FGSM step: the report counts its collapsed seeds
     preset: ClassVar[Preset] = Preset(
         lr=0.2, momentum=0.9, weight_decay=5e-4, batch_size=128, epochs=15, schedule="cyclic",
         cycle_momentum=True, momentum_min=0.8,

@@ -76,6 +76,7 @@ class GradAlign(Defense):
 
     lam: float | None = None  # weight of the alignment penalty; None: the authors' rule for eps
 
+    single_step: ClassVar[bool] = True  # one FGSM step: the report counts its collapsed seeds
     compiles: ClassVar[bool] = False  # double backprop: torch.compile cannot run it
     preset: ClassVar[Preset] = Preset(
         lr=0.3, momentum=0.9, weight_decay=5e-4, batch_size=128, epochs=30, schedule="cyclic", cyclic_peak=0.4,

@@ -42,6 +42,7 @@ class NFGSM(Defense):
     k: float = 2.0  # noise magnitude in units of eps
     alpha: float | None = None  # FGSM step; None: eps (the paper's alpha = eps)
 
+    single_step: ClassVar[bool] = True  # one FGSM step: the report counts its collapsed seeds
     preset: ClassVar[Preset] = Preset(
         lr=0.2, momentum=0.9, weight_decay=5e-4, batch_size=128, epochs=30, schedule="cyclic",
         cycle_momentum=True, momentum_min=0.8,

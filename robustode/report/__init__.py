@@ -2,6 +2,13 @@
 
     from robustode.report import write_report
     write_report("leaderboard/records", "md", "leaderboard/LEADERBOARD.md")
+    write_report("leaderboard/records", "html", "board.html", cost="gpu-seconds")
+
+A table holds only comparable runs (one data set and training-set size, model,
+threat model and evaluation n); a row holds the runs that differ only by seed.
+Accuracies carry their 95% intervals, rows their McNemar p-value against the
+best row, and the HTML page the Pareto plot on the chosen cost and each run's
+training curve.
 """
 
 from __future__ import annotations
@@ -12,31 +19,39 @@ from collections.abc import Iterable
 from ..errors import ConfigError
 from ..files import check_output_file, write_atomic
 from ..records import Record, load_records
+from .cost import COSTS, cost_named
+from .export import render_csv, render_json
 from .html import render_html
 from .markdown import embed, render_markdown
 from .pareto import pareto_front
-from .tables import group_records, render_csv, render_json
+from .tables import group_records
 
 RENDERERS = {"md": render_markdown, "html": render_html, "json": render_json, "csv": render_csv}
 
-__all__ = ["RENDERERS", "embed", "group_records", "pareto_front", "render", "write_report"]
+__all__ = ["COSTS", "RENDERERS", "embed", "group_records", "pareto_front", "render", "write_report"]
 
 
-def render(records: Iterable[Record], fmt: str) -> str:
-    """The report of ``records`` as text in ``fmt``: md, html, json or csv."""
+def render(records: Iterable[Record], fmt: str, cost: str = "seconds") -> str:
+    """The report of ``records`` as text in ``fmt``: md, html, json or csv.
+
+    ``cost`` is the Pareto plot's axis (seconds, gpu-seconds, flops, passes: see
+    robustode.report.cost); only the HTML page has that plot.
+    """
     if fmt not in RENDERERS:
         raise ConfigError(f"unknown report format {fmt!r}; choose one of {', '.join(RENDERERS)}")
-    return RENDERERS[fmt](list(records))
+    return RENDERERS[fmt](list(records), cost=cost_named(cost))
 
 
-def write_report(records_dir: str | os.PathLike, fmt: str, out: str | os.PathLike | None = None) -> str:
+def write_report(records_dir: str | os.PathLike, fmt: str, out: str | os.PathLike | None = None,
+                 cost: str = "seconds") -> str:
     """Load every record in ``records_dir`` and render it; write to ``out`` when given.
 
     A bad record file raises RecordError naming it: a report never leaves one out.
     """
+    cost_named(cost)  # a bad choice fails before any file is read
     if out is not None:
         check_output_file(out, force=True, what="report file")  # a report is regenerated: replacing it is its use
-    text = render(load_records(records_dir), fmt)
+    text = render(load_records(records_dir), fmt, cost)
     if out is not None:
         write_atomic(out, text)  # a reader never sees half a report
     return text

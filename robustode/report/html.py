@@ -1,4 +1,4 @@
-"""The leaderboard as one self-contained HTML page: sortable tables and the plots, inline."""
+"""The leaderboard as one self-contained HTML page: sortable tables, the plots and training curves, inline."""
 
 from __future__ import annotations
 
@@ -8,47 +8,30 @@ from html import escape
 
 from ..records import Record
 from . import plots
-from .tables import Group, columns, group_notes, group_records
+from .cells import Cell
+from .columns import columns, group_notes, reading_notes
+from .cost import COSTS, Cost
+from .curves import training_curve
+from .page import CSS, JS
+from .tables import Group, group_records, method
 
-_CSS = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1250px; color: #222; }
-h2 { margin-top: 2em; border-bottom: 1px solid #ccc; }
-p.note { color: #555; margin: 0.2em 0; }
-table { border-collapse: collapse; margin: 1em 0; font-size: 14px; }
-th, td { padding: 4px 10px; border-bottom: 1px solid #e4e4e4; text-align: right; }
-th:first-child, td:first-child { text-align: left; }
-th { cursor: pointer; background: #f4f4f4; user-select: none; white-space: nowrap; }
-th[data-dir=desc]::after { content: " ▼"; }
-th[data-dir=asc]::after { content: " ▲"; }
-tbody tr:hover { background: #fafae8; }
-.plots { display: flex; flex-wrap: wrap; gap: 1em; }
-.plots img { width: 600px; max-width: 100%; }
-"""
+INTRO = ("Red points and line: the Pareto front (no other row is both cheaper, by {cost}, and more robust). "
+         "Grey bars: ± std over seeds. Click a column header to sort; hover a mean for each seed.")
 
-# Click a header to sort by it; click again to reverse. Cells carry their sort value.
-_JS = """
-document.querySelectorAll("table.sortable th").forEach((th, col) => th.addEventListener("click", () => {
-  const table = th.closest("table"), body = table.tBodies[0];
-  const dir = th.dataset.dir === "desc" ? "asc" : "desc";
-  table.querySelectorAll("th").forEach(h => delete h.dataset.dir);
-  th.dataset.dir = dir;
-  const value = row => row.cells[col].dataset.sort;
-  const cmp = (a, b) => {
-    const x = value(a), y = value(b), nx = parseFloat(x), ny = parseFloat(y);
-    return isNaN(nx) || isNaN(ny) ? x.localeCompare(y) : nx - ny;
-  };
-  [...body.rows].sort((a, b) => dir === "asc" ? cmp(a, b) : cmp(b, a)).forEach(r => body.appendChild(r));
-}));
-"""
+
+def _td(cell: Cell) -> str:
+    tip = f' title="{escape(cell.tip)}"' if cell.tip else ""
+    detail = f' <span class="ci">{escape(cell.detail)}</span>' if cell.detail else ""
+    return f'<td data-sort="{escape(str(cell.sort))}"{tip}>{escape(cell.text)}{detail}</td>'
 
 
 def _table(g: Group) -> str:
-    cols = columns(g)
+    cols = columns(g, wide=True)
     head = "".join(f'<th{" data-dir=desc" if c.header == "PGD-20" else ""}>{escape(c.header)}</th>'
                    for c in cols)
-    rows = "\n".join("<tr>" + "".join(f'<td data-sort="{escape(str(c.sort(r)))}">{escape(c.text(r))}</td>'
-                                      for c in cols) + "</tr>" for r in g.records)
-    return f'<table class="sortable"><thead><tr>{head}</tr></thead>\n<tbody>\n{rows}\n</tbody></table>'
+    rows = "\n".join("<tr>" + "".join(_td(c.cell(row)) for c in cols) + "</tr>" for row in g.rows)
+    return (f'<div class="scroll"><table class="sortable"><thead><tr>{head}</tr></thead>\n<tbody>\n{rows}\n'
+            "</tbody></table></div>")
 
 
 def _img(svg: str, alt: str) -> str:
@@ -57,21 +40,48 @@ def _img(svg: str, alt: str) -> str:
     return f'<img alt="{escape(alt)}" src="data:image/svg+xml;base64,{data}">'
 
 
-def _section(g: Group) -> str:
-    notes = "\n".join(f'<p class="note">{escape(n)}</p>' for n in group_notes(g))
-    figures = (_img(plots.robust_vs_time(g.records), f"Robust accuracy vs training time, {g.title}")
-               + _img(plots.clean_vs_robust(g.records), f"Clean vs robust accuracy, {g.title}"))
-    return (f"<section>\n<h2>{escape(g.title)}</h2>\n{notes}\n{_table(g)}\n"
-            f'<div class="plots">{figures}</div>\n</section>')
+def _note(text: str) -> str:
+    return f'<p class="note">{escape(text)}</p>'
 
 
-def render_html(records: Iterable[Record], title: str = "robustode leaderboard") -> str:
-    """A complete HTML page that needs no other file and no network."""
+def _plots(g: Group, cost: Cost) -> str:
+    pareto = plots.robust_vs_cost(g.rows, cost)
+    figures = "" if pareto.svg is None else _img(pareto.svg, f"Robust accuracy vs {cost.axis}, {g.title}")
+    figures += _img(plots.clean_vs_robust(g.rows), f"Clean vs robust accuracy, {g.title}")
+    out = f'<div class="plots">{figures}</div>'
+    if pareto.left_out:
+        names = ", ".join(method(row.first) for row in pareto.left_out)
+        out += _note(f"Left out of the {cost.axis} plot: {names} ({cost.missing or 'no such cost recorded'}).")
+    return out
+
+
+def _curves(g: Group) -> str:
+    """Each run's training curve; a line saying which runs have none."""
+    curves = [(r, training_curve(r)) for r in g.records]
+    images = "".join(_img(svg, f"Training curve of {method(r)}, seed {r.training.seed}")
+                     for r, svg in curves if svg is not None)
+    missing = sum(svg is None for _, svg in curves)
+    out = '<h3>Training curves</h3>\n<div class="curves">' + images + "</div>" if images else ""
+    if missing:
+        out += _note(f"{missing} of {len(curves)} runs have no per-epoch curve (records from before schema 2, "
+                     "or evaluations of a checkpoint alone).")
+    return out
+
+
+def _section(g: Group, cost: Cost) -> str:
+    above = "\n".join(_note(n) for n in group_notes(g))
+    below = "\n".join(_note(n) for n in reading_notes(g))
+    return (f"<section>\n<h2>{escape(g.title)}</h2>\n{above}\n{_table(g)}\n{below}\n{_plots(g, cost)}\n"
+            f"{_curves(g)}\n</section>")
+
+
+def render_html(records: Iterable[Record], title: str = "robustode leaderboard",
+                cost: Cost = COSTS["seconds"]) -> str:
+    """A complete HTML page that needs no other file and no network; the Pareto plots use ``cost``."""
     groups = group_records(records)
-    body = "\n".join(_section(g) for g in groups) or "<p>No records yet.</p>"
+    body = "\n".join(_section(g, cost) for g in groups) or "<p>No records yet.</p>"
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-            f"<title>{escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n"
+            f"<title>{escape(title)}</title>\n<style>{CSS}</style>\n</head>\n"
             f"<body>\n<h1>{escape(title)}</h1>\n"
-            f'<p class="note">Red points and line: the Pareto front (no other run is both faster and more '
-            f"robust). Click a column header to sort.</p>\n{body}\n"
-            f"<script>{_JS}</script>\n</body>\n</html>\n")
+            f"{_note(INTRO.format(cost=cost.axis))}\n"
+            f"{body}\n<script>{JS}</script>\n</body>\n</html>\n")

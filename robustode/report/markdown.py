@@ -1,4 +1,4 @@
-"""The leaderboard as Markdown: one table per data set and model, in the seed talk's shape."""
+"""The leaderboard as Markdown: one table per comparable set of runs, in the seed talk's shape."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..records import Record
-from .tables import columns, group_notes, group_records
+from .columns import columns, group_notes, reading_notes
+from .tables import group_records
 
 START, END = "<!-- leaderboard:start -->", "<!-- leaderboard:end -->"
 
@@ -17,7 +18,7 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def render_markdown(records: Iterable[Record], title: str = "robustode leaderboard", level: int = 1) -> str:
+def render_markdown(records: Iterable[Record], title: str = "robustode leaderboard", level: int = 1, **_) -> str:
     """Markdown text: a title at heading ``level``, then one section and table per group."""
     h = "#" * level
     groups = group_records(records)
@@ -29,8 +30,8 @@ def render_markdown(records: Iterable[Record], title: str = "robustode leaderboa
         lines += [f"{h}# {g.title}", "", " ".join(group_notes(g)), ""]
         lines.append("| " + " | ".join(c.header for c in cols) + " |")
         lines.append("|" + "---|" * len(cols))
-        lines += ["| " + " | ".join(_cell(c.text(r)) for c in cols) + " |" for r in g.records]
-        lines.append("")
+        lines += ["| " + " | ".join(_cell(c.cell(row).plain) for c in cols) + " |" for row in g.rows]
+        lines += ["", " ".join(reading_notes(g)), ""]
     return "\n".join(lines)
 
 
