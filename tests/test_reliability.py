@@ -20,7 +20,7 @@ import robustode as ro
 from robustode.cli import main
 from robustode.data import DataSet, make_synthetic
 from robustode.defenses import create_defense
-from robustode.errors import CheckpointError
+from robustode.errors import CheckpointError, ConfigError
 from robustode.records import load_record
 from robustode.training import TrainConfig, fit, load_checkpoint
 
@@ -200,3 +200,23 @@ def test_a_loss_that_leaves_its_scale_is_warned_about_and_divergence_exits_non_z
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert line.startswith("robustode train: error: training loss became")
     assert load_record(tmp_path / "runs" / "d" / "record.json").training.stop_kind == "diverged"
+
+
+def test_holdout_keeps_training_images_out_for_the_periodic_evaluation(monkeypatch, capsys):
+    import robustode.evaluation.sharded
+
+    seen = []
+
+    def evaluate(model, held_out, attacks, **kw):
+        seen.append(held_out.images.clone())
+        return type("R", (), {"clean_acc": 0.5, "robust": {attacks[0]: 0.25}})()
+
+    monkeypatch.setattr(robustode.evaluation.sharded, "evaluate", evaluate)
+    ds = data(n_train=64)
+    result = fit(tiny(), Plain(), ds, epochs=2, eval_every=1, eval_n=16, holdout=16, device="cpu", quiet=True)
+    assert all(torch.equal(images, ds.train.images[-16:]) for images in seen) and len(seen) == 2
+    assert result.run.data.n_train == 48 and result.history[0]["images"] == 48  # trained on the other 48
+    fit(tiny(), Plain(), ds, epochs=1, eval_every=1, keep_best=True, eval_n=8, device="cpu")
+    assert "keep_best picks the checkpoint on test images" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="holdout=64 keeps out every one"):
+        fit(tiny(), Plain(), ds, epochs=1, holdout=64, device="cpu", quiet=True)

@@ -90,7 +90,7 @@ def _train_one(args, spec: str, seed: int) -> None:
         eval_batch_size=args.eval_batch_size, masking_checks=args.masking_checks, data_dir=args.data_dir,
         train_subset=args.train_subset, out_dir=run_dir, resume=args.resume, records_dir=args.records,
         quiet=args.quiet, command=command_line(args), seed=seed, device=args.device, compile=args.compile,
-        eval_every=args.eval_every, eval_n=args.eval_n, keep_best=args.keep_best, **settings)
+        eval_every=args.eval_every, eval_n=args.eval_n, keep_best=args.keep_best, holdout=args.holdout, **settings)
     show_summary(record, run_dir)
     if record.training.stop_kind == "diverged":
         raise TrainingError(f"{record.training.stopped_early}; the record in {run_dir} evaluates those weights")

@@ -169,6 +169,9 @@ def _train(sub) -> None:
                    help="held-out PGD-20 every E data epochs (default: 0, only the final evaluation)")
     p.add_argument("--eval-n", type=positive_int, default=1000, metavar="N",
                    help="test images for those held-out evaluations (default: 1000)")
+    p.add_argument("--holdout", type=count, default=0, metavar="N",
+                   help="keep the last N training images out of training for those held-out evaluations and "
+                        "--keep-best (default: 0, the first --eval-n test images)")
     p.add_argument("--keep-best", action="store_true",
                    help="keep checkpoints/best.pt, the epoch with the best held-out PGD-20 "
                         "(needs --eval-every)")

@@ -56,6 +56,9 @@ class TrainConfig:
     eval_n: int = 1000  # held-out test images for those evaluations (the first eval_n)
     eval_attack: str = "pgd-20"  # the attack of those evaluations
     eval_batch_size: int = 256  # minibatch of those evaluations
+    # The last N training images, kept out of training, are the held-out set of those evaluations and of
+    # keep_best; 0: the first eval_n test images (then choosing the best checkpoint peeks at the test set).
+    holdout: int = 0
     checkpoint_every: int = 1  # data epochs between checkpoints (and one at the end)
     keep_best: bool = False  # keep checkpoints/best.pt by held-out robust accuracy (Rice et al. 2020)
     max_seconds: float | None = None  # training-time budget; the run stops cleanly once it is spent
@@ -155,6 +158,8 @@ def _is_int(value) -> bool:
 def _check(c: TrainSettings) -> None:
     for name in ("epochs", "batch_size", "checkpoint_every", "log_every", "eval_n", "eval_batch_size"):
         check_positive_int(getattr(c, name), name)
+    if not _is_int(c.holdout) or c.holdout < 0:
+        raise ConfigError(f"holdout must be an integer >= 0 (training images kept out), got {c.holdout!r}")
     if not _is_int(c.eval_every) or c.eval_every < 0:
         raise ConfigError(f"eval_every must be an integer >= 0, got {c.eval_every!r}")
     for name in ("lr", "momentum", "weight_decay", "gamma"):

@@ -34,7 +34,8 @@ def fit(model: nn.Module | str, defense, data: DataSet, *, config: TrainConfig |
         model: an ``nn.Module`` (images in [0, 1]) or a registered model name, built
             here after seeding with ``num_classes = data.num_classes``.
         defense: a ``Defense`` or a spec such as ``"pgd-10"``, ``"yopo-5-3"``, ``"pgd-10(alpha=2/255)"``.
-        data: a ``DataSet``; the first ``eval_n`` test images serve the periodic evaluation.
+        data: a ``DataSet``; the periodic evaluation takes the first ``eval_n`` test images, or, with
+            ``holdout=N``, the last N training images, kept out of training.
         config: a ``TrainConfig``; unset fields take the defense's paper preset.
         out_dir: run directory for config.json, train.log, metrics.csv and
             checkpoints/last.pt (every ``checkpoint_every`` epochs), best.pt (``keep_best``)
@@ -55,6 +56,7 @@ def fit(model: nn.Module | str, defense, data: DataSet, *, config: TrainConfig |
     ctx = dist.setup(resolve_device(config.device))  # under torchrun: join its process group
     run_dir, saved, config = _open_run(out_dir, resume, config, ctx)
     settings = config.resolve(defense, world_size=ctx.world_size)
+    data, held_out = hold_out(data, settings.holdout)
     model, note = _prepared(model, defense, data, settings)  # a bad model fails here, before any write
     with run_lock(run_dir), _determinism(settings.deterministic):
         if run_dir is not None:
@@ -63,7 +65,7 @@ def fit(model: nn.Module | str, defense, data: DataSet, *, config: TrainConfig |
         if saved is not None:
             _check_same_run(RunInfo.from_dict(saved["config"], str(run_dir)), run, run_dir, _assumed(defense))
         log = RunLog(run_dir, quiet or not ctx.main)
-        trainer = Trainer(model, defense, data, run, log, run_dir)
+        trainer = Trainer(model, defense, data, run, log, run_dir, held_out)
         _start(trainer, saved, config, log, note)
         trainer.start_peak_memory()
         run_epochs(trainer, log)
@@ -88,8 +90,24 @@ def _start(trainer: Trainer, saved: dict | None, config: TrainConfig, log: RunLo
     if s.milestones_scaled_from is not None:
         log.info(f"the preset's lr milestones {list(s.milestones_scaled_from)} (of {s.preset_epochs} epochs) "
                  f"were scaled to the {s.epochs} epochs asked for: {[round(m, 2) for m in s.milestones]}")
+    if s.keep_best and s.holdout == 0:
+        log.warn("keep_best picks the checkpoint on test images (the first eval_n): its test accuracy is then "
+                 "biased upwards; holdout=N (--holdout N) picks it on N training images kept out instead")
     if s.device == "cpu" and config.device in (None, "auto"):
         log.warn("no GPU found: training on the CPU, where the papers' models and presets take hours to days")
+
+
+def hold_out(data: DataSet, holdout: int) -> tuple[DataSet, object]:
+    """(the data trained on, the held-out split of the periodic evaluations): the last ``holdout``
+    training images kept out of training, or, for 0, the test split (its first eval_n images)."""
+    if holdout == 0:
+        return data, data.test
+    train = data.train
+    if holdout >= len(train):
+        raise ConfigError(f"holdout={holdout} keeps out every one of the {len(train)} training images")
+    kept = type(train)(train.images[:-holdout], train.labels[:-holdout])
+    held = type(train)(train.images[-holdout:], train.labels[-holdout:])
+    return dataclasses.replace(data, train=kept), held
 
 
 def _prepared(model, defense, data: DataSet, settings) -> tuple[nn.Module, str | None]:

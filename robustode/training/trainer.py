@@ -32,11 +32,12 @@ ESTIMATE_AFTER = 10  # minibatches of this process's first epoch behind the time
 
 
 class Trainer:
-    def __init__(self, model, defense, data, run: RunInfo, log, run_dir=None):
+    def __init__(self, model, defense, data, run: RunInfo, log, run_dir=None, held_out=None):
         from ..data import DeviceLoader
 
         s = self.settings = run.train
         self.run, self.defense, self.data = run, defense, data
+        self.held_out = data.test if held_out is None else held_out  # the periodic evaluations' points
         self.log, self.run_dir = log, run_dir
         self.device = torch.device(s.device)
         self.dist = context()
@@ -214,7 +215,7 @@ class Trainer:
         from ..evaluation import evaluate_sharded
 
         s = self.settings
-        held_out = self.data.test.subset(min(s.eval_n, len(self.data.test)))
+        held_out = self.held_out.subset(min(s.eval_n, len(self.held_out)))
         result = evaluate_sharded(self.evaluated, held_out, attacks=(s.eval_attack,),
                                   batch_size=s.eval_batch_size, device=self.device, quiet=True,
                                   masking_checks=False, seed=s.seed)
