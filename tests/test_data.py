@@ -75,8 +75,9 @@ def test_data_dir_defaults_to_the_environment(data_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     (tmp_path / "x").mkdir()
     assert data_root("~/x") == tmp_path / "x"
-    with pytest.raises(DataError, match="does not exist"):  # an explicit folder must exist: no typo'd caches
-        data_root("~/y")
+    assert data_root("~/y") == tmp_path / "y"  # where it would be; only a folder the user names must exist
+    with pytest.raises(DataError, match="does not exist"):  # no typo'd caches
+        load_dataset("synthetic", data_dir="~/y")
 
 
 # ---- torchvision data sets, offline -------------------------------------------------------------
@@ -171,3 +172,16 @@ def test_registry_factories_resolve_the_data_dir_themselves(data_dir):
     assert datasets.get("synthetic", n_train=10, n_test=10).kind == "synthetic"
     with pytest.raises(DataError, match=f"cifar10 is not in {data_dir} and downloads are off"):
         datasets.get("cifar10", download=False)
+
+
+def test_the_default_data_folder_need_not_exist_yet(tmp_path, monkeypatch):
+    """Only a folder the user names must exist; $ROBUSTODE_DATA or ~/.cache/robustode is made when needed."""
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for name in ("a", "b"):
+            (tmp_path / "tree" / split / name).mkdir(parents=True)
+            Image.new("RGB", (4, 4), (10, 20, 30)).save(tmp_path / "tree" / split / name / "0.png")
+    monkeypatch.setenv("ROBUSTODE_DATA", str(tmp_path / "not-yet"))
+    data = load_dataset(f"imagefolder:{tmp_path / 'tree'}")
+    assert len(data.train) == 2 and (tmp_path / "not-yet").is_dir()  # its decode cache went there

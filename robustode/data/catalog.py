@@ -15,14 +15,16 @@ DATA_ENV = "ROBUSTODE_DATA"
 
 
 def data_root(data_dir: str | os.PathLike | None = None) -> Path:
-    """The data directory: ``data_dir``, else ``$ROBUSTODE_DATA``, else ``~/.cache/robustode``.
-
-    A ``data_dir`` given explicitly must exist: a typo would otherwise get a data set
-    downloaded and a decode cache of hundreds of MB written into a new folder.
-    """
+    """The data directory: ``data_dir``, else ``$ROBUSTODE_DATA``, else ``~/.cache/robustode``."""
     if data_dir is None:
-        return Path(os.environ.get(DATA_ENV) or Path.home() / ".cache" / "robustode").expanduser()
-    path = Path(data_dir).expanduser()
+        data_dir = os.environ.get(DATA_ENV) or Path.home() / ".cache" / "robustode"
+    return Path(data_dir).expanduser()
+
+
+def check_data_dir(data_dir: str | os.PathLike) -> Path:
+    """A data folder the user named must exist: a typo would otherwise get a data set downloaded
+    and a decode cache of hundreds of MB written into a new folder."""
+    path = data_root(data_dir)
     if not path.is_dir():
         what = "is a file, not a folder" if path.exists() else "does not exist"
         raise DataError(f"data folder {path} {what}; create it first, or leave --data-dir out for "
@@ -49,7 +51,8 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download:
         >>> data.test.images.shape
         torch.Size([100, 3, 32, 32])
     """
-    data = datasets.get(name, data_dir=data_root(data_dir), download=download, **options)
+    root = data_root(data_dir) if data_dir is None else check_data_dir(data_dir)
+    data = datasets.get(name, data_dir=root, download=download, **options)
     data.train = data.train.subset(train_subset, f"{data.name} training set")
     data.test = data.test.subset(test_subset, f"{data.name} test set")
     return data
