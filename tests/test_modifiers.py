@@ -166,6 +166,26 @@ def test_an_awp_step_is_the_step_at_the_perturbed_weights_with_the_perturbation_
     assert torch.allclose(bn.running_mean, ref.running_mean) and int(bn.num_batches_tracked) == 1
 
 
+def awp_loss(gamma: float, precision: torch.dtype | None) -> float:
+    """The training loss descend() returns on TinyNet, optionally inside a CPU autocast region."""
+    torch.manual_seed(0)
+    model = TinyNet().train()
+    x, y = blobs(16)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    with torch.autocast("cpu", dtype=precision or torch.bfloat16, enabled=precision is not None):
+        loss, _ = descend(model, objective_of(model, x, y), [opt], lambda: None, gamma)
+    return loss.item()
+
+
+def test_awp_changes_the_loss_under_bf16_autocast_as_in_float32():
+    # Autocast caches a bf16 copy of each weight per region: perturbing in place must not leave it stale.
+    plain, perturbed = awp_loss(0.0, None), awp_loss(0.2, None)
+    assert abs(perturbed - plain) > 0.05  # in float32 the loss at w + v is another loss
+    plain_bf16, perturbed_bf16 = awp_loss(0.0, torch.bfloat16), awp_loss(0.2, torch.bfloat16)
+    assert perturbed_bf16 == pytest.approx(perturbed, rel=2e-2) and plain_bf16 == pytest.approx(plain, rel=2e-2)
+    assert abs(perturbed_bf16 - plain_bf16) > 0.05
+
+
 @pytest.mark.parametrize("spec", ["natural", "free-2", "yopo-2-1", "fgsm-rs", "n-fgsm", "grad-align"])
 def test_awp_is_refused_where_the_paper_does_not_define_it(spec):
     with pytest.raises(ConfigError, match="does not take AWP") as info:

@@ -46,6 +46,9 @@ class WeightPerturbation:
             self.v = [gamma * w.norm() * g / (g.norm() + 1e-20) for w, g in zip(self.saved, grads)]
             for p, w, v in zip(params, self.saved, self.v):
                 p.copy_(w + v)
+        # Autocast caches one low-precision copy of each weight per region, keyed by the tensor with no
+        # version check: without this the next forward would still run at w (AWP a no-op under bf16).
+        torch.clear_autocast_cache()
         self.active = True
 
     def restore(self) -> None:
@@ -54,6 +57,7 @@ class WeightPerturbation:
         with torch.no_grad():
             for p, w, v in zip(self.params, self.saved, self.v):
                 p.copy_(w + (p - (w + v)))  # keeps the optimizer's update, drops v
+        torch.clear_autocast_cache()  # a later forward in this region must see the restored weights
         self.active = False
 
 
