@@ -36,7 +36,8 @@ class FGSMRS(Defense):
     cycling against it 0.9 -> 0.8 at the lr peak -> 0.9, weight decay 5e-4, batch
     128 (PreActResNet-18). The momentum cycle is torch CyclicLR's default, which
     the authors' train_fgsm.py left on; ``cycle_momentum=False`` (a training
-    setting) keeps 0.9 throughout.
+    setting) keeps 0.9 throughout. The cycle belongs to the cyclic schedule: another
+    ``schedule`` drops it (and refuses an explicit ``cycle_momentum=True``).
 
         defense = robustode.defenses.create_defense("fgsm-rs", guard=False)
     """
