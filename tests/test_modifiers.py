@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass
 
 import pytest
 import torch
@@ -82,10 +83,33 @@ def test_the_loop_updates_the_average_after_every_step_and_returns_saves_and_eva
     assert state["ema"]["updates"] == 8 and result.run.defense.hyperparameters["ema_decay"] == 0.9
 
 
-def test_a_guard_stop_rewinds_the_average_to_the_last_good_epoch():
+def test_a_stop_that_restores_earlier_weights_rewinds_the_average_to_their_epoch():
     one = fit(tiny(), Plain(ema_decay=0.5), data(), epochs=1, quiet=True)
+    stopped = fit(tiny(), Plain(ema_decay=0.5, stop_at_epoch=2, restores=True), data(), epochs=3, quiet=True)
+    assert stopped.stop.kind == "guard" and stopped.stop.restored_weights
+    assert same_weights(stopped.model, one.model)
+
+
+def test_a_stop_that_keeps_the_weights_keeps_their_average():
+    one = fit(tiny(), Plain(ema_decay=0.5), data(), epochs=1, quiet=True)
+    two = fit(tiny(), Plain(ema_decay=0.5), data(), epochs=2, quiet=True)  # constant lr: epochs 1-2 as below
     stopped = fit(tiny(), Plain(ema_decay=0.5, stop_at_epoch=2), data(), epochs=3, quiet=True)
-    assert stopped.stop.kind == "guard" and same_weights(stopped.model, one.model)
+    assert stopped.stop.kind == "guard" and not stopped.stop.restored_weights
+    assert same_weights(stopped.model, two.model) and not same_weights(stopped.model, one.model)
+
+
+@dataclass
+class Odd(Plain):
+    """Plain whose end_epoch returns something that is neither a reason nor an EpochStop."""
+
+    def end_epoch(self, model, optimizers, epoch):
+        return 1
+
+
+def test_an_end_epoch_that_returns_neither_a_reason_nor_an_epoch_stop_fails_in_one_line():
+    with pytest.raises(ConfigError, match="end_epoch must return None, a reason string or an EpochStop") as info:
+        fit(tiny(), Odd(), data(), epochs=1, quiet=True)
+    assert "\n" not in str(info.value)
 
 
 def test_label_smoothing_changes_the_training_loss_but_not_the_attack():

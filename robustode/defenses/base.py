@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
 from .modifiers import MODIFIERS, check_modifiers
 
 
@@ -42,6 +43,29 @@ class StepOutput:
     loss: torch.Tensor  # mean training loss of the minibatch (detached)
     correct: torch.Tensor  # number of correctly classified training inputs (as the defense sees them)
     count: int  # number of examples counted in ``correct``
+
+
+@dataclass(frozen=True)
+class EpochStop:
+    """What ``end_epoch`` returns to stop training: why, and whether it put earlier weights back.
+
+    ``restored_weights`` tells the loop that the model now holds an earlier epoch's
+    weights (FGSM-RS's guard), so a weight average rewinds to that epoch too; a stop
+    that leaves the weights as they are leaves the average as it is. A plain reason
+    string from ``end_epoch`` is a stop without a restore.
+    """
+
+    reason: str
+    restored_weights: bool = False
+
+    @classmethod
+    def of(cls, value) -> EpochStop | None:
+        """``end_epoch``'s return value as an EpochStop (None: go on)."""
+        if value is None or isinstance(value, cls):
+            return value
+        if isinstance(value, str):
+            return cls(value)
+        raise ConfigError(f"end_epoch must return None, a reason string or an EpochStop, got {type(value).__name__}")
 
 
 @dataclass
@@ -129,8 +153,9 @@ class Defense:
         """Train on one minibatch. Call ``on_step()`` after every optimizer step."""
         raise NotImplementedError
 
-    def end_epoch(self, model: nn.Module, optimizers: list, epoch: int) -> str | None:
-        """Hook after each data epoch; return a reason string to stop training early."""
+    def end_epoch(self, model: nn.Module, optimizers: list, epoch: int) -> str | EpochStop | None:
+        """Hook after each data epoch; return a reason (or an EpochStop, which says whether this hook
+        restored earlier weights) to stop training early."""
         return None
 
     def state_dict(self) -> dict:

@@ -72,12 +72,13 @@ class WeightAverage:
         self._mark = self._snapshot()
 
     def rewind(self) -> None:
-        """Back to the last mark: a guard that restored the previous epoch's weights restores their average."""
+        """Back to the last mark: a defense that restored the previous epoch's weights restores their average."""
         weights, self.updates = self._mark
         self.model.load_state_dict(weights)
 
     def end_epoch(self, restored: bool) -> None:
-        """After the defense's end of epoch: rewind if it restored earlier weights, else mark."""
+        """After the defense's end of epoch: rewind if it restored earlier weights (EpochStop.restored_weights),
+        else mark (a stop that keeps the weights keeps their average too)."""
         if restored:
             self.rewind()
         else:

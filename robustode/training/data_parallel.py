@@ -36,6 +36,7 @@ import torch.distributed as dist
 from torch import nn
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
+from ..defenses.base import EpochStop
 from ..dist import all_gather, broadcast_module, context
 
 
@@ -95,18 +96,20 @@ def _flat_collective(tensors: list[torch.Tensor], collective) -> None:
             t.copy_(value)
 
 
-def agree_on_stop(reason: str | None, model: nn.Module, optimizers: list) -> str | None:
-    """The first rank's stop reason from ``end_epoch``; every rank then takes that rank's weights.
+def agree_on_stop(ended, model: nn.Module, optimizers: list) -> EpochStop | None:
+    """The first rank's stop from ``end_epoch``'s return value (reason and restore flag); every rank then
+    takes that rank's weights.
 
     A guard (FGSM-RS's) judges each rank's own batch, so ranks may disagree; the
     first rank that stopped has restored its earlier weights, and the others copy them.
     """
+    stop = EpochStop.of(ended)
     if not context().enabled:
-        return reason
-    reasons = all_gather(reason)
-    src = next((r for r, text in enumerate(reasons) if text is not None), None)
+        return stop
+    stops = all_gather(stop)
+    src = next((r for r, s in enumerate(stops) if s is not None), None)
     if src is None:
         return None
     broadcast_module(model, src)
     broadcast_optimizers(optimizers, src)
-    return reasons[src]
+    return stops[src]
