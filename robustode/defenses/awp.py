@@ -14,8 +14,10 @@ batch-norm statistics frozen, which equals the authors' throw-away copy.
 
 The authors' restore subtracts v from the stepped weights; robustode restores
 w + (stepped - (w + v)): the same update, and bit-exactly w when the step does
-not move the weights. Under data parallelism the ranks'
-ascent gradients are averaged, so every rank perturbs by the same v.
+not move the weights. Under data parallelism the ranks' ascent gradients are
+summed, each weighted by its share of the minibatch (as robustode.training.data_parallel
+weighs the training gradients), so every rank perturbs by the same v, the one of
+the global batch.
 """
 
 from __future__ import annotations
@@ -67,9 +69,9 @@ def ascent_gradients(model: nn.Module, params: list[nn.Parameter], objective: Ob
         loss, _ = objective()
     grads = torch.autograd.grad(loss, params, allow_unused=True)
     grads = [torch.zeros_like(p) if g is None else g.detach() for p, g in zip(params, grads)]
-    if dist.context().enabled:
-        flat = dist.all_sum(torch.cat([g.flatten().float() for g in grads])) / dist.context().world_size
-        grads = [chunk.view_as(g).to(g.dtype) for chunk, g in zip(flat.split([g.numel() for g in grads]), grads)]
+    # Under data parallelism: the gradient of the global mean loss, each rank weighted by its share of the
+    # minibatch as GradientSync weighs the training gradients (an uneven last shard counts by its size).
+    dist.weighted_all_sum(grads, dist.share())
     return grads
 
 

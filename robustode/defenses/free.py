@@ -9,7 +9,7 @@ import torch
 
 from ..utils import check_eps
 from .base import Defense, Preset, StepOutput
-from .common import as_count, clip_delta
+from .common import as_count, clip_delta, sgd_step
 
 
 @dataclass
@@ -85,12 +85,9 @@ class Free(Defense):
             delta = rows.detach().clone().requires_grad_(True)
             logits = model((x + delta).clamp(0.0, 1.0))
             loss = self.cross_entropy(logits, y)
-            for opt in optimizers:
-                opt.zero_grad(set_to_none=True)
-            loss.backward()  # one backward: weight gradients and delta.grad together
-            for opt in optimizers:
-                opt.step()
-            on_step()
+            # One backward gives the weight gradients and delta.grad together; delta is no optimizer
+            # parameter, so its .grad survives the step for the perturbation update below.
+            sgd_step(loss, optimizers, on_step)
             stepped = delta.detach() + self.eps * delta.grad.sign()
             rows.copy_(clip_delta(stepped, x, self.eps) if self.clip_to_image else stepped.clamp(-self.eps, self.eps))
             losses.append(loss.detach())

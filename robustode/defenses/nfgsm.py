@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from ..utils import check_eps, check_step
 from .base import Defense, Preset, StepOutput
-from .common import as_positive, output, sgd_step
+from .common import as_positive, output, random_start, sgd_step
 
 
 @dataclass
@@ -64,8 +64,8 @@ class NFGSM(Defense):
         return self.k * self.eps + self.alpha
 
     def train_step(self, model, x, y, optimizers, on_step) -> StepOutput:
-        noise = self.k * self.eps
-        eta = ((x + torch.empty_like(x).uniform_(-noise, noise)).clamp(0.0, 1.0) - x).requires_grad_(True)
+        # U(-k eps, k eps) lies in its own ball, so random_start's projection is only the [0, 1] clamp.
+        eta = random_start(x, self.k * self.eps).requires_grad_(True)
         (grad,) = torch.autograd.grad(F.cross_entropy(model(x + eta), y), eta)
         x_adv = (x + eta.detach() + self.alpha * grad.sign()).clamp(0.0, 1.0).detach()
         logits = model(x_adv)

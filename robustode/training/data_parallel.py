@@ -34,10 +34,9 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
 from ..defenses.base import EpochStop
-from ..dist import all_gather, broadcast_module, context
+from ..dist import all_gather, broadcast_module, context, flat_collective, set_share, share, weighted_all_sum
 
 
 def broadcast_optimizers(optimizers: list, src: int) -> None:
@@ -67,33 +66,23 @@ class GradientSync:
         self.buffers = [b for b in model.buffers() if b.is_floating_point()]
         self.handles = [opt.register_step_pre_hook(self._hook(first=i == 0)) for i, opt in enumerate(optimizers)]
 
+    # The share lives in robustode.dist, where a defense's own collective (AWP's ascent gradient) reads it.
+    @property
+    def weight(self) -> float:
+        return share()
+
+    @weight.setter
+    def weight(self, value: float) -> None:
+        set_share(value)
+
     def _hook(self, first: bool):
         def pre_step(opt, args, kwargs):
             grads = [p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None]
-            _all_reduce(grads, self.weight)
+            weighted_all_sum(grads, self.weight)
             if first:
-                _broadcast(self.buffers)
+                flat_collective(self.buffers, lambda flat: dist.broadcast(flat, 0))
 
         return pre_step
-
-
-def _all_reduce(tensors: list[torch.Tensor], weight: float) -> None:
-    """tensor <- sum over ranks of weight * tensor."""
-    _flat_collective(tensors, lambda flat: dist.all_reduce(flat.mul_(weight)))
-
-
-def _broadcast(tensors: list[torch.Tensor]) -> None:
-    _flat_collective(tensors, lambda flat: dist.broadcast(flat, 0))
-
-
-def _flat_collective(tensors: list[torch.Tensor], collective) -> None:
-    """Run ``collective`` in place on one flat copy per dtype (one call, not one per tensor)."""
-    for dtype in dict.fromkeys(t.dtype for t in tensors):  # one order on every rank (a set's is not)
-        same = [t for t in tensors if t.dtype == dtype]
-        flat = _flatten_dense_tensors(same)
-        collective(flat)
-        for t, value in zip(same, _unflatten_dense_tensors(flat, same)):
-            t.copy_(value)
 
 
 def agree_on_stop(ended, model: nn.Module, optimizers: list) -> EpochStop | None:
