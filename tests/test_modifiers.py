@@ -133,6 +133,24 @@ def test_label_smoothing_changes_the_training_loss_but_not_the_attack():
     assert not torch.allclose(losses[0.0][0], losses[0.3][0])
 
 
+@pytest.mark.parametrize("spec", ["free-2", "yopo-2-1"])
+def test_label_smoothing_also_moves_the_perturbation_of_free_and_yopo(spec):
+    # Their perturbation's gradient comes from the training loss's own backward, so it is the smoothed one's.
+    x, y = blobs(16)
+    seen = {}
+    for smoothing in (0.0, 0.3):
+        torch.manual_seed(0)
+        model = TinyNet().train()
+        inputs = seen[smoothing] = []
+        model.stem.register_forward_pre_hook(lambda module, args: inputs.append(args[0].detach().clone()))
+        defense = create_defense(spec, label_smoothing=smoothing)
+        defense.train_step(model, x, y, [torch.optim.SGD(model.parameters(), lr=0.0)], lambda: None)
+    plain, smoothed = ([u for u in seen[s] if u.shape == x.shape] for s in (0.0, 0.3))  # not YOPO's probes
+    assert len(plain) == len(smoothed) >= 2
+    assert torch.equal(plain[0], smoothed[0])  # the first pass starts from the same perturbation
+    assert not torch.equal(plain[1], smoothed[1])  # the second from one the smoothed loss moved
+
+
 def objective_of(model, x, y):
     return lambda: (F.cross_entropy(model(x), y), None)
 

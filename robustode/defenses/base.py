@@ -76,7 +76,10 @@ class Defense:
     ("pgd-10(ema_decay=0.999)"); 0 switches each off:
 
     - ``label_smoothing``: the training loss's cross-entropy uses smoothed labels
-      (``self.cross_entropy``); the training attacks keep the plain one.
+      (``self.cross_entropy``). An attack with forwards of its own keeps the plain
+      one (PGD-k, FGSM-RS, N-FGSM, GradAlign, TRADES, MART); Free and YOPO take their
+      perturbation's gradient from the training loss's own backward (Free's
+      delta.grad, YOPO's p = -dL/dz), so theirs ascends the smoothed loss.
     - ``awp_gamma``, ``awp_warmup``: adversarial weight perturbation (Wu, Xia, Wang,
       NeurIPS 2020, https://arxiv.org/abs/2004.05884), for defenses with
       ``supports_awp``; see robustode.defenses.awp.

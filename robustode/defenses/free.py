@@ -37,6 +37,9 @@ class Free(Defense):
     batch uses (and updates) the first rows of the buffer. A batch of another
     image shape, or larger than the buffer, starts a fresh zero buffer.
 
+    With ``label_smoothing`` the perturbation ascends the smoothed loss: its
+    gradient comes from the training loss's own backward.
+
     Defaults: eps 8/255, m 8 (``free-8``). Preset: Shafahi et al.'s CIFAR-10
     WRN run, 80,000 optimizer steps (replays counted) of batch 128 = 205 nominal
     epochs, SGD momentum 0.9, weight decay 2e-4, lr 0.1 x0.1 at steps 40,000 and
