@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,38 @@ def all_sum(values: torch.Tensor) -> torch.Tensor:
         values = values.clone()
         dist.all_reduce(values)
     return values
+
+
+# This rank's share of the current global minibatch: the training loop sets it per minibatch
+# (GradientSync.weight), so that uneven last shards weigh by their size. None: 1 / world_size.
+_share: list[float | None] = [None]
+
+
+def set_share(weight: float | None) -> None:
+    """Set this rank's share of the current global minibatch (None: an even split)."""
+    _share[0] = weight
+
+
+def share() -> float:
+    """This rank's share of the current global minibatch (1 in a single process)."""
+    return 1.0 / context().world_size if _share[0] is None else _share[0]
+
+
+def weighted_all_sum(tensors: list[torch.Tensor], weight: float) -> None:
+    """In place: tensor <- the sum over ranks of weight * tensor (with weight = share(), the gradient of
+    the global mean loss from each rank's gradient of its shard's mean); a no-op in a single process."""
+    if context().enabled:
+        flat_collective(tensors, lambda flat: dist.all_reduce(flat.mul_(weight)))
+
+
+def flat_collective(tensors: list[torch.Tensor], collective) -> None:
+    """Run ``collective`` in place on one flat copy per dtype (one call, not one per tensor)."""
+    for dtype in dict.fromkeys(t.dtype for t in tensors):  # one order on every rank (a set's is not)
+        same = [t for t in tensors if t.dtype == dtype]
+        flat = _flatten_dense_tensors(same)
+        collective(flat)
+        for t, value in zip(same, _unflatten_dense_tensors(flat, same)):
+            t.copy_(value)
 
 
 def all_max(value: float) -> float:

@@ -17,6 +17,8 @@ from records_fixtures import demo_record
 
 import robustode as ro
 from robustode.cli import main
+from robustode.cli.commands import run_name
+from robustode.cli.parser import build_parser
 from robustode.defenses import Natural, defenses
 from robustode.records import load_record, load_records, save_in
 from robustode.training import load_checkpoint
@@ -84,13 +86,20 @@ def test_an_existing_run_directory_is_never_overwritten(tmp_path, capsys):
 def test_modifier_flags_reach_the_spec_the_record_and_the_run_name(tmp_path):
     assert train(tmp_path, "--ema", "0.9", "--label-smoothing", "0.1", "--no-cycle-momentum",
                  defense="fgsm-rs(guard=false)") == 0
-    run = tmp_path / "runs" / "synthetic-vit_tiny-fgsm-rs_guard=false_-ema0.9-ls0.1-s0"
+    run = tmp_path / "runs" / "synthetic-vit_tiny-fgsm-rs_guard=false_-ema0.9-ls0.1-nocm-s0"
     record = load_record(run / "record.json")
     assert record.defense.spec == "fgsm-rs(guard=false, ema_decay=0.9, label_smoothing=0.1)"
     assert (record.defense.hyperparameters["ema_decay"], record.defense.hyperparameters["label_smoothing"]) == \
         (0.9, 0.1)
     assert "momentum_min" not in record.training.optimizer  # --no-cycle-momentum turned the preset's cycle off
     assert load_checkpoint(run / "checkpoints" / "last.pt")["ema"]["updates"] == 2
+
+
+def test_runs_with_and_without_the_momentum_cycle_get_their_own_directories():
+    parse = build_parser().parse_args
+    base = ["train", "--model", "resnet20", "--defense", "fgsm-rs"]
+    names = {run_name(parse(base + flag)) for flag in ([], ["--cycle-momentum"], ["--no-cycle-momentum"])}
+    assert names == {"cifar10-resnet20-fgsm-rs-s0", "cifar10-resnet20-fgsm-rs-cm-s0", "cifar10-resnet20-fgsm-rs-nocm-s0"}
 
 
 @dataclass
@@ -223,6 +232,9 @@ BAD = [
     (["train", "--defense", "pgd-2(alpha"], "train", "malformed defense spec 'pgd-2(alpha'"),
     (["train", "--awp", "0.01"], "train", "Natural does not take AWP"),
     (["train", "--ema", "1"], "train", "--ema"),
+    (["train", "--defense", "pgd-1", "--awp-warmup", "2"], "train", "--awp-warmup needs --awp"),
+    (["train", "--defense", "fgsm-rs", "--schedule", "cosine", "--cycle-momentum"], "train",
+     "cycle_momentum needs the cyclic schedule"),
     (["train", "--defense", "natural(ema_decay=0.5)", "--ema", "0.9"], "train", "already sets ema_decay"),
     (["train", "--defense", "grad-align", "--compile"], "train", "double backprop"),
     (["train", "--dataset", "no_such_data"], "train", "unknown dataset 'no_such_data'"),

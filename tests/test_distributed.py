@@ -9,12 +9,15 @@ from dataclasses import dataclass
 import pytest
 import torch
 import torch.multiprocessing as mp
+import torch.nn.functional as F
 from torch import nn
 from training_utils import tiny
 
+from robustode import dist
 from robustode.api import train
 from robustode.data import DeviceLoader, make_synthetic
 from robustode.defenses import Natural, create_defense
+from robustode.defenses.awp import ascent_gradients, perturbed_parameters
 from robustode.evaluation import evaluate, evaluate_sharded
 from robustode.models.contract import LayerOneModel, Normalize
 from robustode.training import fit
@@ -25,6 +28,7 @@ DEFENSES = {"natural": {}, "free-2": {}, "yopo-2-1": {"eps": 0.0}}  # yopo at ep
 SETTINGS = {"epochs": 2, "batch_size": 8, "lr": 0.05, "augment": True, "seed": 3, "schedule": "constant",
             "device": "cpu", "quiet": True}
 EVAL_N = 9  # odd: the ranks' shards differ in size
+AWP_SHARDS = (slice(0, 3), slice(3, 5))  # a global batch of 5 split 3 / 2, as an uneven last minibatch is
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one CPU thread per module
 
@@ -64,6 +68,19 @@ def train_all(out_dir=None) -> dict:
     return results
 
 
+def awp_gradients(rows: slice, share: float | None) -> list[torch.Tensor]:
+    """AWP's ascent gradients on NoNorm for ``rows`` of one fixed batch, this rank weighing ``share``."""
+    torch.manual_seed(0)
+    model = NoNorm()
+    x, y = torch.rand(5, 3, 32, 32, generator=torch.Generator().manual_seed(1)), torch.arange(5)
+    dist.set_share(share)
+    try:
+        return ascent_gradients(model, perturbed_parameters(model),
+                                lambda: (F.cross_entropy(model(x[rows]), y[rows]), None))
+    finally:
+        dist.set_share(None)
+
+
 def worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
     torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
@@ -79,6 +96,8 @@ def worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
     _, record = train(NoNorm(), "natural", tiny_data(), attacks=("fgsm",), records_dir=os.path.join(out_dir, "records"),
                       **SETTINGS)
     results["record"] = record.evaluation.robust
+    rows = AWP_SHARDS[rank]
+    results["awp"] = awp_gradients(rows, (rows.stop - rows.start) / 5)
     torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
 
 
@@ -127,6 +146,14 @@ def test_only_rank_zero_writes_the_run_directory(two_ranks):
     assert sorted(p.name for p in out.iterdir()) == sorted([*DEFENSES, "rank0.pt", "rank1.pt", "records"])
     assert len(list((out / "records").glob("*.json"))) == 1  # robustode.api.train: one record, from rank 0
     assert len(list((out / "records").glob("points-*.npz"))) == 1  # and its per-example results
+
+
+def test_awp_ascent_gradients_over_uneven_shards_are_the_global_batch_gradients(two_ranks):
+    _, ranks = two_ranks
+    single = awp_gradients(slice(0, 5), None)
+    for rank in ranks:
+        for mine, whole in zip(rank["awp"], single):
+            torch.testing.assert_close(mine, whole, rtol=1e-5, atol=1e-7)
 
 
 def test_sharded_evaluation_gathers_every_point_in_order(two_ranks):

@@ -51,11 +51,12 @@ def test_guard_fires_on_a_collapse_and_restores_weights_and_optimizer(caplog):
         model.fc.weight.neg_()  # the collapse: every guard example is now misclassified
     defense.train_step(model, *bright_batch(), [opt], Counter())  # moves the momentum buffers too
     with caplog.at_level(logging.WARNING, logger="robustode"):
-        reason = defense.end_epoch(model, [opt], epoch=2)
+        stop = defense.end_epoch(model, [opt], epoch=2)
 
-    assert reason == ("catastrophic overfitting at epoch 2: PGD-5 accuracy on the guard batch fell from "
-                      "100.0% to 0.0%; restored epoch 1 weights")
-    assert reason in caplog.text
+    assert stop.restored_weights
+    assert stop.reason == ("catastrophic overfitting at epoch 2: PGD-5 accuracy on the guard batch fell from "
+                           "100.0% to 0.0%; restored epoch 1 weights")
+    assert stop.reason in caplog.text
     for key, value in good_model.items():
         assert torch.equal(model.state_dict()[key], value)
     restored = opt.state_dict()["state"]

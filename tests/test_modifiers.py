@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass
 
 import pytest
 import torch
@@ -82,10 +83,33 @@ def test_the_loop_updates_the_average_after_every_step_and_returns_saves_and_eva
     assert state["ema"]["updates"] == 8 and result.run.defense.hyperparameters["ema_decay"] == 0.9
 
 
-def test_a_guard_stop_rewinds_the_average_to_the_last_good_epoch():
+def test_a_stop_that_restores_earlier_weights_rewinds_the_average_to_their_epoch():
     one = fit(tiny(), Plain(ema_decay=0.5), data(), epochs=1, quiet=True)
+    stopped = fit(tiny(), Plain(ema_decay=0.5, stop_at_epoch=2, restores=True), data(), epochs=3, quiet=True)
+    assert stopped.stop.kind == "guard" and stopped.stop.restored_weights
+    assert same_weights(stopped.model, one.model)
+
+
+def test_a_stop_that_keeps_the_weights_keeps_their_average():
+    one = fit(tiny(), Plain(ema_decay=0.5), data(), epochs=1, quiet=True)
+    two = fit(tiny(), Plain(ema_decay=0.5), data(), epochs=2, quiet=True)  # constant lr: epochs 1-2 as below
     stopped = fit(tiny(), Plain(ema_decay=0.5, stop_at_epoch=2), data(), epochs=3, quiet=True)
-    assert stopped.stop.kind == "guard" and same_weights(stopped.model, one.model)
+    assert stopped.stop.kind == "guard" and not stopped.stop.restored_weights
+    assert same_weights(stopped.model, two.model) and not same_weights(stopped.model, one.model)
+
+
+@dataclass
+class Odd(Plain):
+    """Plain whose end_epoch returns something that is neither a reason nor an EpochStop."""
+
+    def end_epoch(self, model, optimizers, epoch):
+        return 1
+
+
+def test_an_end_epoch_that_returns_neither_a_reason_nor_an_epoch_stop_fails_in_one_line():
+    with pytest.raises(ConfigError, match="end_epoch must return None, a reason string or an EpochStop") as info:
+        fit(tiny(), Odd(), data(), epochs=1, quiet=True)
+    assert "\n" not in str(info.value)
 
 
 def test_label_smoothing_changes_the_training_loss_but_not_the_attack():
@@ -107,6 +131,24 @@ def test_label_smoothing_changes_the_training_loss_but_not_the_attack():
     for loss, by_hand in losses.values():
         assert torch.allclose(loss, by_hand, atol=1e-6)
     assert not torch.allclose(losses[0.0][0], losses[0.3][0])
+
+
+@pytest.mark.parametrize("spec", ["free-2", "yopo-2-1"])
+def test_label_smoothing_also_moves_the_perturbation_of_free_and_yopo(spec):
+    # Their perturbation's gradient comes from the training loss's own backward, so it is the smoothed one's.
+    x, y = blobs(16)
+    seen = {}
+    for smoothing in (0.0, 0.3):
+        torch.manual_seed(0)
+        model = TinyNet().train()
+        inputs = seen[smoothing] = []
+        model.stem.register_forward_pre_hook(lambda module, args: inputs.append(args[0].detach().clone()))
+        defense = create_defense(spec, label_smoothing=smoothing)
+        defense.train_step(model, x, y, [torch.optim.SGD(model.parameters(), lr=0.0)], lambda: None)
+    plain, smoothed = ([u for u in seen[s] if u.shape == x.shape] for s in (0.0, 0.3))  # not YOPO's probes
+    assert len(plain) == len(smoothed) >= 2
+    assert torch.equal(plain[0], smoothed[0])  # the first pass starts from the same perturbation
+    assert not torch.equal(plain[1], smoothed[1])  # the second from one the smoothed loss moved
 
 
 def objective_of(model, x, y):
@@ -164,6 +206,26 @@ def test_an_awp_step_is_the_step_at_the_perturbed_weights_with_the_perturbation_
     assert torch.equal(seen_at_step[0], model.stem[1].weight)  # on_step already sees the restored weights
     bn, ref = model.body[0], shifted.body[0]
     assert torch.allclose(bn.running_mean, ref.running_mean) and int(bn.num_batches_tracked) == 1
+
+
+def awp_loss(gamma: float, precision: torch.dtype | None) -> float:
+    """The training loss descend() returns on TinyNet, optionally inside a CPU autocast region."""
+    torch.manual_seed(0)
+    model = TinyNet().train()
+    x, y = blobs(16)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    with torch.autocast("cpu", dtype=precision or torch.bfloat16, enabled=precision is not None):
+        loss, _ = descend(model, objective_of(model, x, y), [opt], lambda: None, gamma)
+    return loss.item()
+
+
+def test_awp_changes_the_loss_under_bf16_autocast_as_in_float32():
+    # Autocast caches a bf16 copy of each weight per region: perturbing in place must not leave it stale.
+    plain, perturbed = awp_loss(0.0, None), awp_loss(0.2, None)
+    assert abs(perturbed - plain) > 0.05  # in float32 the loss at w + v is another loss
+    plain_bf16, perturbed_bf16 = awp_loss(0.0, torch.bfloat16), awp_loss(0.2, torch.bfloat16)
+    assert perturbed_bf16 == pytest.approx(perturbed, rel=2e-2) and plain_bf16 == pytest.approx(plain, rel=2e-2)
+    assert abs(perturbed_bf16 - plain_bf16) > 0.05
 
 
 @pytest.mark.parametrize("spec", ["natural", "free-2", "yopo-2-1", "fgsm-rs", "n-fgsm", "grad-align"])

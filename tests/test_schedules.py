@@ -5,10 +5,11 @@ import math
 import pytest
 import torch
 
+from robustode.defenses import create_defense
 from robustode.defenses.base import Defense, Preset
 from robustode.errors import ConfigError
 from robustode.training import TrainConfig
-from robustode.training.schedules import cosine, cyclic, lr_factor, make_scheduler, multistep
+from robustode.training.schedules import MomentumCycle, cosine, cyclic, lr_factor, make_scheduler, multistep
 
 
 def lrs(resolved, batches_per_epoch: int, steps: int, base_lr: float = 0.1) -> list[float]:
@@ -111,3 +112,33 @@ def test_bad_settings_raise_config_error(bad):
 def test_unknown_override_names_the_setting():
     with pytest.raises(ConfigError, match="epocs"):
         TrainConfig().replace(epocs=3)
+
+
+@pytest.mark.parametrize("schedule", ["cyclic", "cosine", "constant", "multistep"])
+def test_the_preset_momentum_cycle_belongs_to_the_cyclic_schedule(schedule):
+    for spec in ("fgsm-rs", "n-fgsm"):
+        c = TrainConfig(schedule=schedule, device="cpu").resolve(create_defense(spec))
+        assert c.cycle_momentum == (schedule == "cyclic"), spec
+
+
+def test_an_explicit_momentum_cycle_with_another_schedule_is_refused_in_one_line():
+    with pytest.raises(ConfigError, match="cycle_momentum needs the cyclic schedule") as info:
+        TrainConfig(schedule="cosine", cycle_momentum=True, device="cpu").resolve(create_defense("fgsm-rs"))
+    assert "\n" not in str(info.value)
+    assert not TrainConfig(schedule="cosine", cycle_momentum=False, device="cpu").resolve(
+        create_defense("fgsm-rs")).cycle_momentum
+
+
+@pytest.mark.parametrize("momentum", [0.5, 0.0])
+def test_a_momentum_below_the_preset_minimum_clamps_the_cycle_to_it(momentum):
+    c = TrainConfig(momentum=momentum, device="cpu").resolve(create_defense("fgsm-rs"))
+    assert c.cycle_momentum and c.momentum_min == momentum
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1, momentum=momentum)
+    cycle = MomentumCycle(opt, lr_factor(c), 4, c.momentum, c.momentum_min)
+    seen = []
+    for _ in range(4 * c.epochs):
+        seen.append(opt.param_groups[0]["momentum"])
+        cycle.step()
+    assert seen == [momentum] * len(seen)  # the run trains with the momentum asked for, throughout
+    with pytest.raises(ConfigError, match="momentum_min"):  # an explicit contradiction is still refused
+        TrainConfig(momentum=momentum, momentum_min=0.8, device="cpu").resolve(create_defense("fgsm-rs"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -10,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustode.data import make_synthetic
-from robustode.defenses.base import Defense, Preset, StepOutput
+from robustode.defenses.base import Defense, EpochStop, Preset, StepOutput
 from robustode.defenses.common import output, sgd_step
 from robustode.models.contract import LayerOneModel, Normalize
 
@@ -51,6 +52,7 @@ class Plain(Defense):
 
     nan_from_call: int = 0  # from this call on the loss is NaN (0: never)
     stop_at_epoch: int = 0  # end_epoch returns a stop reason after this data epoch (0: never)
+    restores: bool = False  # that stop also puts the previous epoch's weights back, as FGSM-RS's guard does
 
     spec: ClassVar[str] = "plain"
     preset: ClassVar[Preset] = Preset(lr=0.05, batch_size=16, epochs=2, schedule="constant",
@@ -69,7 +71,14 @@ class Plain(Defense):
         return output(loss, logits, y)
 
     def end_epoch(self, model, optimizers, epoch):
-        return f"guard tripped after epoch {epoch}" if epoch == self.stop_at_epoch else None
+        if epoch != self.stop_at_epoch:
+            self.kept = copy.deepcopy(model.state_dict())
+            return None
+        reason = f"guard tripped after epoch {epoch}"
+        if not self.restores:
+            return reason
+        model.load_state_dict(self.kept)
+        return EpochStop(reason, restored_weights=True)
 
 
 class Interrupting:

@@ -29,6 +29,8 @@ def _modifiers(args) -> list[tuple[str, str, object]]:
 def run_name(args, seed: int | None = None) -> str:
     """The run directory's name; with several --seeds each gets its own (``NAME-sSEED``)."""
     tags = "".join(f"-{tag}{value:g}" for _, tag, value in _modifiers(args))
+    cycle = getattr(args, "cycle_momentum", None)  # a training setting, but it changes the run as much
+    tags += "" if cycle is None else "-cm" if cycle else "-nocm"
     seed = args.seed if seed is None else seed
     name = args.name or f"{args.dataset}-{args.model}-{args.defense}{tags}-s{seed}"
     if args.name and getattr(args, "seeds", None):
@@ -48,6 +50,8 @@ def defense_spec(args) -> str:
     if not added:
         return args.defense
     _, settings = parse_spec(args.defense, "defense")
+    if getattr(args, "awp_warmup", None) is not None and args.awp is None and "awp_gamma" not in settings:
+        raise ConfigError("--awp-warmup needs --awp GAMMA (or awp_gamma in --defense): without AWP it does nothing")
     twice = [field for field, _, _ in added if field in settings]
     if twice:
         raise ConfigError(f"--defense {args.defense!r} already sets {', '.join(twice)}; drop it there or drop "
@@ -63,6 +67,7 @@ def cmd_train(args) -> int:
     from ..training.runlog import check_run_dir
     from ..utils import resolve_device
 
+    spec = defense_spec(args)  # a bad modifier combination fails before anything is checked or loaded
     seeds = args.seeds or [args.seed]
     for seed in seeds:
         check_run_dir(Path(args.out) / run_name(args, seed), args.resume)  # before any data is loaded
@@ -70,7 +75,6 @@ def cmd_train(args) -> int:
     if args.records:
         check_output_dir(args.records, what="--records")
     resolve_device(args.device)
-    spec = defense_spec(args)
     for seed in seeds:
         _train_one(args, spec, seed)
     return 0

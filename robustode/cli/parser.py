@@ -193,10 +193,11 @@ def _modifier_options(p: Parser) -> None:
     g.add_argument("--awp", type=positive_number, metavar="GAMMA",
                    help="adversarial weight perturbation of relative size GAMMA (awp_gamma; pgd-K, trades-K, "
                         "mart-K), e.g. 0.01")
-    g.add_argument("--awp-warmup", type=count, metavar="E", help="data epochs before AWP starts (awp_warmup)")
+    g.add_argument("--awp-warmup", type=count, metavar="E",
+                   help="data epochs before AWP starts (awp_warmup; needs --awp)")
     g.add_argument("--cycle-momentum", action=argparse.BooleanOptionalAction, default=None,
                    help="momentum moving against the lr (0.9 -> 0.8 at its peak), per step (default: the preset; "
-                        "on for fgsm-rs and n-fgsm)")
+                        "on for fgsm-rs and n-fgsm, only under the cyclic schedule)")
 
 
 def _eval(sub) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from ..errors import UnknownSpecError
 from ..registry import Registry
-from .base import Defense, Preset, StepOutput
+from .base import Defense, EpochStop, Preset, StepOutput
 from .fgsm_rs import FGSMRS
 from .free import Free
 from .gradalign import GradAlign
@@ -76,6 +76,7 @@ __all__ = [
     "YOPO",
     "Defense",
     "DefenseSpecError",
+    "EpochStop",
     "Free",
     "GradAlign",
     "LayerSplit",

@@ -14,8 +14,36 @@ batch-norm statistics frozen, which equals the authors' throw-away copy.
 
 The authors' restore subtracts v from the stepped weights; robustode restores
 w + (stepped - (w + v)): the same update, and bit-exactly w when the step does
-not move the weights. Under data parallelism the ranks'
-ascent gradients are averaged, so every rank perturbs by the same v.
+not move the weights. Under data parallelism the ranks' ascent gradients are
+summed, each weighted by its share of the minibatch (as robustode.training.data_parallel
+weighs the training gradients), so every rank perturbs by the same v, the one of
+the global batch.
+
+Forwards that differ from the authors' loops (each a batch-norm statistics update):
+
+- AT-AWP (AT_AWP/train_cifar10.py), after the restore, runs a clean forward of x in
+  train mode (not under no_grad) only to log its accuracy: one more update per step,
+  which robustode does not run. Its attack (robust_overfitting's attack_pgd) ends with
+  one more forward of the final x + delta (reduction="none", to pick the restart) in
+  the model's mode, train mode for all but each epoch's first batch; robustode's
+  attack has no such forward.
+- TRADES-AWP (trades_AWP/train_trades_cifar.py) takes the loss at w + v with the
+  forwards f(x'), f(x) (the KL target), f(x) (the cross-entropy); robustode keeps the
+  TRADES reference's order f(x), f(x'), f(x): the same three updates, in another order.
+
+Settings: ``pgd-10(awp_gamma=0.01)`` keeps PGD-k's own preset (the YOPO authors' PGD
+baseline: batch 256, weight decay 2e-4, 105 epochs, lr x0.1 at 75, 90, 100) and its
+attack in ``bn_mode="eval"``. The AWP authors' AT-AWP PreActResNet-18 recipe (their
+train_cifar10.py defaults: gamma 0.01, no warm-up, attack in train mode, SGD lr 0.1,
+momentum 0.9, weight decay 5e-4 on every parameter, batch 128, 200 epochs, lr /10 at
+50% and /100 at 75% of the run) is
+
+    robustode.train("preact_resnet18", "pgd-10(awp_gamma=0.01, bn_mode=train)", "cifar10",
+                    epochs=200, batch_size=128, lr=0.1, momentum=0.9, weight_decay=5e-4,
+                    schedule="multistep", milestones=(100, 150), gamma=0.1)
+
+(eps 8/255, alpha 2/255 and 10 steps are pgd-10's defaults), short of the two extra
+forwards above.
 """
 
 from __future__ import annotations
@@ -46,6 +74,9 @@ class WeightPerturbation:
             self.v = [gamma * w.norm() * g / (g.norm() + 1e-20) for w, g in zip(self.saved, grads)]
             for p, w, v in zip(params, self.saved, self.v):
                 p.copy_(w + v)
+        # Autocast caches one low-precision copy of each weight per region, keyed by the tensor with no
+        # version check: without this the next forward would still run at w (AWP a no-op under bf16).
+        torch.clear_autocast_cache()
         self.active = True
 
     def restore(self) -> None:
@@ -54,6 +85,7 @@ class WeightPerturbation:
         with torch.no_grad():
             for p, w, v in zip(self.params, self.saved, self.v):
                 p.copy_(w + (p - (w + v)))  # keeps the optimizer's update, drops v
+        torch.clear_autocast_cache()  # a later forward in this region must see the restored weights
         self.active = False
 
 
@@ -63,9 +95,9 @@ def ascent_gradients(model: nn.Module, params: list[nn.Parameter], objective: Ob
         loss, _ = objective()
     grads = torch.autograd.grad(loss, params, allow_unused=True)
     grads = [torch.zeros_like(p) if g is None else g.detach() for p, g in zip(params, grads)]
-    if dist.context().enabled:
-        flat = dist.all_sum(torch.cat([g.flatten().float() for g in grads])) / dist.context().world_size
-        grads = [chunk.view_as(g).to(g.dtype) for chunk, g in zip(flat.split([g.numel() for g in grads]), grads)]
+    # Under data parallelism: the gradient of the global mean loss, each rank weighted by its share of the
+    # minibatch as GradientSync weighs the training gradients (an uneven last shard counts by its size).
+    dist.weighted_all_sum(grads, dist.share())
     return grads
 
 

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
 from .modifiers import MODIFIERS, check_modifiers
 
 
@@ -44,6 +45,29 @@ class StepOutput:
     count: int  # number of examples counted in ``correct``
 
 
+@dataclass(frozen=True)
+class EpochStop:
+    """What ``end_epoch`` returns to stop training: why, and whether it put earlier weights back.
+
+    ``restored_weights`` tells the loop that the model now holds an earlier epoch's
+    weights (FGSM-RS's guard), so a weight average rewinds to that epoch too; a stop
+    that leaves the weights as they are leaves the average as it is. A plain reason
+    string from ``end_epoch`` is a stop without a restore.
+    """
+
+    reason: str
+    restored_weights: bool = False
+
+    @classmethod
+    def of(cls, value) -> EpochStop | None:
+        """``end_epoch``'s return value as an EpochStop (None: go on)."""
+        if value is None or isinstance(value, cls):
+            return value
+        if isinstance(value, str):
+            return cls(value)
+        raise ConfigError(f"end_epoch must return None, a reason string or an EpochStop, got {type(value).__name__}")
+
+
 @dataclass
 class Defense:
     """Base class. Subclasses are dataclasses whose fields are the paper's hyperparameters.
@@ -52,7 +76,10 @@ class Defense:
     ("pgd-10(ema_decay=0.999)"); 0 switches each off:
 
     - ``label_smoothing``: the training loss's cross-entropy uses smoothed labels
-      (``self.cross_entropy``); the training attacks keep the plain one.
+      (``self.cross_entropy``). An attack with forwards of its own keeps the plain
+      one (PGD-k, FGSM-RS, N-FGSM, GradAlign, TRADES, MART); Free and YOPO take their
+      perturbation's gradient from the training loss's own backward (Free's
+      delta.grad, YOPO's p = -dL/dz), so theirs ascends the smoothed loss.
     - ``awp_gamma``, ``awp_warmup``: adversarial weight perturbation (Wu, Xia, Wang,
       NeurIPS 2020, https://arxiv.org/abs/2004.05884), for defenses with
       ``supports_awp``; see robustode.defenses.awp.
@@ -133,8 +160,9 @@ class Defense:
         """Train on one minibatch. Call ``on_step()`` after every optimizer step."""
         raise NotImplementedError
 
-    def end_epoch(self, model: nn.Module, optimizers: list, epoch: int) -> str | None:
-        """Hook after each data epoch; return a reason string to stop training early."""
+    def end_epoch(self, model: nn.Module, optimizers: list, epoch: int) -> str | EpochStop | None:
+        """Hook after each data epoch; return a reason (or an EpochStop, which says whether this hook
+        restored earlier weights) to stop training early."""
         return None
 
     def state_dict(self) -> dict:

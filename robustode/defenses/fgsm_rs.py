@@ -11,7 +11,7 @@ import torch
 
 from ..attacks import pgd
 from ..utils import check_eps, check_step
-from .base import Defense, Preset, StepOutput
+from .base import Defense, EpochStop, Preset, StepOutput
 from .common import active_autocast_dtype, as_bn_mode, as_count, as_positive, bn_mode, output, sgd_step
 
 log = logging.getLogger("robustode")
@@ -30,13 +30,15 @@ class FGSMRS(Defense):
     kept; after every epoch PGD-5 (alpha 2/255, eval mode, float32) measures its
     robust accuracy. If it falls by more than ``guard_drop`` (0.2 = 20 points)
     from the previous epoch, the previous epoch's weights and optimizer state are
-    restored and ``end_epoch`` returns the reason, which stops training.
+    restored and ``end_epoch`` returns the reason (an EpochStop with
+    ``restored_weights``), which stops training.
 
     Preset: 15 epochs, cyclic lr 0 -> 0.2 -> 0 per iteration, SGD momentum
     cycling against it 0.9 -> 0.8 at the lr peak -> 0.9, weight decay 5e-4, batch
     128 (PreActResNet-18). The momentum cycle is torch CyclicLR's default, which
     the authors' train_fgsm.py left on; ``cycle_momentum=False`` (a training
-    setting) keeps 0.9 throughout.
+    setting) keeps 0.9 throughout. The cycle belongs to the cyclic schedule: another
+    ``schedule`` drops it (and refuses an explicit ``cycle_momentum=True``).
 
         defense = robustode.defenses.create_defense("fgsm-rs", guard=False)
     """
@@ -93,7 +95,7 @@ class FGSMRS(Defense):
                 correct = (model(x_adv).argmax(1) == y).sum().item()
         return correct / y.shape[0]
 
-    def end_epoch(self, model, optimizers, epoch: int) -> str | None:
+    def end_epoch(self, model, optimizers, epoch: int) -> EpochStop | None:
         if not self.guard or self._guard_batch is None:
             return None
         acc = self.guard_accuracy(model)
@@ -107,7 +109,7 @@ class FGSMRS(Defense):
                 f"batch fell from {previous['acc']:.1%} to {acc:.1%}; restored epoch {previous['epoch']} weights"
             )
             log.warning(reason)
-            return reason
+            return EpochStop(reason, restored_weights=True)
         self._previous = {
             "epoch": epoch,
             "acc": acc,

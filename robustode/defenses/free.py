@@ -9,7 +9,7 @@ import torch
 
 from ..utils import check_eps
 from .base import Defense, Preset, StepOutput
-from .common import as_count, clip_delta
+from .common import as_count, clip_delta, sgd_step
 
 
 @dataclass
@@ -36,6 +36,9 @@ class Free(Defense):
     number of forward/backward passes equals natural training's. A last, smaller
     batch uses (and updates) the first rows of the buffer. A batch of another
     image shape, or larger than the buffer, starts a fresh zero buffer.
+
+    With ``label_smoothing`` the perturbation ascends the smoothed loss: its
+    gradient comes from the training loss's own backward.
 
     Defaults: eps 8/255, m 8 (``free-8``). Preset: Shafahi et al.'s CIFAR-10
     WRN run, 80,000 optimizer steps (replays counted) of batch 128 = 205 nominal
@@ -86,12 +89,9 @@ class Free(Defense):
             delta = rows.detach().clone().requires_grad_(True)
             logits = model((x + delta).clamp(0.0, 1.0))
             loss = self.cross_entropy(logits, y)
-            for opt in optimizers:
-                opt.zero_grad(set_to_none=True)
-            loss.backward()  # one backward: weight gradients and delta.grad together
-            for opt in optimizers:
-                opt.step()
-            on_step()
+            # One backward gives the weight gradients and delta.grad together; delta is no optimizer
+            # parameter, so its .grad survives the step for the perturbation update below.
+            sgd_step(loss, optimizers, on_step)
             stepped = delta.detach() + self.eps * delta.grad.sign()
             rows.copy_(clip_delta(stepped, x, self.eps) if self.clip_to_image else stepped.clamp(-self.eps, self.eps))
             losses.append(loss.detach())

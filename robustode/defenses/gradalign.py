@@ -66,10 +66,11 @@ class GradAlign(Defense):
     by hand), weight decay 5e-4, batch 128 (PreActResNet-18).
     Published figures: the paper's tables could not be read here. A
     third-party benchmark (FastAT Benchmark, github.com/fzjcdt/FastAT_Benchmark
-    benchmark_data.json; ResNet-18, not PreActResNet-18, 100 epochs, one-cycle lr
-    0.1, label smoothing 0.4 and weight averaging, 3 seeds, not a robustode
-    figure) reports CIFAR-10 eps 8/255: 79.39% clean, 52.87% PGD-50, 47.99%
-    AutoAttack, in 2.95 times FGSM-RS's training time.
+    benchmark_data.json, 3 seeds, not a robustode figure; configs/cifar10/grad_align.yaml
+    and fast_at/grad_align.py: ResNet-18 with label smoothing and weight averaging,
+    the setup robustode.defenses.nfgsm's docstring spells out, lambda 0.2) reports
+    CIFAR-10 eps 8/255: 79.39% clean, 52.87% PGD-50, 47.99% AutoAttack, in 2.95
+    times FGSM-RS's training time.
 
         defense = robustode.defenses.create_defense("grad-align")
     """

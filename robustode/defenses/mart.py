@@ -53,9 +53,10 @@ class MART(Defense):
     momentum 0.9, lr 0.01, weight decay 3.5e-3, batch 128, 120 epochs, lr x0.1,
     x0.01, x0.001 from the 1-based epochs 75, 90, 100 on (after 74, 89, 99).
     Published figures: the paper's table could not be read here, and the
-    repository reports none. With AWP, the AWP authors' README lists MART-AWP on
-    WRN-34-10 at 84.43% clean / 54.23% AutoAttack (CIFAR-10, eps 8/255; not a
-    robustode figure).
+    repository reports none. With AWP, the AWP authors' leaderboard table
+    (github.com/csdongxian/AWP README.md, "The Leaderboard Under Auto Attack", and
+    auto_attacks/README.md, CIFAR-10 Linf) lists MART-AWP on WRN-34-10 at 84.43%
+    clean / 54.23% AutoAttack at eps 8/255 (not a robustode figure).
 
         defense = robustode.defenses.create_defense("mart-10")
     """

@@ -36,12 +36,13 @@ class PGDTraining(Defense):
     Preset: the YOPO authors' PGD WRN-34-10 baseline (SGD, momentum 0.9, lr 0.1,
     weight decay 2e-4, batch 256, 105 epochs, lr x0.1 at 75, 90, 100).
 
-    With AWP (AT-AWP, Wu et al. 2020): ``pgd-10(awp_gamma=0.01)``, the authors'
-    PreActResNet-18 setting (gamma 0.01, no warm-up; their recipe: lr 0.1, weight
-    decay 5e-4, batch 128, 200 epochs, x0.1 at 100 and 150, attack in train mode).
-    Their repository's log of that run (PGD-20 on the CIFAR-10 test set during
-    training, eps 8/255, not a robustode figure): best epoch 81.18% clean / 55.39%
-    PGD-20, against 81.70% / 52.79% for plain PGD-10 training.
+    With AWP (AT-AWP, Wu et al. 2020): ``pgd-10(awp_gamma=0.01)`` takes the authors'
+    gamma but keeps this preset and ``bn_mode="eval"``; robustode.defenses.awp gives
+    the spec and training settings of their PreActResNet-18 recipe.
+    Their repository's log of that run (AT_AWP/logs/cifar10_linf/preactresnet18_awp/
+    output.log; PGD-20 on the CIFAR-10 test set during training, eps 8/255, not a
+    robustode figure): best epoch 81.18% clean / 55.39% PGD-20, against 81.70% /
+    52.79% for plain PGD-10 training.
 
         defense = robustode.defenses.create_defense("pgd-10")
     """

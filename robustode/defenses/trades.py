@@ -53,9 +53,11 @@ class TRADES(Defense):
     train mode, so batch norm's running statistics take three updates per step
     (two from the natural batch), and those statistics feed the next
     minibatch's eval-mode attack. ``kl_target_forward=False`` reuses the first
-    f(x) as the KL target instead: the same loss and gradients (batch norm
-    normalizes by the batch's own statistics in train mode), one pass and one
-    statistics update fewer.
+    f(x) as the KL target instead, one pass and one statistics update fewer: for
+    a deterministic model the same loss and gradients (batch norm normalizes by
+    the batch's own statistics in train mode), but a stochastic one (dropout,
+    stochastic depth) draws new masks in the third forward, so there the KL
+    target, hence the loss, differs.
 
     Defaults: eps 0.031, step_size 0.007, steps 10 (``trades-10``), beta 6.
     Cost: steps + 3 passes per batch (the attack steps, then forward+backward

@@ -69,6 +69,9 @@ class YOPO(Defense):
     conv1's gradient is not replicated. Batch-norm running statistics inside
     layer one stay frozen during the inner steps and the Hamiltonian pass.
 
+    With ``label_smoothing`` the co-state p = -dL/dz is that of the smoothed loss
+    (the pass is the training loss's own), so eta ascends the smoothed loss.
+
     Defaults: eps 8/255, sigma 2/255, m 5, n 3 (``yopo-5-3``). Layer one is the
     model's own (the layer-one contract), else found by tracing the model
     (robustode.defenses.split), checked before training, and named in the run log

@@ -11,7 +11,10 @@ along for ~1 / (1 - decay) steps.
 Batch-norm buffers: the running statistics are averaged with the same decay as
 the weights, as the FastAT benchmark's PGD-AT + WA does by averaging the whole
 state dict (github.com/fzjcdt/FastAT_Benchmark fast_at/pgd_at.py; 50.49%
-AutoAttack on CIFAR-10 with ResNet-18, the mean of its three seeds).
+AutoAttack on CIFAR-10 with ResNet-18, the mean of its three seeds). That
+benchmark has no warm-up: a fixed tau 0.9995 from the first step, where
+robustode's ``ema_decay=0.9995`` keeps the warm-up's lower rate for its first
+~18,000 updates (until (1 + t) / (10 + t) reaches 0.9995).
 DeepMind instead evaluates the average with the live model's statistics.
 Robustode averages them because the live statistics describe the weights of
 the last ~10 steps (batch norm's momentum 0.1), while the averaged weights span
@@ -72,12 +75,13 @@ class WeightAverage:
         self._mark = self._snapshot()
 
     def rewind(self) -> None:
-        """Back to the last mark: a guard that restored the previous epoch's weights restores their average."""
+        """Back to the last mark: a defense that restored the previous epoch's weights restores their average."""
         weights, self.updates = self._mark
         self.model.load_state_dict(weights)
 
     def end_epoch(self, restored: bool) -> None:
-        """After the defense's end of epoch: rewind if it restored earlier weights, else mark."""
+        """After the defense's end of epoch: rewind if it restored earlier weights (EpochStop.restored_weights),
+        else mark (a stop that keeps the weights keeps their average too)."""
         if restored:
             self.rewind()
         else:

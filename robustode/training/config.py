@@ -38,7 +38,8 @@ class TrainConfig:
     gamma: float | None = None  # multistep factor
     cyclic_peak: float | None = None  # fraction of the run where cyclic peaks (Wong et al.'s train_fgsm.py: 0.5)
     # Momentum moving against the lr multiplier f: momentum - (momentum - momentum_min) * f, per optimizer
-    # step, as torch CyclicLR's cycle_momentum (FGSM-RS's preset: 0.9 -> 0.8 at the lr peak -> 0.9).
+    # step, as torch CyclicLR's cycle_momentum (FGSM-RS's preset: 0.9 -> 0.8 at the lr peak -> 0.9);
+    # only with the cyclic schedule (see _momentum_cycle).
     cycle_momentum: bool | None = None
     momentum_min: float | None = None  # the momentum at the lr peak when it cycles
     nesterov: bool = False  # Nesterov momentum (none of the reproduced papers used it)
@@ -99,6 +100,7 @@ class TrainConfig:
         chosen = {f.name: getattr(self, f.name) for f in fields(TrainConfig)}
         chosen.update({k: getattr(defense.preset, k) for k in PRESET_KEYS if chosen[k] is None})
         chosen.update(_scaled_milestones(self, defense.preset, chosen))
+        chosen.update(_momentum_cycle(self, defense.preset, chosen))
         device = local_device(resolve_device(self.device))  # under torchrun: this rank's own GPU
         replays = int(defense.replays)
         epochs = chosen["epochs"]
@@ -151,6 +153,30 @@ def _scaled_milestones(asked: TrainConfig, preset, chosen: dict) -> dict:
             "milestones_scaled_from": tuple(preset.milestones), "preset_epochs": preset.epochs}
 
 
+def _momentum_cycle(asked: TrainConfig, preset, chosen: dict) -> dict:
+    """cycle_momentum and momentum_min as the run uses them.
+
+    The preset's cycle (FGSM-RS, N-FGSM) is torch CyclicLR's: it belongs to the cyclic schedule and
+    is dropped with any other one (under cosine it would run at 0.8 at full lr, under constant all run
+    long). Asked for explicitly with another schedule, it is refused. A momentum asked for below the
+    preset's momentum_min clamps momentum_min to it (the cycle goes flat at the momentum asked, e.g. 0
+    stays 0) rather than scaling it: no momentum is used that the user did not ask for.
+    """
+    cyclic = chosen["schedule"] == "cyclic"
+    if asked.cycle_momentum and not cyclic:
+        raise ConfigError(f"cycle_momentum needs the cyclic schedule, got schedule={chosen['schedule']!r} "
+                          "(drop cycle_momentum or use schedule='cyclic')")
+    cycle = chosen["cycle_momentum"] if asked.cycle_momentum is not None else preset.cycle_momentum and cyclic
+    low = chosen["momentum_min"]
+    if asked.momentum_min is None and _is_number(low) and _is_number(chosen["momentum"]):
+        low = min(low, chosen["momentum"])
+    return {"cycle_momentum": cycle, "momentum_min": low}
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -171,8 +197,7 @@ def _check(c: TrainSettings) -> None:
     if c.schedule not in SCHEDULES:
         raise ConfigError(f"unknown schedule {c.schedule!r}; known: {', '.join(SCHEDULES)}")
     low = c.momentum_min
-    number = isinstance(low, (int, float)) and not isinstance(low, bool)
-    if c.cycle_momentum and not (number and 0 <= low <= c.momentum):
+    if c.cycle_momentum and not (_is_number(low) and 0 <= low <= c.momentum):
         raise ConfigError(f"momentum_min must lie in [0, momentum={c.momentum:g}] when the momentum cycles, "
                           f"got {c.momentum_min!r} (or set cycle_momentum=False)")
     if not 0.0 < c.cyclic_peak < 1.0:

@@ -34,9 +34,9 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
-from ..dist import all_gather, broadcast_module, context
+from ..defenses.base import EpochStop
+from ..dist import all_gather, broadcast_module, context, flat_collective, set_share, share, weighted_all_sum
 
 
 def broadcast_optimizers(optimizers: list, src: int) -> None:
@@ -66,47 +66,39 @@ class GradientSync:
         self.buffers = [b for b in model.buffers() if b.is_floating_point()]
         self.handles = [opt.register_step_pre_hook(self._hook(first=i == 0)) for i, opt in enumerate(optimizers)]
 
+    # The share lives in robustode.dist, where a defense's own collective (AWP's ascent gradient) reads it.
+    @property
+    def weight(self) -> float:
+        return share()
+
+    @weight.setter
+    def weight(self, value: float) -> None:
+        set_share(value)
+
     def _hook(self, first: bool):
         def pre_step(opt, args, kwargs):
             grads = [p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None]
-            _all_reduce(grads, self.weight)
+            weighted_all_sum(grads, self.weight)
             if first:
-                _broadcast(self.buffers)
+                flat_collective(self.buffers, lambda flat: dist.broadcast(flat, 0))
 
         return pre_step
 
 
-def _all_reduce(tensors: list[torch.Tensor], weight: float) -> None:
-    """tensor <- sum over ranks of weight * tensor."""
-    _flat_collective(tensors, lambda flat: dist.all_reduce(flat.mul_(weight)))
-
-
-def _broadcast(tensors: list[torch.Tensor]) -> None:
-    _flat_collective(tensors, lambda flat: dist.broadcast(flat, 0))
-
-
-def _flat_collective(tensors: list[torch.Tensor], collective) -> None:
-    """Run ``collective`` in place on one flat copy per dtype (one call, not one per tensor)."""
-    for dtype in dict.fromkeys(t.dtype for t in tensors):  # one order on every rank (a set's is not)
-        same = [t for t in tensors if t.dtype == dtype]
-        flat = _flatten_dense_tensors(same)
-        collective(flat)
-        for t, value in zip(same, _unflatten_dense_tensors(flat, same)):
-            t.copy_(value)
-
-
-def agree_on_stop(reason: str | None, model: nn.Module, optimizers: list) -> str | None:
-    """The first rank's stop reason from ``end_epoch``; every rank then takes that rank's weights.
+def agree_on_stop(ended, model: nn.Module, optimizers: list) -> EpochStop | None:
+    """The first rank's stop from ``end_epoch``'s return value (reason and restore flag); every rank then
+    takes that rank's weights.
 
     A guard (FGSM-RS's) judges each rank's own batch, so ranks may disagree; the
     first rank that stopped has restored its earlier weights, and the others copy them.
     """
+    stop = EpochStop.of(ended)
     if not context().enabled:
-        return reason
-    reasons = all_gather(reason)
-    src = next((r for r, text in enumerate(reasons) if text is not None), None)
+        return stop
+    stops = all_gather(stop)
+    src = next((r for r, s in enumerate(stops) if s is not None), None)
     if src is None:
         return None
     broadcast_module(model, src)
     broadcast_optimizers(optimizers, src)
-    return reasons[src]
+    return stops[src]

@@ -19,6 +19,7 @@ class Stop:
 
     kind: str  # "diverged" (non-finite loss), "budget" (max_seconds spent) or "guard" (the defense stopped it)
     reason: str  # one line for the log and the record
+    restored_weights: bool = False  # a guard put an earlier epoch's weights back (the model holds those)
 
     @property
     def inside_epoch(self) -> bool:

@@ -73,7 +73,8 @@ class MomentumCycle:
     ``high`` where the lr multiplier is 0, ``low`` where it is 1. Under the cyclic
     schedule this is torch CyclicLR's ``cycle_momentum`` (max_momentum -> base_momentum
     at the peak -> max_momentum), which Wong et al.'s FGSM-RS and de Jorge et al.'s
-    N-FGSM kept on. Every parameter group gets the same momentum.
+    N-FGSM kept on. Every parameter group gets the same momentum. Runs only under the
+    cyclic schedule: TrainConfig.resolve drops the preset's cycle with another one.
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, factor: Callable[[float], float],

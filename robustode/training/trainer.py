@@ -138,9 +138,10 @@ class Trainer:
             return Stop("diverged", f"training loss became {loss} in data epoch {e}")
         self._watch_scale(loss, e)
         guard = agree_on_stop(self.defense.end_epoch(self.model, self.optimizers, e), self.model, self.optimizers)
-        if self.average is not None:  # a guard that restored the previous epoch's weights restores their average
-            self.average.end_epoch(restored=guard is not None)
-        return None if guard is None else Stop("guard", guard)
+        restored = guard is not None and guard.restored_weights
+        if self.average is not None:  # only a defense that put earlier weights back rewinds their average
+            self.average.end_epoch(restored=restored)
+        return None if guard is None else Stop("guard", guard.reason, restored)
 
     def _watch_scale(self, loss: float, e: int) -> None:
         """Warn once when the loss grows orders of magnitude past where it started (lr far too high?)."""
