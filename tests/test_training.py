@@ -121,10 +121,12 @@ def test_a_nan_loss_without_a_run_directory_says_the_weights_diverged():
     assert len(result.history) == 1
 
 
-def test_the_defense_guard_stops_the_run_without_checkpointing_that_epoch(tmp_path):
-    result = fit(tiny(), Plain(stop_at_epoch=2), data(), epochs=4, out_dir=tmp_path, quiet=True)
+@pytest.mark.parametrize(("restores", "saved_epoch"), [(True, 1), (False, 2)])
+def test_a_defense_stop_checkpoints_the_epoch_only_when_it_kept_its_weights(tmp_path, restores, saved_epoch):
+    result = fit(tiny(), Plain(stop_at_epoch=2, restores=restores), data(), epochs=4, out_dir=tmp_path, quiet=True)
     assert result.stopped_reason == "guard tripped after epoch 2" and result.data_epochs == 2
-    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["epoch"] == 1
+    # A guard that put epoch 1's weights back: last.pt holds them already; a stop that kept epoch 2's: saved.
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["epoch"] == saved_epoch
 
 
 def test_max_seconds_stops_inside_an_epoch_and_writes_final_pt(tmp_path):

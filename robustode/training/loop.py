@@ -148,7 +148,8 @@ def run_epochs(trainer: Trainer, log: RunLog) -> None:
             if trainer.due(s.eval_every, e):
                 row.update(trainer.evaluate_held_out())
             trainer.history.append(row)
-            if stop is None and trainer.due(s.checkpoint_every, e):  # a guard restored earlier weights itself
+            # After a guard put earlier weights back, last.pt already holds them; any other epoch is saved.
+            if (stop is None or not stop.restored_weights) and trainer.due(s.checkpoint_every, e):
                 trainer.save("last.pt")
                 trainer.keep_best(row)
             log.write_metrics(trainer.history)
