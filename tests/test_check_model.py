@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 from zoo_models import Functional, Named, Randomized, TwoStems, WithFeatures
+from zoo_weights import BiT
 
 import robustode as ro
 from robustode.checks import ORDER
@@ -43,6 +44,16 @@ def test_normalization_inside_the_model_is_seen():
     report = ro.check_model(Functional())
     assert report["normalization"].status == "ok"
     assert report["normalization"].detail == "sub, div in front of conv2d(weight)"
+
+
+def test_a_standardized_conv_s_weight_arithmetic_is_not_taken_for_normalization():
+    class NormalizedBiT(BiT):
+        def forward(self, x):
+            return super().forward((x - 0.5) / 0.25)
+
+    plain, normalized = ro.check_model(BiT())["normalization"], ro.check_model(NormalizedBiT())["normalization"]
+    assert plain.status == "warn" and plain.detail.startswith("none in front of conv2d(stem.conv.weight)")
+    assert (normalized.status, normalized.detail) == ("ok", "sub, div in front of conv2d(stem.conv.weight)")
 
 
 def test_a_tuple_or_dict_output_fails_until_the_logits_are_named():

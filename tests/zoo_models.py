@@ -8,13 +8,12 @@ is the description robustode's automatic split must give.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 import torchvision
 from torch import nn
+from zoo_case import Case, Contract
+from zoo_weights import WEIGHTS
 
 from robustode.models import SelectOutput
 
@@ -140,26 +139,6 @@ class Submodules(nn.Module):
         return self.rest(self.layer_one(x))
 
 
-class Contract(nn.Module):
-    """A network in the layer-one contract, from its ordinary module and the hand-written split."""
-
-    def __init__(self, net: nn.Module, case: Case):
-        super().__init__()
-        self.net, self.case = net, case
-
-    def layer_one(self, x):
-        return self.case.layer_one(self.net, x)
-
-    def rest(self, z):
-        return self.case.rest(self.net, z)
-
-    def layer_one_parameters(self):
-        return self.case.params(self.net)
-
-    def forward(self, x):
-        return self.rest(self.layer_one(x))
-
-
 def _named_rest(net, z, *, dropout: bool | None = None):
     h = F.relu(net.conv2(F.relu(net.bn1(z))))
     features = F.adaptive_avg_pool2d(h, 1).flatten(1)
@@ -195,15 +174,6 @@ def _functional_rest(net, z):
     return net.fc(torch.flatten(F.adaptive_avg_pool2d(h, 1), 1))
 
 
-@dataclass(frozen=True)
-class Case:
-    make: Callable[[], nn.Module]
-    layer_one: Callable
-    rest: Callable
-    params: Callable  # net -> layer one's parameters
-    found: str
-
-
 def _conv1(net, x):
     return net.conv1(x)
 
@@ -228,4 +198,7 @@ ZOO = {
     "gated": Case(Gated, _conv1, _gated_rest, lambda n: list(n.conv1.parameters()), "layer one: conv1 (found by forward hooks)"),
     "submodules": Case(Submodules, lambda n, x: n.layer_one(x), lambda n, z: n.rest(z), lambda n: list(n.layer_one.parameters()),
                        "layer one: layer_one (the model's submodule)"),
+    **WEIGHTS,
 }
+
+__all__ = ["ZOO", "Case", "Contract"]

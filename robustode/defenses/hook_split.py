@@ -2,8 +2,8 @@
 
 One eval-mode forward of an example batch, with a hook on every leaf module,
 records which modules run, in order, and on which tensors. When the input tensor
-itself goes into exactly one module, and from there through parameter-free
-modules (if any) straight into a module with parameters, those modules are
+itself goes into exactly one module, and from there through modules without trainable
+parameters (if any) straight into a module with trainable parameters, those modules are
 layer one. The rest is the model's own forward with layer one's modules
 answering instead of running: the last answers z, the others and the input are
 NaN, so any use of them outside layer one turns the output to NaN and the
@@ -23,7 +23,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..utils import forked_rng
 from .common import bn_mode
-from .split import ADVICE, LayerSplit, first_line
+from .split import ADVICE, LayerSplit, first_line, trains
 
 
 @dataclass
@@ -71,10 +71,10 @@ def _chain(calls: list[_Call], x: torch.Tensor) -> list[nn.Module] | str:
     if any(_takes(c, x) or any(v is x for v in c.kwargs.values()) for c in calls[1:]):
         return "its input goes into more than one submodule"
     chain = [calls[0]]
-    while next(chain[-1].module.parameters(), None) is None:
+    while not trains(chain[-1].module):
         following = calls[len(chain)] if len(chain) < len(calls) else None
         if following is None or not _takes(following, chain[-1].output):
-            return f"the input goes into {type(calls[0].module).__name__}, and no module with parameters follows"
+            return f"the input goes into {type(calls[0].module).__name__}, and no module with trainable parameters follows"
         chain.append(following)
     modules = [c.module for c in chain]
     if any(sum(c.module is m for c in calls) > 1 for m in modules):

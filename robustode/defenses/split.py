@@ -180,6 +180,11 @@ def difference(a, b) -> str | None:
     return f"{type(b).__name__} instead of {type(a).__name__}"
 
 
+def trains(module: nn.Module) -> bool:
+    """Whether ``module`` has a parameter that trains (frozen ones are constants, e.g. normalization kept so)."""
+    return any(p.requires_grad for p in module.parameters())
+
+
 def first_line(err: BaseException) -> str:
     text = str(err).strip()
     return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__

@@ -1,9 +1,12 @@
 """Find layer one by tracing the forward with torch.fx.
 
-Layer one is the first node of the traced graph that uses parameters and whose
-value depends on the input (a conv, a linear layer, the conv of a patch
-embedding), with everything it depends on: the preprocessing in front of it
-(normalization by buffers, a rescale). The rest is the graph from there to the
+Layer one is the first node of the traced graph whose value depends on the
+input and that is a module with trainable parameters or takes a weight: a value
+computed from trainable parameters and not from the input (a conv, a linear
+layer, the conv of a patch embedding, F.conv2d(x, standardize(self.weight)),
+``x @ self.w.t()``). It comes with everything it depends on: the preprocessing
+in front of it (normalization by buffers or frozen parameters, a rescale) and
+the operations on its weight. The rest is the graph from there to the
 output, fed by layer one's output. The cut holds only when nothing in the rest
 reads the input or the preprocessing: otherwise the input feeds more than one
 layer (parallel stems, a skip connection from the input) and there is no single
@@ -26,7 +29,8 @@ from torch import fx, nn
 
 from ..errors import ConfigError
 from .common import bn_mode
-from .split import ADVICE, LayerSplit, first_line
+from .split import ADVICE, LayerSplit, first_line, trains
+from .trace_graph import copy_layer_one, copy_rest, part
 
 _META_ATTRIBUTES = ("shape", "device", "dtype", "ndim")  # reading them does not read the input's values
 _META_METHODS = ("size", "dim")
@@ -57,29 +61,42 @@ def trace_split(model: nn.Module) -> LayerSplit:
     if train.name != evaluate.name:
         raise ConfigError(f"{type(model).__name__}'s layer one differs between train mode ({train.name}) and "
                           f"eval mode ({evaluate.name}): {ADVICE}")
-    layer_one = _part(model, train.layer_one, evaluate.layer_one, "LayerOne")
-    rest = _part(model, train.rest, evaluate.rest, "Rest")
+    layer_one = part(model, train.layer_one, evaluate.layer_one, "LayerOne")
+    rest = part(model, train.rest, evaluate.rest, "Rest")
     extra = f" (+ preprocessing: {', '.join(train.preprocessing)})" if train.preprocessing else ""
     return LayerSplit(layer_one, rest, list(layer_one.parameters()), f"layer one: {train.name}{extra}", layer_one)
 
 
 def preprocessing(module: nn.Module, label: str | None = None) -> tuple[str, list[str]] | None:
-    """(first layer with parameters, the operations in front of it) of ``module``; None if fx cannot trace it.
+    """(first layer with parameters, the operations on the input in front of it) of ``module``; None if
+    fx cannot trace it.
 
     ``label`` names ``module`` itself when it is one torch.nn layer (then nothing is in front of it).
     """
-    if fx.Tracer().is_leaf_module(module, "") and next(module.parameters(), None) is not None:
+    if fx.Tracer().is_leaf_module(module, "") and trains(module):
         return label or type(module).__name__, []
     try:
         graph = fx.Tracer().trace(module)
     except Exception:  # any failure to trace means "cannot tell", which the caller reports
         return None
-    nodes = list(graph.nodes)
-    layer = next((n for n in nodes if _parametric(module, n)), None)
-    if layer is None:
+    found = _first_layer(module, list(graph.nodes))
+    if found is None:
         return None
+    layer, values, weighted = found
     ahead = _ancestors([layer])
-    return _name(module, layer), [_name(module, n) for n in nodes if n in ahead and n is not layer and _is_op(module, n)]
+    return _layer_name(module, layer, weighted), [_name(module, n) for n in graph.nodes
+                                                  if n in ahead and n in values and n is not layer and _is_op(module, n)]
+
+
+def _first_layer(root: nn.Module, nodes: list[fx.Node]):
+    """(layer one's own node, the nodes that depend on the input's values, the weights) or None."""
+    x = next((n for n in nodes if n.op == "placeholder"), None)
+    if x is None:
+        return None
+    values = _depends_on(nodes, x)
+    weighted = _weighted(root, nodes, values)
+    layer = next((n for n in nodes if n in values and _parametric(root, n, weighted)), None)
+    return None if layer is None else (layer, values, weighted)
 
 
 def _trace(model: nn.Module, mode: str) -> fx.Graph:
@@ -102,23 +119,23 @@ def _defaults(model: nn.Module) -> dict | None:
 
 def _cut(model: nn.Module, graph: fx.Graph) -> _Cut:
     nodes = list(graph.nodes)
-    x = next(n for n in nodes if n.op == "placeholder")
-    values = _depends_on(nodes, x)
-    layer = next((n for n in nodes if n in values and _parametric(model, n)), None)
     who = type(model).__name__
-    if layer is None:
+    found = _first_layer(model, nodes)
+    if found is None:
         raise ConfigError(f"{who} has no layer with parameters that its input passes through, so YOPO has no "
                           f"layer one: {ADVICE}")
+    layer, values, weighted = found
     one = _ancestors([layer])
-    inner = {n for n in one if n in values and n is not layer}  # the input and its preprocessing
+    # the input and its preprocessing; the rest of `one` computes layer one's weights (a standardized conv's)
+    inner = {n for n in one if n in values and n is not layer}
     output = next(n for n in reversed(nodes) if n.op == "output")
     rest, leaks = _rest_nodes(output, layer, inner)
+    name = _layer_name(model, layer, weighted)
     if leaks:
         names = ", ".join(dict.fromkeys(_name(model, n) for n in leaks))
-        raise ConfigError(f"{who} has no single layer one: its input reaches {_name(model, layer)} and also "
-                          f"{names}: {ADVICE}")
-    ops = [_name(model, n) for n in nodes if n in one and n is not layer and _is_op(model, n)]
-    return _Cut(_name(model, layer), ops, _copy(nodes, one, layer), _copy_rest(nodes, rest, layer, output))
+        raise ConfigError(f"{who} has no single layer one: its input reaches {name} and also {names}: {ADVICE}")
+    ops = [_name(model, n) for n in nodes if n in inner and _is_op(model, n)]
+    return _Cut(name, ops, copy_layer_one(nodes, one, layer), copy_rest(nodes, rest, layer, output))
 
 
 def _depends_on(nodes: list[fx.Node], x: fx.Node) -> set[fx.Node]:
@@ -158,78 +175,37 @@ def _rest_nodes(output: fx.Node, layer: fx.Node, inner: set[fx.Node]) -> tuple[s
     return seen, leaks
 
 
-def _copy(nodes: list[fx.Node], keep: set[fx.Node], last: fx.Node) -> fx.Graph:
-    graph, env = fx.Graph(), {}
+def _owns_weights(root: nn.Module, n: fx.Node) -> bool:
+    if n.op == "get_attr":
+        value = _attr(root, n.target)
+        return isinstance(value, nn.Parameter) and value.requires_grad
+    return n.op == "call_module" and trains(root.get_submodule(n.target))
+
+
+def _weighted(root: nn.Module, nodes: list[fx.Node], values: set[fx.Node]) -> set[fx.Node]:
+    """The nodes computed from trainable parameters and not from the input: a weight, the standardized
+    weight of a weight-standardized conv (timm's StdConv2d), ``self.w.t()``, a weight times a buffer mask."""
+    found = set()
     for n in nodes:
-        if n in keep:
-            env[n] = graph.node_copy(n, env.__getitem__)
-    graph.output(env[last])
-    return graph
+        if n not in values and (_owns_weights(root, n) or any(a in found for a in n.all_input_nodes)):
+            found.add(n)
+    return found
 
 
-def _copy_rest(nodes: list[fx.Node], keep: set[fx.Node], layer: fx.Node, output: fx.Node) -> fx.Graph:
-    graph = fx.Graph()
-    z = graph.placeholder("z")
-    env = {layer: z}
-    for n in nodes:
-        if n in keep and n not in env and n is not output:
-            # Only batch and device reads of the input get here with inputs outside env (_rest_nodes
-            # refused every other reader): they read layer one's output instead.
-            env[n] = graph.node_copy(n, lambda a: env.get(a, z))
-    graph.output(fx.map_arg(output.args[0], env.__getitem__))
-    return graph
+def _parametric(root: nn.Module, n: fx.Node, weighted: set[fx.Node]) -> bool:
+    """A module with trainable parameters, or an operation taking a weight (F.conv2d(x, standardize(w)))."""
+    if n.op == "call_module" and trains(root.get_submodule(n.target)):
+        return True
+    return n.op in _OPS and any(a in weighted for a in n.all_input_nodes)
 
 
-def _part(model: nn.Module, train: fx.Graph, evaluate: fx.Graph, name: str) -> nn.Module:
-    in_train = _live(fx.GraphModule(model, train, class_name=name), model)
-    in_eval = fx.GraphModule(model, evaluate, class_name=name)
-    if in_train.code == in_eval.code:
-        return in_train
-    return ModeSwitch(model, in_train, _live(in_eval, model))
-
-
-class ModeSwitch(nn.Module):
-    """A traced part that differs between modes: runs the graph of the model's current mode."""
-
-    def __init__(self, model: nn.Module, train: fx.GraphModule, evaluate: fx.GraphModule):
-        super().__init__()
-        self.train_graph, self.eval_graph = train, evaluate
-        self._model = (model,)  # in a tuple, so not registered: the part's parameters are its graphs'
-
-    def forward(self, *args):
-        return (self.train_graph if self._model[0].training else self.eval_graph)(*args)
-
-
-def _live(gm: fx.GraphModule, model: nn.Module) -> fx.GraphModule:
-    """Make ``gm`` read the model's tensors as they are at each call.
-
-    A GraphModule holds its own references to the tensors its graph reads by name;
-    model.to(device) and model.double() replace buffers by new tensors, which those
-    references would miss. Submodules called by the graph are the model's own.
-    """
-    links = []
-    for node in gm.graph.nodes:
-        if node.op == "get_attr":
-            path, _, attr = node.target.rpartition(".")
-            holder, source = gm.get_submodule(path), model.get_submodule(path)
-            if holder is not source:
-                links.append((holder, source, attr))
-    if links:
-        gm.register_forward_pre_hook(functools.partial(_relink, links))
-    return gm
-
-
-def _relink(links, module, args) -> None:
-    for holder, source, attr in links:
-        setattr(holder, attr, getattr(source, attr))
-
-
-def _parametric(root: nn.Module, n: fx.Node) -> bool:
+def _layer_name(root: nn.Module, n: fx.Node, weighted: set[fx.Node]) -> str:
+    """Layer one's own layer: a module's name, or the operation and the parameters its weights come from."""
     if n.op == "call_module":
-        return next(root.get_submodule(n.target).parameters(), None) is not None
-    if n.op in ("call_function", "call_method"):
-        return any(a.op == "get_attr" and isinstance(_attr(root, a.target), nn.Parameter) for a in n.all_input_nodes)
-    return False
+        return str(n.target)
+    weights = [a.target for a in _ancestors([a for a in n.all_input_nodes if a in weighted])
+               if a.op == "get_attr" and _owns_weights(root, a)]
+    return f"{_op_name(n) if n.op == 'call_function' else n.target}({', '.join(sorted(weights))})"
 
 
 def _attr(root: nn.Module, target: str):
@@ -265,8 +241,11 @@ def _name(root: nn.Module, n: fx.Node) -> str:
         return "the output"
     if n.op == "call_method":
         return str(n.target)
-    name = getattr(n.target, "__name__", str(n.target))
-    name = _OP_NAMES.get(name, name)
-    weights = [a.target for a in n.all_input_nodes
-               if a.op == "get_attr" and isinstance(_attr(root, a.target), nn.Parameter)]
+    name = _op_name(n)
+    weights = [a.target for a in n.all_input_nodes if a.op == "get_attr" and _owns_weights(root, a)]
     return f"{name}({', '.join(weights)})" if weights else name
+
+
+def _op_name(n: fx.Node) -> str:
+    name = getattr(n.target, "__name__", str(n.target))
+    return _OP_NAMES.get(name, name)

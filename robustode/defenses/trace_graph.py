@@ -1,0 +1,76 @@
+"""Build layer one and the rest as modules from the graph robustode.defenses.trace_split cut."""
+
+from __future__ import annotations
+
+import functools
+
+from torch import fx, nn
+
+
+def copy_layer_one(nodes: list[fx.Node], keep: set[fx.Node], last: fx.Node) -> fx.Graph:
+    """The graph of the nodes in ``keep``, returning ``last``."""
+    graph, env = fx.Graph(), {}
+    for n in nodes:
+        if n in keep:
+            env[n] = graph.node_copy(n, env.__getitem__)
+    graph.output(env[last])
+    return graph
+
+
+def copy_rest(nodes: list[fx.Node], keep: set[fx.Node], layer: fx.Node, output: fx.Node) -> fx.Graph:
+    """The graph of the nodes in ``keep`` up to ``output``, with layer one's node as its input z."""
+    graph = fx.Graph()
+    z = graph.placeholder("z")
+    env = {layer: z}
+    for n in nodes:
+        if n in keep and n not in env and n is not output:
+            # Only batch and device reads of the input get here with inputs outside env (_rest_nodes
+            # refused every other reader): they read layer one's output instead.
+            env[n] = graph.node_copy(n, lambda a: env.get(a, z))
+    graph.output(fx.map_arg(output.args[0], env.__getitem__))
+    return graph
+
+
+def part(model: nn.Module, train: fx.Graph, evaluate: fx.Graph, name: str) -> nn.Module:
+    """A module running ``train`` in train mode and ``evaluate`` in eval mode (one graph if they agree)."""
+    in_train = _live(fx.GraphModule(model, train, class_name=name), model)
+    in_eval = fx.GraphModule(model, evaluate, class_name=name)
+    if in_train.code == in_eval.code:
+        return in_train
+    return ModeSwitch(model, in_train, _live(in_eval, model))
+
+
+class ModeSwitch(nn.Module):
+    """A traced part that differs between modes: runs the graph of the model's current mode."""
+
+    def __init__(self, model: nn.Module, train: fx.GraphModule, evaluate: fx.GraphModule):
+        super().__init__()
+        self.train_graph, self.eval_graph = train, evaluate
+        self._model = (model,)  # in a tuple, so not registered: the part's parameters are its graphs'
+
+    def forward(self, *args):
+        return (self.train_graph if self._model[0].training else self.eval_graph)(*args)
+
+
+def _live(gm: fx.GraphModule, model: nn.Module) -> fx.GraphModule:
+    """Make ``gm`` read the model's tensors as they are at each call.
+
+    A GraphModule holds its own references to the tensors its graph reads by name;
+    model.to(device) and model.double() replace buffers by new tensors, which those
+    references would miss. Submodules called by the graph are the model's own.
+    """
+    links = []
+    for node in gm.graph.nodes:
+        if node.op == "get_attr":
+            path, _, attr = node.target.rpartition(".")
+            holder, source = gm.get_submodule(path), model.get_submodule(path)
+            if holder is not source:
+                links.append((holder, source, attr))
+    if links:
+        gm.register_forward_pre_hook(functools.partial(_relink, links))
+    return gm
+
+
+def _relink(links, module, args) -> None:
+    for holder, source, attr in links:
+        setattr(holder, attr, getattr(source, attr))
