@@ -8,6 +8,7 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 from zoo_models import ZOO, Contract, Gated, Named, TwoStems
 
 from robustode.data import make_synthetic
@@ -174,3 +175,44 @@ def test_every_operation_in_front_of_layer_one_is_named():
 
     split = split_model(ReluFirst(), example=images(2))
     assert split.description == "layer one: conv1 (+ preprocessing: sub, relu)"
+
+
+class StemInRest(nn.Module):
+    """The layer-one contract with layer one in ``first``; its ``stem`` is a layer of the rest."""
+
+    def __init__(self):
+        super().__init__()
+        self.first = nn.Conv2d(3, 4, 3, padding=1)
+        self.stem = nn.Linear(4, 10)
+
+    def layer_one(self, x):
+        return self.first(x)
+
+    def rest(self, z):
+        return self.stem(F.adaptive_avg_pool2d(F.relu(z), 1).flatten(1))
+
+    def layer_one_parameters(self):
+        return self.first.parameters()
+
+    def forward(self, x):
+        return self.rest(self.layer_one(x))
+
+
+def test_the_contract_says_which_module_is_layer_one_and_no_attribute_name_is_guessed():
+    undeclared = split_model(StemInRest(), example=images(2))
+    assert undeclared.module is None and undeclared.description == "layer one: the model's layer_one()"
+
+    class Declared(StemInRest):
+        def layer_one_module(self):
+            return self.first
+
+    model = Declared()
+    declared = split_model(model, example=images(2))
+    assert declared.module is model.first and declared.description == "layer one: first (the model's layer_one())"
+
+    class Wrong(StemInRest):
+        def layer_one_module(self):
+            return "first"
+
+    with pytest.raises(ConfigError, match=r"^Wrong.layer_one_module\(\) returned str: it must return the nn.Module"):
+        split_model(Wrong(), example=images(2))

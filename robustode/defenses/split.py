@@ -4,7 +4,8 @@ Where layer one comes from, first match wins:
 
 1. ``first="conv1"``: the model's first child; its forward must be its children in order.
 2. The layer-one contract (every built-in model): methods ``layer_one(x)``,
-   ``rest(z)`` and ``layer_one_parameters()`` (robustode.models.contract).
+   ``rest(z)`` and ``layer_one_parameters()``, and optionally ``layer_one_module()``
+   (robustode.models.contract).
 3. The lighter contract: ``layer_one`` and ``rest`` submodules; layer one's
    parameters are the ``layer_one`` submodule's.
 4. Any other model: found automatically. torch.fx traces the forward; layer one
@@ -108,10 +109,20 @@ def _methods(model: nn.Module, names: tuple[str, str, str], problem: str) -> Lay
             f"{problem} (missing {', '.join(missing)}): define {names[0]}(x), {names[1]}(z) and {names[2]}()"
         )
     layer_one, rest, params = (getattr(model, n) for n in names)
-    stem = getattr(model, "stem", None) if names == _METHODS else None  # LayerOneModel's layer one
-    stem = stem if isinstance(stem, nn.Module) else None
+    module = _layer_one_module(model) if names == _METHODS else None
     where = f"the model's {names[0]}()"
-    return LayerSplit(layer_one, rest, list(params()), f"layer one: {f'stem ({where})' if stem else where}", stem)
+    name = next((n for n, m in model.named_modules() if m is module), None) if module is not None else None
+    return LayerSplit(layer_one, rest, list(params()), f"layer one: {f'{name} ({where})' if name else where}", module)
+
+
+def _layer_one_module(model: nn.Module) -> nn.Module | None:
+    """What the contract's optional ``layer_one_module()`` returns: the module layer_one(x) runs, or None."""
+    declared = getattr(model, "layer_one_module", None)
+    module = declared() if callable(declared) else None
+    if module is not None and not isinstance(module, nn.Module):
+        raise ConfigError(f"{type(model).__name__}.layer_one_module() returned {type(module).__name__}: "
+                          "it must return the nn.Module that layer_one(x) runs, or None")
+    return module
 
 
 def _children(model: nn.Module, first: str) -> LayerSplit:
