@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from zoo_models import ZOO, Contract, Gated, Named, TwoStems
+from zoo_models import ZOO, Contract, Gated, Named, Submodules, TwoStems
 
 from robustode.data import make_synthetic
 from robustode.defenses import YOPO, split_model
@@ -216,3 +216,48 @@ def test_the_contract_says_which_module_is_layer_one_and_no_attribute_name_is_gu
 
     with pytest.raises(ConfigError, match=r"^Wrong.layer_one_module\(\) returned str: it must return the nn.Module"):
         split_model(Wrong(), example=images(2))
+
+
+class ReadsSizes(Named):
+    """Reads the input's sizes and dtype after conv1, as torchvision's ViT reads h and w."""
+
+    def forward(self, x):
+        h = F.relu(self.bn1(self.conv1(x)))
+        h = F.interpolate(h, size=(x.shape[2] // 4, x.size(3) // 4)).to(x.dtype)
+        return self.fc(F.adaptive_avg_pool2d(F.relu(self.conv2(h)), 1).flatten(1))
+
+
+def test_the_rest_reads_the_input_s_sizes_as_constants_that_layer_one_holds():
+    model = ReadsSizes().eval()
+    split = split_model(model, example=images(2))
+    assert split.description == "layer one: conv1"
+    x = images(5, seed=4)  # another batch size: it comes from layer one's output
+    assert torch.allclose(split(x), model(x), atol=1e-6)
+    with pytest.raises(ConfigError, match=r"^ReadsSizes was split for torch.float32 inputs of shape \(N, 3, 32, 32\) "
+                                          r"\(its rest reads them as constants\), got torch.float32 \(2, 3, 16, 16\)"):
+        split.layer_one(torch.rand(2, 3, 16, 16))
+
+
+def test_a_size_read_of_the_preprocessing_after_layer_one_is_refused_by_name():
+    class ReadsPreprocessed(Named):
+        def forward(self, x):
+            h = x * 2 - 1
+            return super().forward(h) * h.shape[2]
+
+    with pytest.raises(ConfigError, match=r"^ReadsPreprocessed reads the shape of sub \(in front of layer one\) after "
+                                          r"layer one, where only layer one's output is: read it from the input"):
+        split_model(ReadsPreprocessed(), example=images(2))
+
+
+def test_layer_one_and_rest_submodules_with_another_forward_are_told_what_the_forward_must_be():
+    class Doubled(Submodules):
+        def forward(self, x):
+            return 2 * super().forward(x)
+
+    with pytest.raises(ConfigError) as err:
+        split_model(Doubled(), example=images(2))
+    message = str(err.value)
+    assert message.startswith("the split of Doubled (layer one: layer_one (the model's submodule)) does not "
+                              "reproduce Doubled's forward in eval mode (max |difference| ")
+    assert message.endswith("): its forward must equal rest(layer_one(x)), since its layer_one and rest submodules "
+                            "are taken for its split (rename them to have layer one found by tracing)")

@@ -174,6 +174,18 @@ def _functional_rest(net, z):
     return net.fc(torch.flatten(F.adaptive_avg_pool2d(h, 1), 1))
 
 
+def _torchvision_vit(classes: int = 10):
+    """torchvision's ViT reads n, c, h, w = x.shape and uses h and w after its patch conv."""
+    return torchvision.models.VisionTransformer(image_size=32, patch_size=8, num_layers=1, num_heads=2,
+                                                hidden_dim=16, mlp_dim=32, num_classes=classes)
+
+
+def _torchvision_vit_rest(net, z):
+    tokens = z.reshape(z.shape[0], net.hidden_dim, -1).permute(0, 2, 1)
+    tokens = torch.cat([net.class_token.expand(z.shape[0], -1, -1), tokens], dim=1)
+    return net.heads(net.encoder(tokens)[:, 0])
+
+
 def _conv1(net, x):
     return net.conv1(x)
 
@@ -189,6 +201,8 @@ ZOO = {
                                "layer one: features.0.0"),
     "vit": Case(TinyViT, lambda n, x: n.patch_embed.proj(x), _vit_rest, lambda n: list(n.patch_embed.proj.parameters()),
                 "layer one: patch_embed.proj"),
+    "torchvision_vit": Case(_torchvision_vit, lambda n, x: n.conv_proj(x), _torchvision_vit_rest,
+                            lambda n: list(n.conv_proj.parameters()), "layer one: conv_proj"),
     "tuple": Case(lambda: SelectOutput(WithFeatures(), 0), lambda n, x: n.model.conv1(x),
                   lambda n, z: _named_rest(n.model, z), lambda n: list(n.model.conv1.parameters()), "layer one: model.conv1"),
     "randomized": Case(Randomized, _conv1, lambda n, z: _named_rest(n, z, dropout=True), lambda n: list(n.conv1.parameters()),

@@ -74,32 +74,36 @@ def split_model(model: nn.Module, first: str | None = None, nonlinear: bool = Fa
     reproduce the model.
     """
     example = example_batch(model, example)
-    split = _find(model, first, nonlinear, example)
-    verify(model, split, example, CONTRACT if first is not None else ADVICE)
+    split, advice = _find(model, first, nonlinear, example)
+    verify(model, split, example, advice)
     return split
 
 
-def _find(model: nn.Module, first: str | None, nonlinear: bool, example: torch.Tensor) -> LayerSplit:
+def _find(model: nn.Module, first: str | None, nonlinear: bool, example: torch.Tensor) -> tuple[LayerSplit, str]:
+    """The split, and what to do when it does not reproduce the model's forward."""
     name = type(model).__name__
     if nonlinear:
         if first is not None:
             raise ConfigError("nonlinear_layer_one needs the model's own split; it cannot be combined with first=")
-        return _methods(model, _NONLINEAR, f"model {name} does not support nonlinear_layer_one")
+        return (_methods(model, _NONLINEAR, f"model {name} does not support nonlinear_layer_one"),
+                "its forward must equal rest_nonlinear(layer_one_nonlinear(x))")
     if first is not None:
-        return _children(model, first)
+        return _children(model, first), f"with first=, its forward must run its submodules in order; else {CONTRACT}"
     if all(callable(getattr(model, n, None)) for n in _METHODS):
-        return _methods(model, _METHODS, "")
+        return _methods(model, _METHODS, ""), "its forward must equal rest(layer_one(x))"
     parts = getattr(model, "layer_one", None), getattr(model, "rest", None)
     if all(isinstance(p, nn.Module) for p in parts):
-        return LayerSplit(parts[0], parts[1], list(parts[0].parameters()),
-                          "layer one: layer_one (the model's submodule)", parts[0])
+        return (LayerSplit(parts[0], parts[1], list(parts[0].parameters()),
+                           "layer one: layer_one (the model's submodule)", parts[0]),
+                "its forward must equal rest(layer_one(x)), since its layer_one and rest submodules are taken "
+                "for its split (rename them to have layer one found by tracing)")
     from .hook_split import hook_split
     from .trace_split import TraceFailure, trace_split
 
     try:
-        return trace_split(model)
+        return trace_split(model, example), ADVICE
     except TraceFailure as failure:
-        return hook_split(model, example, failure.reason)
+        return hook_split(model, example, failure.reason), ADVICE
 
 
 def _methods(model: nn.Module, names: tuple[str, str, str], problem: str) -> LayerSplit:

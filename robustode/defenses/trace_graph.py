@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import functools
 
+import torch
 from torch import fx, nn
+
+from ..errors import ConfigError
 
 
 def copy_layer_one(nodes: list[fx.Node], keep: set[fx.Node], last: fx.Node) -> fx.Graph:
@@ -17,14 +20,17 @@ def copy_layer_one(nodes: list[fx.Node], keep: set[fx.Node], last: fx.Node) -> f
     return graph
 
 
-def copy_rest(nodes: list[fx.Node], keep: set[fx.Node], layer: fx.Node, output: fx.Node) -> fx.Graph:
-    """The graph of the nodes in ``keep`` up to ``output``, with layer one's node as its input z."""
+def copy_rest(nodes: list[fx.Node], keep: set[fx.Node], layer: fx.Node, output: fx.Node, meta: dict) -> fx.Graph:
+    """The graph of the nodes in ``keep`` up to ``output``, with layer one's node as its input z; the
+    reads of the input's metadata in ``meta`` (node: input_meta's arguments after z) become input_meta."""
     graph = fx.Graph()
     z = graph.placeholder("z")
     env = {layer: z}
     for n in nodes:
-        if n in keep and n not in env and n is not output:
-            # Only batch and device reads of the input get here with inputs outside env (_rest_nodes
+        if n in meta:
+            env[n] = graph.call_function(input_meta, (z, *meta[n]))
+        elif n in keep and n not in env and n is not output:
+            # Only batch and device reads of the input get here with inputs outside env (trace_split
             # refused every other reader): they read layer one's output instead.
             env[n] = graph.node_copy(n, lambda a: env.get(a, z))
     graph.output(fx.map_arg(output.args[0], env.__getitem__))
@@ -74,3 +80,27 @@ def _live(gm: fx.GraphModule, model: nn.Module) -> fx.GraphModule:
 def _relink(links, module, args) -> None:
     for holder, source, attr in links:
         setattr(holder, attr, getattr(source, attr))
+
+
+def input_meta(z: torch.Tensor, what: str, index: int | None, shape: tuple, dtype: torch.dtype):
+    """The rest's read ``what`` of the input (x.shape, x.size(index), x.dtype, x.dim(), x.ndim): the batch
+    size from layer one's output z, everything else as in the batch traced for (guard_input holds it)."""
+    size = torch.Size((z.shape[0], *shape[1:]))
+    if what == "dtype":
+        return dtype
+    if what in ("dim", "ndim"):
+        return len(size)
+    return size if index is None else size[index]
+
+
+def guard_input(layer_one: nn.Module, who: str, shape: tuple, dtype: torch.dtype) -> None:
+    """Make layer one refuse inputs whose shape (but the batch size) or dtype differs from the traced batch's."""
+    layer_one.register_forward_pre_hook(functools.partial(_check_input, who, tuple(shape[1:]), dtype))
+
+
+def _check_input(who: str, shape: tuple, dtype: torch.dtype, module: nn.Module, args: tuple) -> None:
+    x = args[0]
+    if tuple(x.shape[1:]) != shape or x.dtype != dtype:
+        raise ConfigError(f"{who} was split for {dtype} inputs of shape (N, {', '.join(map(str, shape))}) (its rest "
+                          f"reads them as constants), got {x.dtype} {tuple(x.shape)}: feed that shape and dtype, "
+                          "or define layer_one and rest on the model")

@@ -11,7 +11,13 @@ output, fed by layer one's output. The cut holds only when nothing in the rest
 reads the input or the preprocessing: otherwise the input feeds more than one
 layer (parallel stems, a skip connection from the input) and there is no single
 layer one. Reading the batch size or the device of the input is fine: the rest
-reads them from layer one's output instead.
+reads them from layer one's output instead. Reading the input's other sizes,
+its dtype or its number of dimensions after layer one (torchvision's ViT:
+``n, c, h, w = x.shape`` and ``h // p`` after the patch conv) is fine too: the
+rest reads them as the constants of the batch the split was made for, which
+is sound because layer one refuses any input whose shape (but the batch size)
+or dtype differs, and the rest only ever runs on layer one's output. The same
+reads of the preprocessing are refused (their sizes are not recorded).
 
 The forward is traced twice, in train and in eval mode: Python code that reads
 ``self.training`` (``F.dropout(h, training=self.training)``, stochastic depth)
@@ -25,12 +31,13 @@ import inspect
 import operator
 from dataclasses import dataclass
 
+import torch
 from torch import fx, nn
 
 from ..errors import ConfigError
 from .common import bn_mode
 from .split import ADVICE, LayerSplit, first_line, trains
-from .trace_graph import copy_layer_one, copy_rest, part
+from .trace_graph import copy_layer_one, copy_rest, guard_input, part
 
 _META_ATTRIBUTES = ("shape", "device", "dtype", "ndim")  # reading them does not read the input's values
 _META_METHODS = ("size", "dim")
@@ -52,17 +59,20 @@ class _Cut:
     preprocessing: list[str]  # the operations in front of it, in order
     layer_one: fx.Graph
     rest: fx.Graph
+    reads_input: bool  # the rest reads the input's shape or dtype (constants, held by layer one's guard)
 
 
-def trace_split(model: nn.Module) -> LayerSplit:
-    """The automatic split of ``model``. Raises TraceFailure when fx cannot trace it, and
-    ConfigError when the traced graph has no single layer one."""
-    train, evaluate = (_cut(model, _trace(model, mode)) for mode in ("train", "eval"))
+def trace_split(model: nn.Module, example: torch.Tensor) -> LayerSplit:
+    """The automatic split of ``model`` for batches shaped like ``example``. Raises TraceFailure when
+    fx cannot trace it, and ConfigError when the traced graph has no single layer one."""
+    train, evaluate = (_cut(model, _trace(model, mode), example) for mode in ("train", "eval"))
     if train.name != evaluate.name:
         raise ConfigError(f"{type(model).__name__}'s layer one differs between train mode ({train.name}) and "
                           f"eval mode ({evaluate.name}): {ADVICE}")
     layer_one = part(model, train.layer_one, evaluate.layer_one, "LayerOne")
     rest = part(model, train.rest, evaluate.rest, "Rest")
+    if train.reads_input or evaluate.reads_input:
+        guard_input(layer_one, type(model).__name__, tuple(example.shape), example.dtype)
     extra = f" (+ preprocessing: {', '.join(train.preprocessing)})" if train.preprocessing else ""
     return LayerSplit(layer_one, rest, list(layer_one.parameters()), f"layer one: {train.name}{extra}", layer_one)
 
@@ -117,7 +127,7 @@ def _defaults(model: nn.Module) -> dict | None:
     return found or None
 
 
-def _cut(model: nn.Module, graph: fx.Graph) -> _Cut:
+def _cut(model: nn.Module, graph: fx.Graph, example: torch.Tensor) -> _Cut:
     nodes = list(graph.nodes)
     who = type(model).__name__
     found = _first_layer(model, nodes)
@@ -129,13 +139,13 @@ def _cut(model: nn.Module, graph: fx.Graph) -> _Cut:
     # the input and its preprocessing; the rest of `one` computes layer one's weights (a standardized conv's)
     inner = {n for n in one if n in values and n is not layer}
     output = next(n for n in reversed(nodes) if n.op == "output")
-    rest, leaks = _rest_nodes(output, layer, inner)
+    rest, reads = _rest_nodes(output, layer, inner)
     name = _layer_name(model, layer, weighted)
-    if leaks:
-        names = ", ".join(dict.fromkeys(_name(model, n) for n in leaks))
-        raise ConfigError(f"{who} has no single layer one: its input reaches {name} and also {names}: {ADVICE}")
+    _refuse_reads(model, name, reads)
+    meta = {n: (*_meta_read(n), tuple(example.shape), example.dtype) for n, _ in reads}  # reads of x's metadata
     ops = [_name(model, n) for n in nodes if n in inner and _is_op(model, n)]
-    return _Cut(name, ops, copy_layer_one(nodes, one, layer), copy_rest(nodes, rest, layer, output))
+    return _Cut(name, ops, copy_layer_one(nodes, one, layer), copy_rest(nodes, rest, layer, output, meta),
+                bool(meta))
 
 
 def _depends_on(nodes: list[fx.Node], x: fx.Node) -> set[fx.Node]:
@@ -157,9 +167,11 @@ def _ancestors(start: list[fx.Node]) -> set[fx.Node]:
     return seen
 
 
-def _rest_nodes(output: fx.Node, layer: fx.Node, inner: set[fx.Node]) -> tuple[set[fx.Node], list[fx.Node]]:
-    """The nodes the output needs behind layer one, and those that read the input or its preprocessing."""
-    seen, stack, leaks = set(), [output], []
+def _rest_nodes(output: fx.Node, layer: fx.Node, inner: set[fx.Node]):
+    """The nodes the output needs behind layer one, and (reader, read) for each of them that reads the
+    input or its preprocessing beyond the batch size and device."""
+    live = _ancestors([output])
+    seen, stack, reads = set(), [output], []
     while stack:
         n = stack.pop()
         if n in seen:
@@ -170,9 +182,32 @@ def _rest_nodes(output: fx.Node, layer: fx.Node, inner: set[fx.Node]) -> tuple[s
         for a in n.all_input_nodes:
             if a not in inner:
                 stack.append(a)
-            elif not _batch_read(n):
-                leaks.append(n)
-    return seen, leaks
+            elif not _batch_read(n, live):
+                reads.append((n, a))
+    return seen, reads
+
+
+def _refuse_reads(model: nn.Module, layer: str, reads: list) -> None:
+    """The rest may read the input's metadata (replaced by constants, see trace_graph.input_meta), nothing else."""
+    who = type(model).__name__
+    values = [n for n, _ in reads if not _reads_meta(n)]
+    if values:
+        names = ", ".join(dict.fromkeys(_name(model, n) for n in values))
+        raise ConfigError(f"{who} has no single layer one: its input reaches {layer} and also {names}: {ADVICE}")
+    ahead = [(n, a) for n, a in reads if a.op != "placeholder"]
+    if ahead:
+        n, a = ahead[0]
+        raise ConfigError(f"{who} reads the {_meta_read(n)[0]} of {_name(model, a)} (in front of layer one) after "
+                          f"layer one, where only layer one's output is: read it from the input or from layer "
+                          f"one's output, or {ADVICE}")
+
+
+def _meta_read(n: fx.Node) -> tuple[str, int | None]:
+    """(what, index): ("shape", None) for x.shape, ("size", 2) for x.size(2), ("dtype", None), ..."""
+    if n.op == "call_function":
+        return n.args[1], None
+    index = n.args[1] if len(n.args) > 1 else n.kwargs.get("dim")
+    return str(n.target), index
 
 
 def _owns_weights(root: nn.Module, n: fx.Node) -> bool:
@@ -218,14 +253,15 @@ def _reads_meta(n: fx.Node) -> bool:
     return n.op == "call_method" and n.target in _META_METHODS
 
 
-def _batch_read(n: fx.Node) -> bool:
-    """x.device, x.size(0), or x.shape used only as x.shape[0]: the same for layer one's output."""
+def _batch_read(n: fx.Node, live: set[fx.Node]) -> bool:
+    """x.device, x.size(0), or x.shape used only as x.shape[0] (by the nodes the output needs: in
+    ``b, c, h, w = x.shape`` an unused h is no use): the same for layer one's output."""
     if n.op == "call_function" and n.target is getattr and n.args[1] == "device":
         return True
     if n.op == "call_method" and n.target == "size":
         return n.args[1:] == (0,)
     shape = n.op == "call_function" and n.target is getattr and n.args[1] == "shape"
-    return shape and all(u.target is operator.getitem and u.args[1] == 0 for u in n.users)
+    return shape and all(u.target is operator.getitem and u.args[1] == 0 for u in n.users if u in live)
 
 
 def _is_op(root: nn.Module, n: fx.Node) -> bool:
