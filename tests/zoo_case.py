@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 
@@ -35,3 +36,8 @@ class Contract(nn.Module):
 
     def forward(self, x):
         return self.rest(self.layer_one(x))
+
+
+def images(n: int, seed: int = 0) -> torch.Tensor:
+    """n uniform random 3x32x32 images in [0, 1]."""
+    return torch.rand(n, 3, 32, 32, generator=torch.Generator().manual_seed(seed))

@@ -1,13 +1,15 @@
 """Zoo models whose first layer reads its weight through other operations: a weight-standardized
-conv (timm's StdConv2d in ResNetV2 / BiT), ``x @ self.w.t()``, a weight masked by a buffer, and
-normalization constants kept as frozen parameters. Layer one is the first conv / product, with the
-operations on its weight inside it."""
+conv (timm's StdConv2d in ResNetV2 / BiT), ``x @ self.w.t()``, a weight masked by a buffer,
+normalization constants kept as frozen parameters, weight norm and spectral norm
+(torch.nn.utils.parametrizations), custom autograd Functions (a conv, a straight-through rounding of
+the input). Layer one is the first conv / product, with the operations on its weight inside it."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parametrizations
 from zoo_case import Case
 
 
@@ -98,6 +100,86 @@ class FrozenNormalized(nn.Module):
         return _masked_rest(self, self.conv1(self.norm(x)))
 
 
+class ConvNet(nn.Module):
+    def __init__(self, classes: int = 10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.fc = nn.Linear(8, classes)
+
+    def forward(self, x):
+        return _masked_rest(self, self.conv1(x))
+
+
+def _parametrized(how) -> ConvNet:
+    net = ConvNet()
+    how(net.conv1)
+    return net
+
+
+class ConvFunction(torch.autograd.Function):
+    """A conv with its backward written by hand."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(x, weight)
+        return F.conv2d(x, weight, bias, padding=1)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, weight = ctx.saved_tensors
+        return (torch.nn.grad.conv2d_input(x.shape, weight, g, padding=1),
+                torch.nn.grad.conv2d_weight(x, weight.shape, g, padding=1), g.sum((0, 2, 3)))
+
+
+class FunctionConv(ConvNet):
+    def forward(self, x):
+        return _masked_rest(self, ConvFunction.apply(x, self.conv1.weight, self.conv1.bias))
+
+
+class RoundSTE(torch.autograd.Function):
+    """Rounding with the identity as its gradient (a straight-through estimator, as in input-quantization defenses)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return torch.round(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g
+
+
+class Quantized(ConvNet):
+    """Quantizes its input to 8 bits in front of conv1."""
+
+    def forward(self, x):
+        return super().forward(RoundSTE.apply(x * 255) / 255)
+
+
+class GatedWeightNorm(ConvNet):
+    """Control flow on values (fx cannot trace it) and weight norm on conv1: split by forward hooks."""
+
+    def __init__(self):
+        super().__init__()
+        parametrizations.weight_norm(self.conv1)
+
+    def forward(self, x):
+        return _gated_rest(self, self.conv1(x))
+
+
+def _gated_rest(net, z):
+    h = net.bn(z)
+    return net.fc(F.adaptive_avg_pool2d(F.relu(h) if h.mean() > 0 else 0.5 * h, 1).flatten(1))
+
+
+def _conv1(net, x):
+    return net.conv1(x)
+
+
+def _conv1_params(net):
+    return list(net.conv1.parameters())
+
+
 WEIGHTS = {
     "bit": Case(BiT, lambda n, x: n.stem.conv(x), _bit_rest, lambda n: [n.stem.conv.weight],
                 "layer one: conv2d(stem.conv.weight)"),
@@ -107,4 +189,14 @@ WEIGHTS = {
                    lambda n: [n.weight], "layer one: conv2d(weight)"),
     "frozen_normalization": Case(FrozenNormalized, lambda n, x: n.conv1(n.norm(x)), _masked_rest,
                                  lambda n: list(n.conv1.parameters()), "layer one: conv1 (+ preprocessing: sub, div)"),
+    "weight_norm": Case(lambda: _parametrized(parametrizations.weight_norm), _conv1, _masked_rest, _conv1_params,
+                        "layer one: conv1"),
+    "spectral_norm": Case(lambda: _parametrized(parametrizations.spectral_norm), _conv1, _masked_rest, _conv1_params,
+                          "layer one: conv1"),
+    "function_conv": Case(FunctionConv, lambda n, x: ConvFunction.apply(x, n.conv1.weight, n.conv1.bias),
+                          _masked_rest, _conv1_params, "layer one: ConvFunction.apply(conv1.bias, conv1.weight)"),
+    "straight_through": Case(Quantized, lambda n, x: n.conv1(RoundSTE.apply(x * 255) / 255), _masked_rest,
+                             _conv1_params, "layer one: conv1 (+ preprocessing: mul, RoundSTE.apply, div)"),
+    "gated_weight_norm": Case(GatedWeightNorm, _conv1, _gated_rest, _conv1_params,
+                              "layer one: conv1 (found by forward hooks)"),
 }

@@ -20,7 +20,8 @@ anyone trusts it: ``rest(layer_one(x))`` must equal ``model(x)``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -157,22 +158,84 @@ def verify(model: nn.Module, split: LayerSplit, example: torch.Tensor, advice: s
     """rest(layer_one(x)) must equal model(x) on a random batch shaped like ``example``, in both modes.
 
     Both sides draw the same random numbers (the RNG is reseeded before each and
-    restored after), batch norm keeps its statistics, and autocast is off.
+    restored after), batch norm keeps its statistics, and autocast is off. Then
+    the gradients must agree too, in train mode, where YOPO uses them: equal
+    values can hide a different backward (a custom autograd Function or a
+    backward hook that the split would miss).
     """
-    x = torch.rand(example.shape, generator=torch.Generator().manual_seed(0)).to(example.device)
+    dtype = example.dtype if example.is_floating_point() else torch.float32
+    x = torch.rand(example.shape, generator=torch.Generator().manual_seed(0)).to(example.device, dtype)
     where = f"the split of {type(model).__name__} ({split.description or 'layer one / rest'})"
-    for mode in ("eval", "train"):
-        with (torch.no_grad(), bn_mode(model, mode), frozen_bn_stats(model), forked_rng(example.device),
+    with _same_buffers(model) as reset:
+        for mode in ("eval", "train"):
+            with (torch.no_grad(), bn_mode(model, mode), frozen_bn_stats(model), forked_rng(example.device),
+                  torch.autocast(example.device.type, enabled=False)):
+                direct = _seeded(model, x, reset, f"{type(model).__name__} fails on a batch of shape {tuple(x.shape)}")
+                composed = _seeded(split, x, reset, f"{where} fails in {mode} mode", advice)
+            gap = difference(direct, composed)
+            if gap is not None:
+                raise ConfigError(f"{where} does not reproduce {type(model).__name__}'s forward in "
+                                  f"{mode} mode ({gap}): {advice}")
+        with (bn_mode(model, "train"), frozen_bn_stats(model), forked_rng(example.device),
               torch.autocast(example.device.type, enabled=False)):
-            direct = _seeded(model, x, f"{type(model).__name__} fails on a batch of shape {tuple(x.shape)}")
-            composed = _seeded(split, x, f"{where} fails in {mode} mode", advice)
-        gap = difference(direct, composed)
-        if gap is not None:
-            raise ConfigError(f"{where} does not reproduce {type(model).__name__}'s forward in "
-                              f"{mode} mode ({gap}): {advice}")
+            gap = _gradient_gap(model, split, x, reset)
+    if gap is not None:
+        raise ConfigError(f"{where} does not reproduce {type(model).__name__}'s gradients in train mode ({gap}): "
+                          f"{advice}")
 
 
-def _seeded(fn, x: torch.Tensor, failure: str, advice: str = ""):
+@contextmanager
+def _same_buffers(model: nn.Module) -> Iterator[Callable[[], None]]:
+    """A reset() that puts the model's buffers back as they were, for each side of the verification to start
+    from the same state (spectral norm moves its u and v on every train-mode forward); reset on exit too."""
+    saved = [(b, b.detach().clone()) for b in model.buffers()]
+
+    def reset() -> None:
+        with torch.no_grad():
+            for buffer, value in saved:
+                buffer.copy_(value)
+
+    try:
+        yield reset
+    finally:
+        reset()
+
+
+def _gradient_gap(model: nn.Module, split: LayerSplit, x: torch.Tensor, reset) -> str | None:
+    """How the input's gradients of <output, a fixed probe> through the model and through the split differ.
+
+    The input's gradient is what YOPO's inner steps and every attack follow. Parameter gradients are not
+    compared: computing them would fire the model's gradient hooks (a user's, DDP's).
+    """
+    grads = []
+    for fn in (model, split):
+        inputs = x.clone().requires_grad_(True)
+        with torch.enable_grad():
+            reset()
+            torch.manual_seed(0)
+            outs = [t for t in _tensors(fn(inputs)) if t.requires_grad]
+            if not outs:
+                return None  # no gradient reaches the input
+            probe = sum((t.float() * torch.linspace(-1, 1, t.numel(), device=t.device).view_as(t)).sum() for t in outs)
+            grad = torch.autograd.grad(probe, inputs, allow_unused=True)[0]
+        grads.append(torch.zeros_like(x) if grad is None else grad)
+    gap = (grads[0] - grads[1]).abs().max()
+    # a loose tolerance: a missed backward differs by its whole size, not by rounding
+    if gap > 1e-3 * grads[0].abs().max() + 1e-6:
+        return f"the input's gradient: max |difference| {gap.item():.3g}"
+    return None
+
+
+def _tensors(out) -> list[torch.Tensor]:
+    """The floating-point tensors of an output (a tensor, or tuples / lists / dicts of them)."""
+    if isinstance(out, torch.Tensor):
+        return [out] if out.is_floating_point() else []
+    items = out.values() if isinstance(out, dict) else out if isinstance(out, (tuple, list)) else []
+    return [t for item in items for t in _tensors(item)]
+
+
+def _seeded(fn, x: torch.Tensor, reset, failure: str, advice: str = ""):
+    reset()
     torch.manual_seed(0)
     try:
         return fn(x)

@@ -3,11 +3,56 @@
 from __future__ import annotations
 
 import functools
+import warnings
+from collections.abc import Callable
 
 import torch
 from torch import fx, nn
 
 from ..errors import ConfigError
+
+
+class Tracer(fx.Tracer):
+    """torch.fx's tracer, keeping each call of a custom autograd Function whole.
+
+    fx would trace into the Function's forward and drop its backward: a straight-through
+    estimator's (input quantization as a defense) or a hand-written conv's. The call becomes one
+    node instead, which runs ``Function.apply`` itself.
+    """
+
+    def trace(self, root, concrete_args=None) -> fx.Graph:
+        function = torch.autograd.Function
+        original = function.__dict__["apply"]
+        # Patched for the length of the trace, as fx patches nn.Module.__call__ while it traces.
+        function.apply = classmethod(functools.partial(_apply, self, original))
+        try:
+            with warnings.catch_warnings():
+                # torch warns that a traced module's backward hooks will not run; split.verify's gradient
+                # check refuses the split if that changes anything
+                warnings.filterwarnings("ignore", "For backward hooks to be called", UserWarning)
+                return super().trace(root, concrete_args)
+        finally:
+            function.apply = original
+
+
+def _apply(tracer: Tracer, original, cls, *args, **kwargs):
+    traced = []
+    fx.node.map_aggregate((args, kwargs), lambda a: traced.append(isinstance(a, fx.Proxy)))
+    if any(traced):
+        return tracer.create_proxy("call_function", applier(cls), args, kwargs)
+    return original.__get__(None, cls)(*args, **kwargs)
+
+
+@functools.cache
+def applier(function: type) -> Callable:
+    """``function.apply`` as a plain function fx can name in a graph; ``.function`` is the Function."""
+
+    def apply(*args, **kwargs):
+        return function.apply(*args, **kwargs)
+
+    apply.__name__ = apply.__qualname__ = f"{function.__name__}_apply"
+    apply.function = function
+    return apply
 
 
 def copy_layer_one(nodes: list[fx.Node], keep: set[fx.Node], last: fx.Node) -> fx.Graph:

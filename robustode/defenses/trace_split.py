@@ -37,7 +37,7 @@ from torch import fx, nn
 from ..errors import ConfigError
 from .common import bn_mode
 from .split import ADVICE, LayerSplit, first_line, trains
-from .trace_graph import copy_layer_one, copy_rest, guard_input, part
+from .trace_graph import Tracer, copy_layer_one, copy_rest, guard_input, part
 
 _META_ATTRIBUTES = ("shape", "device", "dtype", "ndim")  # reading them does not read the input's values
 _META_METHODS = ("size", "dim")
@@ -86,7 +86,7 @@ def preprocessing(module: nn.Module, label: str | None = None) -> tuple[str, lis
     if fx.Tracer().is_leaf_module(module, "") and trains(module):
         return label or type(module).__name__, []
     try:
-        graph = fx.Tracer().trace(module)
+        graph = Tracer().trace(module)
     except Exception:  # any failure to trace means "cannot tell", which the caller reports
         return None
     found = _first_layer(module, list(graph.nodes))
@@ -112,7 +112,7 @@ def _first_layer(root: nn.Module, nodes: list[fx.Node]):
 def _trace(model: nn.Module, mode: str) -> fx.Graph:
     with bn_mode(model, mode):
         try:
-            return fx.Tracer().trace(model, concrete_args=_defaults(model))
+            return Tracer().trace(model, concrete_args=_defaults(model))
         except Exception as err:  # fx raises TraceError, TypeError, NotImplementedError, ... for what it cannot follow
             raise TraceFailure(first_line(err)) from err
 
@@ -283,5 +283,8 @@ def _name(root: nn.Module, n: fx.Node) -> str:
 
 
 def _op_name(n: fx.Node) -> str:
+    function = getattr(n.target, "function", None)  # a custom autograd Function (trace_graph.applier)
+    if function is not None:
+        return f"{function.__name__}.apply"
     name = getattr(n.target, "__name__", str(n.target))
     return _OP_NAMES.get(name, name)
