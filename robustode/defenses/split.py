@@ -9,13 +9,15 @@ Where layer one comes from, first match wins:
 3. The lighter contract: ``layer_one`` and ``rest`` submodules; layer one's
    parameters are the ``layer_one`` submodule's.
 4. Any other model: found automatically. torch.fx traces the forward; layer one
-   is the first layer with parameters that every path from the input passes
-   through, with the preprocessing in front of it (robustode.defenses.trace_split).
+   is the first layer with trainable parameters (or operation on a weight) that
+   every path from the input passes through, with the preprocessing in front of
+   it (robustode.defenses.trace_split).
    A forward fx cannot trace (control flow on values) is split with forward
    hooks when its input goes straight into one submodule (robustode.defenses.hook_split).
 
 Every split is checked on a random batch, in eval and in train mode, before
-anyone trusts it: ``rest(layer_one(x))`` must equal ``model(x)``.
+anyone trusts it: ``rest(layer_one(x))`` must equal ``model(x)``, and so must
+the input's gradient through them.
 """
 
 from __future__ import annotations
@@ -158,10 +160,11 @@ def verify(model: nn.Module, split: LayerSplit, example: torch.Tensor, advice: s
     """rest(layer_one(x)) must equal model(x) on a random batch shaped like ``example``, in both modes.
 
     Both sides draw the same random numbers (the RNG is reseeded before each and
-    restored after), batch norm keeps its statistics, and autocast is off. Then
-    the gradients must agree too, in train mode, where YOPO uses them: equal
-    values can hide a different backward (a custom autograd Function or a
-    backward hook that the split would miss).
+    restored after), batch norm keeps its statistics, every other buffer starts
+    each side as it was, and autocast is off. Then the input's gradients must
+    agree too, in train mode, where YOPO uses them: equal values can hide a
+    different backward (a custom autograd Function or a backward hook that the
+    split would miss).
     """
     dtype = example.dtype if example.is_floating_point() else torch.float32
     x = torch.rand(example.shape, generator=torch.Generator().manual_seed(0)).to(example.device, dtype)
