@@ -6,10 +6,12 @@ import pytest
 import torch
 from torch import nn
 from zoo_models import Functional, Named, Randomized, TwoStems, WithFeatures
+from zoo_weights import BiT
 
 import robustode as ro
 from robustode.checks import ORDER
 from robustode.cli import main
+from robustode.cli.factory import call_factory
 from robustode.errors import ConfigError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -43,6 +45,16 @@ def test_normalization_inside_the_model_is_seen():
     report = ro.check_model(Functional())
     assert report["normalization"].status == "ok"
     assert report["normalization"].detail == "sub, div in front of conv2d(weight)"
+
+
+def test_a_standardized_conv_s_weight_arithmetic_is_not_taken_for_normalization():
+    class NormalizedBiT(BiT):
+        def forward(self, x):
+            return super().forward((x - 0.5) / 0.25)
+
+    plain, normalized = ro.check_model(BiT())["normalization"], ro.check_model(NormalizedBiT())["normalization"]
+    assert plain.status == "warn" and plain.detail.startswith("none in front of conv2d(stem.conv.weight)")
+    assert (normalized.status, normalized.detail) == ("ok", "sub, div in front of conv2d(stem.conv.weight)")
 
 
 def test_a_tuple_or_dict_output_fails_until_the_logits_are_named():
@@ -132,6 +144,27 @@ def tupled():
 """
 
 
+BRACKETS = """
+import torch.nn as nn
+
+class Picky(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 10)
+    def forward(self, x):
+        raise RuntimeError("[x] must be [b]")
+"""
+
+
+def test_the_command_shows_brackets_in_the_model_s_error_as_written(tmp_path, capsys):
+    path = tmp_path / "picky.py"
+    path.write_text(BRACKETS)
+    assert main(["check-model", "--module", f"{path}:Picky"]) == 1
+    rows = [line.split("│") for line in capsys.readouterr().out.splitlines() if line.count("│") == 4]
+    details = " ".join(cells[3].strip() for cells in rows)  # the table may wrap a detail over lines
+    assert "(RuntimeError: [x] must be [b])" in details
+
+
 def test_the_command_checks_a_factory_in_a_file_and_exits_1_on_a_failure(tmp_path, capsys):
     path = tmp_path / "my_models.py"
     path.write_text(FACTORY)
@@ -161,3 +194,11 @@ def test_the_command_says_what_is_wrong_in_one_line(argv, message, capsys):
     assert main(["check-model", *argv]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("robustode check-model: error: ") and message in err
+
+
+def test_a_factory_s_multi_line_error_is_reported_in_one_line(tmp_path):
+    path = tmp_path / "broken.py"
+    path.write_text("def make():\n    raise ValueError('first\\nsecond')\n")
+    with pytest.raises(ConfigError) as err:
+        call_factory(f"{path}:make")
+    assert str(err.value) == f"calling make() from {path} failed (ValueError: first)"

@@ -8,13 +8,12 @@ is the description robustode's automatic split must give.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 import torchvision
 from torch import nn
+from zoo_case import Case, Contract
+from zoo_weights import WEIGHTS
 
 from robustode.models import SelectOutput
 
@@ -140,26 +139,6 @@ class Submodules(nn.Module):
         return self.rest(self.layer_one(x))
 
 
-class Contract(nn.Module):
-    """A network in the layer-one contract, from its ordinary module and the hand-written split."""
-
-    def __init__(self, net: nn.Module, case: Case):
-        super().__init__()
-        self.net, self.case = net, case
-
-    def layer_one(self, x):
-        return self.case.layer_one(self.net, x)
-
-    def rest(self, z):
-        return self.case.rest(self.net, z)
-
-    def layer_one_parameters(self):
-        return self.case.params(self.net)
-
-    def forward(self, x):
-        return self.rest(self.layer_one(x))
-
-
 def _named_rest(net, z, *, dropout: bool | None = None):
     h = F.relu(net.conv2(F.relu(net.bn1(z))))
     features = F.adaptive_avg_pool2d(h, 1).flatten(1)
@@ -195,13 +174,16 @@ def _functional_rest(net, z):
     return net.fc(torch.flatten(F.adaptive_avg_pool2d(h, 1), 1))
 
 
-@dataclass(frozen=True)
-class Case:
-    make: Callable[[], nn.Module]
-    layer_one: Callable
-    rest: Callable
-    params: Callable  # net -> layer one's parameters
-    found: str
+def _torchvision_vit(classes: int = 10):
+    """torchvision's ViT reads n, c, h, w = x.shape and uses h and w after its patch conv."""
+    return torchvision.models.VisionTransformer(image_size=32, patch_size=8, num_layers=1, num_heads=2,
+                                                hidden_dim=16, mlp_dim=32, num_classes=classes)
+
+
+def _torchvision_vit_rest(net, z):
+    tokens = z.reshape(z.shape[0], net.hidden_dim, -1).permute(0, 2, 1)
+    tokens = torch.cat([net.class_token.expand(z.shape[0], -1, -1), tokens], dim=1)
+    return net.heads(net.encoder(tokens)[:, 0])
 
 
 def _conv1(net, x):
@@ -219,6 +201,8 @@ ZOO = {
                                "layer one: features.0.0"),
     "vit": Case(TinyViT, lambda n, x: n.patch_embed.proj(x), _vit_rest, lambda n: list(n.patch_embed.proj.parameters()),
                 "layer one: patch_embed.proj"),
+    "torchvision_vit": Case(_torchvision_vit, lambda n, x: n.conv_proj(x), _torchvision_vit_rest,
+                            lambda n: list(n.conv_proj.parameters()), "layer one: conv_proj"),
     "tuple": Case(lambda: SelectOutput(WithFeatures(), 0), lambda n, x: n.model.conv1(x),
                   lambda n, z: _named_rest(n.model, z), lambda n: list(n.model.conv1.parameters()), "layer one: model.conv1"),
     "randomized": Case(Randomized, _conv1, lambda n, z: _named_rest(n, z, dropout=True), lambda n: list(n.conv1.parameters()),
@@ -228,4 +212,7 @@ ZOO = {
     "gated": Case(Gated, _conv1, _gated_rest, lambda n: list(n.conv1.parameters()), "layer one: conv1 (found by forward hooks)"),
     "submodules": Case(Submodules, lambda n, x: n.layer_one(x), lambda n, z: n.rest(z), lambda n: list(n.layer_one.parameters()),
                        "layer one: layer_one (the model's submodule)"),
+    **WEIGHTS,
 }
+
+__all__ = ["ZOO", "Case", "Contract"]

@@ -124,6 +124,8 @@ def cmd_eval(args) -> int:
 
 
 def cmd_check_model(args) -> int:
+    from rich.markup import escape  # the details quote the user's model and errors: "[x]" is text, not markup
+
     from ..checks import check_model
     from ..utils import resolve_device
     from .factory import build_model
@@ -132,12 +134,12 @@ def cmd_check_model(args) -> int:
     model = build_model(args.model, args.module, args.num_classes).to(device)
     report = check_model(model, args.input_shape, args.num_classes, args.output)
     colour = {"ok": "green", "warn": "yellow", "fail": "red"}
-    table = Table(title=f"{args.model or args.module}: {report.model} on {'x'.join(map(str, report.input_shape))} "
-                        f"images ({device})")
+    table = Table(title=escape(f"{args.model or args.module}: {report.model} on "
+                               f"{'x'.join(map(str, report.input_shape))} images ({device})"))
     for column in ("check", "status", "detail"):
         table.add_column(column)
     for row in report.rows:
-        table.add_row(row.name, f"[{colour[row.status]}]{row.status}[/]", row.detail)
+        table.add_row(escape(row.name), f"[{colour[row.status]}]{row.status}[/]", escape(row.detail))
     console.print(table)
     failed = len(report.failures)
     console.print(f"[red]{failed} check{'s' * (failed > 1)} failed[/]" if failed else "[green]no check failed[/]")

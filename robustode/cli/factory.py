@@ -14,6 +14,7 @@ from pathlib import Path
 
 from torch import nn
 
+from ..defenses.split import first_line
 from ..errors import ConfigError
 from ..models import create
 
@@ -41,7 +42,7 @@ def call_factory(spec: str) -> nn.Module:
     try:
         model = found()
     except Exception as err:  # the user's code: report its failure in one line
-        raise ConfigError(f"calling {attr}() from {where} failed ({type(err).__name__}: {err})") from err
+        raise ConfigError(f"calling {attr}() from {where} failed ({first_line(err)})") from err
     if not isinstance(model, nn.Module):
         raise ConfigError(f"{attr}() from {where} returned {type(model).__name__}, not an nn.Module")
     return model
@@ -63,4 +64,4 @@ def _import(where: str):
     except ConfigError:
         raise
     except Exception as err:  # the user's code: report its failure in one line
-        raise ConfigError(f"importing {where} failed ({type(err).__name__}: {err})") from err
+        raise ConfigError(f"importing {where} failed ({first_line(err)})") from err

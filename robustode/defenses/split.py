@@ -4,22 +4,26 @@ Where layer one comes from, first match wins:
 
 1. ``first="conv1"``: the model's first child; its forward must be its children in order.
 2. The layer-one contract (every built-in model): methods ``layer_one(x)``,
-   ``rest(z)`` and ``layer_one_parameters()`` (robustode.models.contract).
+   ``rest(z)`` and ``layer_one_parameters()``, and optionally ``layer_one_module()``
+   (robustode.models.contract).
 3. The lighter contract: ``layer_one`` and ``rest`` submodules; layer one's
    parameters are the ``layer_one`` submodule's.
 4. Any other model: found automatically. torch.fx traces the forward; layer one
-   is the first layer with parameters that every path from the input passes
-   through, with the preprocessing in front of it (robustode.defenses.trace_split).
+   is the first layer with trainable parameters (or operation on a weight) that
+   every path from the input passes through, with the preprocessing in front of
+   it (robustode.defenses.trace_split).
    A forward fx cannot trace (control flow on values) is split with forward
    hooks when its input goes straight into one submodule (robustode.defenses.hook_split).
 
 Every split is checked on a random batch, in eval and in train mode, before
-anyone trusts it: ``rest(layer_one(x))`` must equal ``model(x)``.
+anyone trusts it: ``rest(layer_one(x))`` must equal ``model(x)``, and so must
+the input's gradient through them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -73,32 +77,36 @@ def split_model(model: nn.Module, first: str | None = None, nonlinear: bool = Fa
     reproduce the model.
     """
     example = example_batch(model, example)
-    split = _find(model, first, nonlinear, example)
-    verify(model, split, example, CONTRACT if first is not None else ADVICE)
+    split, advice = _find(model, first, nonlinear, example)
+    verify(model, split, example, advice)
     return split
 
 
-def _find(model: nn.Module, first: str | None, nonlinear: bool, example: torch.Tensor) -> LayerSplit:
+def _find(model: nn.Module, first: str | None, nonlinear: bool, example: torch.Tensor) -> tuple[LayerSplit, str]:
+    """The split, and what to do when it does not reproduce the model's forward."""
     name = type(model).__name__
     if nonlinear:
         if first is not None:
             raise ConfigError("nonlinear_layer_one needs the model's own split; it cannot be combined with first=")
-        return _methods(model, _NONLINEAR, f"model {name} does not support nonlinear_layer_one")
+        return (_methods(model, _NONLINEAR, f"model {name} does not support nonlinear_layer_one"),
+                "its forward must equal rest_nonlinear(layer_one_nonlinear(x))")
     if first is not None:
-        return _children(model, first)
+        return _children(model, first), f"with first=, its forward must run its submodules in order; else {CONTRACT}"
     if all(callable(getattr(model, n, None)) for n in _METHODS):
-        return _methods(model, _METHODS, "")
+        return _methods(model, _METHODS, ""), "its forward must equal rest(layer_one(x))"
     parts = getattr(model, "layer_one", None), getattr(model, "rest", None)
     if all(isinstance(p, nn.Module) for p in parts):
-        return LayerSplit(parts[0], parts[1], list(parts[0].parameters()),
-                          "layer one: layer_one (the model's submodule)", parts[0])
+        return (LayerSplit(parts[0], parts[1], list(parts[0].parameters()),
+                           "layer one: layer_one (the model's submodule)", parts[0]),
+                "its forward must equal rest(layer_one(x)), since its layer_one and rest submodules are taken "
+                "for its split (rename them to have layer one found by tracing)")
     from .hook_split import hook_split
     from .trace_split import TraceFailure, trace_split
 
     try:
-        return trace_split(model)
+        return trace_split(model, example), ADVICE
     except TraceFailure as failure:
-        return hook_split(model, example, failure.reason)
+        return hook_split(model, example, failure.reason), ADVICE
 
 
 def _methods(model: nn.Module, names: tuple[str, str, str], problem: str) -> LayerSplit:
@@ -108,10 +116,20 @@ def _methods(model: nn.Module, names: tuple[str, str, str], problem: str) -> Lay
             f"{problem} (missing {', '.join(missing)}): define {names[0]}(x), {names[1]}(z) and {names[2]}()"
         )
     layer_one, rest, params = (getattr(model, n) for n in names)
-    stem = getattr(model, "stem", None) if names == _METHODS else None  # LayerOneModel's layer one
-    stem = stem if isinstance(stem, nn.Module) else None
+    module = _layer_one_module(model) if names == _METHODS else None
     where = f"the model's {names[0]}()"
-    return LayerSplit(layer_one, rest, list(params()), f"layer one: {f'stem ({where})' if stem else where}", stem)
+    name = next((n for n, m in model.named_modules() if m is module), None) if module is not None else None
+    return LayerSplit(layer_one, rest, list(params()), f"layer one: {f'{name} ({where})' if name else where}", module)
+
+
+def _layer_one_module(model: nn.Module) -> nn.Module | None:
+    """What the contract's optional ``layer_one_module()`` returns: the module layer_one(x) runs, or None."""
+    declared = getattr(model, "layer_one_module", None)
+    module = declared() if callable(declared) else None
+    if module is not None and not isinstance(module, nn.Module):
+        raise ConfigError(f"{type(model).__name__}.layer_one_module() returned {type(module).__name__}: "
+                          "it must return the nn.Module that layer_one(x) runs, or None")
+    return module
 
 
 def _children(model: nn.Module, first: str) -> LayerSplit:
@@ -142,22 +160,85 @@ def verify(model: nn.Module, split: LayerSplit, example: torch.Tensor, advice: s
     """rest(layer_one(x)) must equal model(x) on a random batch shaped like ``example``, in both modes.
 
     Both sides draw the same random numbers (the RNG is reseeded before each and
-    restored after), batch norm keeps its statistics, and autocast is off.
+    restored after), batch norm keeps its statistics, every other buffer starts
+    each side as it was, and autocast is off. Then the input's gradients must
+    agree too, in train mode, where YOPO uses them: equal values can hide a
+    different backward (a custom autograd Function or a backward hook that the
+    split would miss).
     """
-    x = torch.rand(example.shape, generator=torch.Generator().manual_seed(0)).to(example.device)
+    dtype = example.dtype if example.is_floating_point() else torch.float32
+    x = torch.rand(example.shape, generator=torch.Generator().manual_seed(0)).to(example.device, dtype)
     where = f"the split of {type(model).__name__} ({split.description or 'layer one / rest'})"
-    for mode in ("eval", "train"):
-        with (torch.no_grad(), bn_mode(model, mode), frozen_bn_stats(model), forked_rng(example.device),
+    with _same_buffers(model) as reset:
+        for mode in ("eval", "train"):
+            with (torch.no_grad(), bn_mode(model, mode), frozen_bn_stats(model), forked_rng(example.device),
+                  torch.autocast(example.device.type, enabled=False)):
+                direct = _seeded(model, x, reset, f"{type(model).__name__} fails on a batch of shape {tuple(x.shape)}")
+                composed = _seeded(split, x, reset, f"{where} fails in {mode} mode", advice)
+            gap = difference(direct, composed)
+            if gap is not None:
+                raise ConfigError(f"{where} does not reproduce {type(model).__name__}'s forward in "
+                                  f"{mode} mode ({gap}): {advice}")
+        with (bn_mode(model, "train"), frozen_bn_stats(model), forked_rng(example.device),
               torch.autocast(example.device.type, enabled=False)):
-            direct = _seeded(model, x, f"{type(model).__name__} fails on a batch of shape {tuple(x.shape)}")
-            composed = _seeded(split, x, f"{where} fails in {mode} mode", advice)
-        gap = difference(direct, composed)
-        if gap is not None:
-            raise ConfigError(f"{where} does not reproduce {type(model).__name__}'s forward in "
-                              f"{mode} mode ({gap}): {advice}")
+            gap = _gradient_gap(model, split, x, reset)
+    if gap is not None:
+        raise ConfigError(f"{where} does not reproduce {type(model).__name__}'s gradients in train mode ({gap}): "
+                          f"{advice}")
 
 
-def _seeded(fn, x: torch.Tensor, failure: str, advice: str = ""):
+@contextmanager
+def _same_buffers(model: nn.Module) -> Iterator[Callable[[], None]]:
+    """A reset() that puts the model's buffers back as they were, for each side of the verification to start
+    from the same state (spectral norm moves its u and v on every train-mode forward); reset on exit too."""
+    saved = [(b, b.detach().clone()) for b in model.buffers()]
+
+    def reset() -> None:
+        with torch.no_grad():
+            for buffer, value in saved:
+                buffer.copy_(value)
+
+    try:
+        yield reset
+    finally:
+        reset()
+
+
+def _gradient_gap(model: nn.Module, split: LayerSplit, x: torch.Tensor, reset) -> str | None:
+    """How the input's gradients of <output, a fixed probe> through the model and through the split differ.
+
+    The input's gradient is what YOPO's inner steps and every attack follow. Parameter gradients are not
+    compared: computing them would fire the model's gradient hooks (a user's, DDP's).
+    """
+    grads = []
+    for fn in (model, split):
+        inputs = x.clone().requires_grad_(True)
+        with torch.enable_grad():
+            reset()
+            torch.manual_seed(0)
+            outs = [t for t in _tensors(fn(inputs)) if t.requires_grad]
+            if not outs:
+                return None  # no gradient reaches the input
+            probe = sum((t.float() * torch.linspace(-1, 1, t.numel(), device=t.device).view_as(t)).sum() for t in outs)
+            grad = torch.autograd.grad(probe, inputs, allow_unused=True)[0]
+        grads.append(torch.zeros_like(x) if grad is None else grad)
+    gap = (grads[0] - grads[1]).abs().max()
+    # a loose tolerance: a missed backward differs by its whole size, not by rounding
+    if gap > 1e-3 * grads[0].abs().max() + 1e-6:
+        return f"the input's gradient: max |difference| {gap.item():.3g}"
+    return None
+
+
+def _tensors(out) -> list[torch.Tensor]:
+    """The floating-point tensors of an output (a tensor, or tuples / lists / dicts of them)."""
+    if isinstance(out, torch.Tensor):
+        return [out] if out.is_floating_point() else []
+    items = out.values() if isinstance(out, dict) else out if isinstance(out, (tuple, list)) else []
+    return [t for item in items for t in _tensors(item)]
+
+
+def _seeded(fn, x: torch.Tensor, reset, failure: str, advice: str = ""):
+    reset()
     torch.manual_seed(0)
     try:
         return fn(x)
@@ -178,6 +259,11 @@ def difference(a, b) -> str | None:
     if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)) and len(a) == len(b):
         return next((d for d in map(difference, a, b) if d is not None), None)
     return f"{type(b).__name__} instead of {type(a).__name__}"
+
+
+def trains(module: nn.Module) -> bool:
+    """Whether ``module`` has a parameter that trains (frozen ones are constants, e.g. normalization kept so)."""
+    return any(p.requires_grad for p in module.parameters())
 
 
 def first_line(err: BaseException) -> str:

@@ -1,14 +1,23 @@
 """Find layer one by tracing the forward with torch.fx.
 
-Layer one is the first node of the traced graph that uses parameters and whose
-value depends on the input (a conv, a linear layer, the conv of a patch
-embedding), with everything it depends on: the preprocessing in front of it
-(normalization by buffers, a rescale). The rest is the graph from there to the
+Layer one is the first node of the traced graph whose value depends on the
+input and that is a module with trainable parameters or takes a weight: a value
+computed from trainable parameters and not from the input (a conv, a linear
+layer, the conv of a patch embedding, F.conv2d(x, standardize(self.weight)),
+``x @ self.w.t()``). It comes with everything it depends on: the preprocessing
+in front of it (normalization by buffers or frozen parameters, a rescale) and
+the operations on its weight. The rest is the graph from there to the
 output, fed by layer one's output. The cut holds only when nothing in the rest
 reads the input or the preprocessing: otherwise the input feeds more than one
 layer (parallel stems, a skip connection from the input) and there is no single
 layer one. Reading the batch size or the device of the input is fine: the rest
-reads them from layer one's output instead.
+reads them from layer one's output instead. Reading the input's other sizes,
+its dtype or its number of dimensions after layer one (torchvision's ViT:
+``n, c, h, w = x.shape`` and ``h // p`` after the patch conv) is fine too: the
+rest reads them as the constants of the batch the split was made for, which
+is sound because layer one refuses any input whose shape (but the batch size)
+or dtype differs, and the rest only ever runs on layer one's output. The same
+reads of the preprocessing are refused (their sizes are not recorded).
 
 The forward is traced twice, in train and in eval mode: Python code that reads
 ``self.training`` (``F.dropout(h, training=self.training)``, stochastic depth)
@@ -22,11 +31,13 @@ import inspect
 import operator
 from dataclasses import dataclass
 
+import torch
 from torch import fx, nn
 
 from ..errors import ConfigError
 from .common import bn_mode
-from .split import ADVICE, LayerSplit, first_line
+from .split import ADVICE, LayerSplit, first_line, trains
+from .trace_graph import Tracer, copy_layer_one, copy_rest, guard_input, part
 
 _META_ATTRIBUTES = ("shape", "device", "dtype", "ndim")  # reading them does not read the input's values
 _META_METHODS = ("size", "dim")
@@ -48,44 +59,60 @@ class _Cut:
     preprocessing: list[str]  # the operations in front of it, in order
     layer_one: fx.Graph
     rest: fx.Graph
+    reads_input: bool  # the rest reads the input's shape or dtype (constants, held by layer one's guard)
 
 
-def trace_split(model: nn.Module) -> LayerSplit:
-    """The automatic split of ``model``. Raises TraceFailure when fx cannot trace it, and
-    ConfigError when the traced graph has no single layer one."""
-    train, evaluate = (_cut(model, _trace(model, mode)) for mode in ("train", "eval"))
+def trace_split(model: nn.Module, example: torch.Tensor) -> LayerSplit:
+    """The automatic split of ``model`` for batches shaped like ``example``. Raises TraceFailure when
+    fx cannot trace it, and ConfigError when the traced graph has no single layer one."""
+    train, evaluate = (_cut(model, _trace(model, mode), example) for mode in ("train", "eval"))
     if train.name != evaluate.name:
         raise ConfigError(f"{type(model).__name__}'s layer one differs between train mode ({train.name}) and "
                           f"eval mode ({evaluate.name}): {ADVICE}")
-    layer_one = _part(model, train.layer_one, evaluate.layer_one, "LayerOne")
-    rest = _part(model, train.rest, evaluate.rest, "Rest")
+    layer_one = part(model, train.layer_one, evaluate.layer_one, "LayerOne")
+    rest = part(model, train.rest, evaluate.rest, "Rest")
+    if train.reads_input or evaluate.reads_input:
+        guard_input(layer_one, type(model).__name__, tuple(example.shape), example.dtype)
     extra = f" (+ preprocessing: {', '.join(train.preprocessing)})" if train.preprocessing else ""
     return LayerSplit(layer_one, rest, list(layer_one.parameters()), f"layer one: {train.name}{extra}", layer_one)
 
 
 def preprocessing(module: nn.Module, label: str | None = None) -> tuple[str, list[str]] | None:
-    """(first layer with parameters, the operations in front of it) of ``module``; None if fx cannot trace it.
+    """(first layer with parameters, the operations on the input in front of it) of ``module``; None if
+    fx cannot trace it.
 
     ``label`` names ``module`` itself when it is one torch.nn layer (then nothing is in front of it).
     """
-    if fx.Tracer().is_leaf_module(module, "") and next(module.parameters(), None) is not None:
+    if fx.Tracer().is_leaf_module(module, "") and trains(module):
         return label or type(module).__name__, []
     try:
-        graph = fx.Tracer().trace(module)
+        graph = Tracer().trace(module)
     except Exception:  # any failure to trace means "cannot tell", which the caller reports
         return None
-    nodes = list(graph.nodes)
-    layer = next((n for n in nodes if _parametric(module, n)), None)
-    if layer is None:
+    found = _first_layer(module, list(graph.nodes))
+    if found is None:
         return None
+    layer, values, weighted = found
     ahead = _ancestors([layer])
-    return _name(module, layer), [_name(module, n) for n in nodes if n in ahead and n is not layer and _is_op(module, n)]
+    return _layer_name(module, layer, weighted), [_name(module, n) for n in graph.nodes
+                                                  if n in ahead and n in values and n is not layer and _is_op(module, n)]
+
+
+def _first_layer(root: nn.Module, nodes: list[fx.Node]):
+    """(layer one's own node, the nodes that depend on the input's values, the weights) or None."""
+    x = next((n for n in nodes if n.op == "placeholder"), None)
+    if x is None:
+        return None
+    values = _depends_on(nodes, x)
+    weighted = _weighted(root, nodes, values)
+    layer = next((n for n in nodes if n in values and _parametric(root, n, weighted)), None)
+    return None if layer is None else (layer, values, weighted)
 
 
 def _trace(model: nn.Module, mode: str) -> fx.Graph:
     with bn_mode(model, mode):
         try:
-            return fx.Tracer().trace(model, concrete_args=_defaults(model))
+            return Tracer().trace(model, concrete_args=_defaults(model))
         except Exception as err:  # fx raises TraceError, TypeError, NotImplementedError, ... for what it cannot follow
             raise TraceFailure(first_line(err)) from err
 
@@ -100,25 +127,25 @@ def _defaults(model: nn.Module) -> dict | None:
     return found or None
 
 
-def _cut(model: nn.Module, graph: fx.Graph) -> _Cut:
+def _cut(model: nn.Module, graph: fx.Graph, example: torch.Tensor) -> _Cut:
     nodes = list(graph.nodes)
-    x = next(n for n in nodes if n.op == "placeholder")
-    values = _depends_on(nodes, x)
-    layer = next((n for n in nodes if n in values and _parametric(model, n)), None)
     who = type(model).__name__
-    if layer is None:
+    found = _first_layer(model, nodes)
+    if found is None:
         raise ConfigError(f"{who} has no layer with parameters that its input passes through, so YOPO has no "
                           f"layer one: {ADVICE}")
+    layer, values, weighted = found
     one = _ancestors([layer])
-    inner = {n for n in one if n in values and n is not layer}  # the input and its preprocessing
+    # the input and its preprocessing; the rest of `one` computes layer one's weights (a standardized conv's)
+    inner = {n for n in one if n in values and n is not layer}
     output = next(n for n in reversed(nodes) if n.op == "output")
-    rest, leaks = _rest_nodes(output, layer, inner)
-    if leaks:
-        names = ", ".join(dict.fromkeys(_name(model, n) for n in leaks))
-        raise ConfigError(f"{who} has no single layer one: its input reaches {_name(model, layer)} and also "
-                          f"{names}: {ADVICE}")
-    ops = [_name(model, n) for n in nodes if n in one and n is not layer and _is_op(model, n)]
-    return _Cut(_name(model, layer), ops, _copy(nodes, one, layer), _copy_rest(nodes, rest, layer, output))
+    rest, reads = _rest_nodes(output, layer, inner)
+    name = _layer_name(model, layer, weighted)
+    _refuse_reads(model, name, reads)
+    meta = {n: (*_meta_read(n), tuple(example.shape), example.dtype) for n, _ in reads}  # reads of x's metadata
+    ops = [_name(model, n) for n in nodes if n in inner and _is_op(model, n)]
+    return _Cut(name, ops, copy_layer_one(nodes, one, layer), copy_rest(nodes, rest, layer, output, meta),
+                bool(meta))
 
 
 def _depends_on(nodes: list[fx.Node], x: fx.Node) -> set[fx.Node]:
@@ -140,9 +167,11 @@ def _ancestors(start: list[fx.Node]) -> set[fx.Node]:
     return seen
 
 
-def _rest_nodes(output: fx.Node, layer: fx.Node, inner: set[fx.Node]) -> tuple[set[fx.Node], list[fx.Node]]:
-    """The nodes the output needs behind layer one, and those that read the input or its preprocessing."""
-    seen, stack, leaks = set(), [output], []
+def _rest_nodes(output: fx.Node, layer: fx.Node, inner: set[fx.Node]):
+    """The nodes the output needs behind layer one, and (reader, read) for each of them that reads the
+    input or its preprocessing beyond the batch size and device."""
+    live = _ancestors([output])
+    seen, stack, reads = set(), [output], []
     while stack:
         n = stack.pop()
         if n in seen:
@@ -153,83 +182,65 @@ def _rest_nodes(output: fx.Node, layer: fx.Node, inner: set[fx.Node]) -> tuple[s
         for a in n.all_input_nodes:
             if a not in inner:
                 stack.append(a)
-            elif not _batch_read(n):
-                leaks.append(n)
-    return seen, leaks
+            elif not _batch_read(n, live):
+                reads.append((n, a))
+    return seen, reads
 
 
-def _copy(nodes: list[fx.Node], keep: set[fx.Node], last: fx.Node) -> fx.Graph:
-    graph, env = fx.Graph(), {}
+def _refuse_reads(model: nn.Module, layer: str, reads: list) -> None:
+    """The rest may read the input's metadata (replaced by constants, see trace_graph.input_meta), nothing else."""
+    who = type(model).__name__
+    values = [n for n, _ in reads if not _reads_meta(n)]
+    if values:
+        names = ", ".join(dict.fromkeys(_name(model, n) for n in values))
+        raise ConfigError(f"{who} has no single layer one: its input reaches {layer} and also {names}: {ADVICE}")
+    ahead = [(n, a) for n, a in reads if a.op != "placeholder"]
+    if ahead:
+        n, a = ahead[0]
+        raise ConfigError(f"{who} reads the {_meta_read(n)[0]} of {_name(model, a)} (in front of layer one) after "
+                          f"layer one, where only layer one's output is: read it from the input or from layer "
+                          f"one's output, or {ADVICE}")
+
+
+def _meta_read(n: fx.Node) -> tuple[str, int | None]:
+    """(what, index): ("shape", None) for x.shape, ("size", 2) for x.size(2), ("dtype", None), ..."""
+    if n.op == "call_function":
+        return n.args[1], None
+    index = n.args[1] if len(n.args) > 1 else n.kwargs.get("dim")
+    return str(n.target), index
+
+
+def _owns_weights(root: nn.Module, n: fx.Node) -> bool:
+    if n.op == "get_attr":
+        value = _attr(root, n.target)
+        return isinstance(value, nn.Parameter) and value.requires_grad
+    return n.op == "call_module" and trains(root.get_submodule(n.target))
+
+
+def _weighted(root: nn.Module, nodes: list[fx.Node], values: set[fx.Node]) -> set[fx.Node]:
+    """The nodes computed from trainable parameters and not from the input: a weight, the standardized
+    weight of a weight-standardized conv (timm's StdConv2d), ``self.w.t()``, a weight times a buffer mask."""
+    found = set()
     for n in nodes:
-        if n in keep:
-            env[n] = graph.node_copy(n, env.__getitem__)
-    graph.output(env[last])
-    return graph
+        if n not in values and (_owns_weights(root, n) or any(a in found for a in n.all_input_nodes)):
+            found.add(n)
+    return found
 
 
-def _copy_rest(nodes: list[fx.Node], keep: set[fx.Node], layer: fx.Node, output: fx.Node) -> fx.Graph:
-    graph = fx.Graph()
-    z = graph.placeholder("z")
-    env = {layer: z}
-    for n in nodes:
-        if n in keep and n not in env and n is not output:
-            # Only batch and device reads of the input get here with inputs outside env (_rest_nodes
-            # refused every other reader): they read layer one's output instead.
-            env[n] = graph.node_copy(n, lambda a: env.get(a, z))
-    graph.output(fx.map_arg(output.args[0], env.__getitem__))
-    return graph
+def _parametric(root: nn.Module, n: fx.Node, weighted: set[fx.Node]) -> bool:
+    """A module with trainable parameters, or an operation taking a weight (F.conv2d(x, standardize(w)))."""
+    if n.op == "call_module" and trains(root.get_submodule(n.target)):
+        return True
+    return n.op in _OPS and any(a in weighted for a in n.all_input_nodes)
 
 
-def _part(model: nn.Module, train: fx.Graph, evaluate: fx.Graph, name: str) -> nn.Module:
-    in_train = _live(fx.GraphModule(model, train, class_name=name), model)
-    in_eval = fx.GraphModule(model, evaluate, class_name=name)
-    if in_train.code == in_eval.code:
-        return in_train
-    return ModeSwitch(model, in_train, _live(in_eval, model))
-
-
-class ModeSwitch(nn.Module):
-    """A traced part that differs between modes: runs the graph of the model's current mode."""
-
-    def __init__(self, model: nn.Module, train: fx.GraphModule, evaluate: fx.GraphModule):
-        super().__init__()
-        self.train_graph, self.eval_graph = train, evaluate
-        self._model = (model,)  # in a tuple, so not registered: the part's parameters are its graphs'
-
-    def forward(self, *args):
-        return (self.train_graph if self._model[0].training else self.eval_graph)(*args)
-
-
-def _live(gm: fx.GraphModule, model: nn.Module) -> fx.GraphModule:
-    """Make ``gm`` read the model's tensors as they are at each call.
-
-    A GraphModule holds its own references to the tensors its graph reads by name;
-    model.to(device) and model.double() replace buffers by new tensors, which those
-    references would miss. Submodules called by the graph are the model's own.
-    """
-    links = []
-    for node in gm.graph.nodes:
-        if node.op == "get_attr":
-            path, _, attr = node.target.rpartition(".")
-            holder, source = gm.get_submodule(path), model.get_submodule(path)
-            if holder is not source:
-                links.append((holder, source, attr))
-    if links:
-        gm.register_forward_pre_hook(functools.partial(_relink, links))
-    return gm
-
-
-def _relink(links, module, args) -> None:
-    for holder, source, attr in links:
-        setattr(holder, attr, getattr(source, attr))
-
-
-def _parametric(root: nn.Module, n: fx.Node) -> bool:
+def _layer_name(root: nn.Module, n: fx.Node, weighted: set[fx.Node]) -> str:
+    """Layer one's own layer: a module's name, or the operation and the parameters its weights come from."""
     if n.op == "call_module":
-        return next(root.get_submodule(n.target).parameters(), None) is not None
-    if n.op in ("call_function", "call_method"):
-        return any(a.op == "get_attr" and isinstance(_attr(root, a.target), nn.Parameter) for a in n.all_input_nodes)
-    return False
+        return str(n.target)
+    weights = [a.target for a in _ancestors([a for a in n.all_input_nodes if a in weighted])
+               if a.op == "get_attr" and _owns_weights(root, a)]
+    return f"{_op_name(n) if n.op == 'call_function' else n.target}({', '.join(sorted(weights))})"
 
 
 def _attr(root: nn.Module, target: str):
@@ -242,14 +253,15 @@ def _reads_meta(n: fx.Node) -> bool:
     return n.op == "call_method" and n.target in _META_METHODS
 
 
-def _batch_read(n: fx.Node) -> bool:
-    """x.device, x.size(0), or x.shape used only as x.shape[0]: the same for layer one's output."""
+def _batch_read(n: fx.Node, live: set[fx.Node]) -> bool:
+    """x.device, x.size(0), or x.shape used only as x.shape[0] (by the nodes the output needs: in
+    ``b, c, h, w = x.shape`` an unused h is no use): the same for layer one's output."""
     if n.op == "call_function" and n.target is getattr and n.args[1] == "device":
         return True
     if n.op == "call_method" and n.target == "size":
         return n.args[1:] == (0,)
     shape = n.op == "call_function" and n.target is getattr and n.args[1] == "shape"
-    return shape and all(u.target is operator.getitem and u.args[1] == 0 for u in n.users)
+    return shape and all(u.target is operator.getitem and u.args[1] == 0 for u in n.users if u in live)
 
 
 def _is_op(root: nn.Module, n: fx.Node) -> bool:
@@ -265,8 +277,14 @@ def _name(root: nn.Module, n: fx.Node) -> str:
         return "the output"
     if n.op == "call_method":
         return str(n.target)
-    name = getattr(n.target, "__name__", str(n.target))
-    name = _OP_NAMES.get(name, name)
-    weights = [a.target for a in n.all_input_nodes
-               if a.op == "get_attr" and isinstance(_attr(root, a.target), nn.Parameter)]
+    name = _op_name(n)
+    weights = [a.target for a in n.all_input_nodes if a.op == "get_attr" and _owns_weights(root, a)]
     return f"{name}({', '.join(weights)})" if weights else name
+
+
+def _op_name(n: fx.Node) -> str:
+    function = getattr(n.target, "function", None)  # a custom autograd Function (trace_graph.applier)
+    if function is not None:
+        return f"{function.__name__}.apply"
+    name = getattr(n.target, "__name__", str(n.target))
+    return _OP_NAMES.get(name, name)

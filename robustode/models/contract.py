@@ -8,8 +8,12 @@ into two parts:
   attack steps run through this part alone.
 - ``rest(z) -> logits``: everything after it.
 
-``forward(x) == rest(layer_one(x))`` always holds. Layer one's parameters are
-those of the ``stem`` module, so defenses can give them their own optimizer.
+``forward(x) == rest(layer_one(x))`` always holds. ``layer_one_parameters()``
+are layer one's parameters, so defenses can give them their own optimizer.
+Optionally, ``layer_one_module()`` returns the module ``layer_one`` runs (after
+checking the input), or None: YOPO reads it to prove layer one affine and use
+its closed form (robustode.defenses.affine). ``LayerOneModel`` provides all
+but ``rest``: its layer one is ``self.stem``.
 
 Custom models need not follow it: ``layer_one`` and ``rest`` submodules are
 enough, and without them YOPO finds layer one by tracing the model
@@ -65,8 +69,12 @@ class LayerOneModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.rest(self.layer_one(x))
 
+    def layer_one_module(self) -> nn.Module:
+        """The module layer_one(x) runs after checking the input's shape."""
+        return self.stem
+
     def layer_one_parameters(self):
-        return self.stem.parameters()
+        return self.layer_one_module().parameters()
 
 
 class SelectOutput(nn.Module):
