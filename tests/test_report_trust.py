@@ -76,12 +76,17 @@ def test_schema_1_records_render_with_intervals_from_n(tmp_path):
 def test_committed_records_render_every_format():
     records = load_records(ROOT / "leaderboard" / "records")
     md = render(records, "md")
-    rows = only_table(md)
-    assert sorted(row[0] for row in rows) == sorted(r.defense.spec for r in records)
-    assert all(re.fullmatch(r"\d+\.\d\d \[\d+\.\d, \d+\.\d\]", row[2]) for row in rows)
-    page = render(records, "html", cost="flops")  # no counted FLOPs there: every run left out, and said so
-    assert "Left out of the training FLOPs (counted) plot" in page
-    assert page.count("<img") == 1 and 'alt="Clean vs robust' in page  # no empty cost plot
+    tables = sections(md)
+    assert len(tables) == len(group_records(records)) >= 2  # unlike runs (the demo's budget) apart
+    names = {r.defense.spec + (f" ({r.label})" if r.label else "") for r in records}
+    assert sorted(row[0] for rows in tables.values() for row in rows) == sorted(names)  # seeds share a row
+    for rows in tables.values():
+        for row in rows:
+            seeded = row[6].endswith("runs)")
+            pattern = r"\d+\.\d\d ± \d+\.\d\d" if seeded else r"\d+\.\d\d \[\d+\.\d, \d+\.\d\]"
+            assert re.fullmatch(pattern, row[2]), row
+    page = render(records, "html", cost="flops")  # every run counted its FLOPs: all on the cost plot
+    assert "Left out of the training FLOPs" not in page and 'alt="Clean vs robust' in page
     assert len(json.loads(render(records, "json"))) == len(records)
 
 

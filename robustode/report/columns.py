@@ -91,8 +91,9 @@ def columns(group: Group, wide: bool = False) -> list[Column]:
 def group_notes(group: Group) -> list[str]:
     """The lines above a table: what it holds, the hardware, the order."""
     first = group.records[0]
+    of = f" of the {first.dataset.n_test:,}" if first.dataset.n_test != group.n else ""  # a loaded subset: its size
     return [f"Threat model {group.threat}; trained on {group.n_train:,} training images; evaluated on the "
-            f"first {group.n:,} of the {first.dataset.n_test:,} test images (unshuffled).",
+            f"first {group.n:,}{of} test images (unshuffled).",
             f"Hardware: {'; '.join(group.devices)}.", ORDER_NOTE]
 
 
