@@ -14,6 +14,7 @@ from robustode.models import create
 from robustode.records import load_records
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import profile_pair
 import step_cost
 import throughput
 import time_to_robust
@@ -134,3 +135,13 @@ def test_step_cost_ratio_is_the_median_of_its_pairs():
                                                                           ("free-2", 2, 3)]
     for r in rows:
         assert r["vs_natural"] == sorted(r["pairs"])[1] > 0
+
+
+def test_profile_pair_sets_one_defense_step_against_its_passes_of_natural_steps(capsys):
+    out = profile_pair.main(["--model", "resnet20", "--defense", "free-2", "--batch-size", "4", "--pairs", "3",
+                             "--device", "cpu"])
+    assert out["passes"] == 2 and len(out["ratios"]) == 3 and out["median"] == sorted(out["ratios"])[1]
+    assert all(0 < r < 10 for r in out["ratios"])
+    # Free's replays need the input's gradient, natural training does not: only the defense clamps the input.
+    assert out["natural_ms"].get("aten::clamp", 0) == 0 < out["defense_ms"]["aten::clamp"]
+    assert "alternated, no profiler" in capsys.readouterr().out
