@@ -91,10 +91,10 @@ def unit_column(header: str, rows: list[Row], get: Callable, unit: Callable[[flo
     return Column(f"{header} ({name})" if name else header, lambda row: number_cell(row, get, divisor, digits))
 
 
-def list_cell(values: list, empty: str = MISSING) -> Cell:
+def list_cell(values: list) -> Cell:
     """Distinct values in order, joined: "0, 1, 2"."""
     distinct = list(dict.fromkeys(str(v) for v in values if v is not None))
-    return Cell(", ".join(distinct) or empty, ", ".join(distinct))
+    return Cell(", ".join(distinct) or MISSING, ", ".join(distinct))
 
 
 def short_commit(commit: str | None) -> str | None:

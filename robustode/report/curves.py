@@ -18,12 +18,11 @@ from .tables import method
 CLEAN, ROBUST, TRAIN, LR, BEST = "#4c72b0", "#e4572e", "#8c8c8c", "#2a9d8f", "#6a3d9a"
 
 
-def _line(ax, rows: list[dict], key: str, **style) -> bool:
-    """Draw ``key`` (a fraction) in % at the epochs that have it; False when none has it."""
+def _line(ax, rows: list[dict], key: str, **style) -> None:
+    """Draw ``key`` (a fraction) in % at the epochs that have it."""
     points = [(row["epoch"], 100 * row[key]) for row in rows if row.get(key) is not None]
     if points:
         ax.plot([p[0] for p in points], [p[1] for p in points], **style)
-    return bool(points)
 
 
 def _lr_axis(ax, rows: list[dict]) -> None:

@@ -14,6 +14,7 @@ from fractions import Fraction
 
 from ..records import Record
 from .rows import Row, seed_rows
+from .significance import mark_significance
 
 KIND_ORDER = {"real": 0, "jpeg-copy": 1, "custom": 2, "synthetic": 3}
 KIND_SUFFIX = {"real": "", "jpeg-copy": " (JPEG copy)", "custom": " (custom data)",
@@ -88,8 +89,6 @@ def group_records(records: Iterable[Record], significance: bool = True) -> list[
     With ``significance``, each row's PGD-20 is compared with the best row's on the
     same points (significance.py): that reads the records' per-example files.
     """
-    from .significance import mark_significance
-
     tables: dict[tuple, list[Record]] = {}
     for r in records:
         tables.setdefault(table_key(r), []).append(r)
