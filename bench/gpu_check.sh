@@ -69,7 +69,7 @@ if [[ -n ${GPU_CHECK_TOY:-} ]]; then
   TP_COMPILE=(--models resnet20 --defenses natural --batch-size 8 --steps 2 --compile)
   TP_GRAPHS=(--models resnet20 --defenses natural --batch-size 8 --steps 2 --compile default)
   SC_YOPO=(--models resnet20 --defenses yopo-2-1 --paths closed-form,autograd --batch-size 8 --steps 1)
-  SC_RATIO=(--models resnet20 --defenses natural,yopo-2-1 --batch-size 8 --steps 1 --pairs 3)
+  SC_RATIO=(--models resnet20 --defenses natural,natural-x2,yopo-2-1 --batch-size 8 --steps 1 --pairs 3)
   TTR=(--model resnet20 --dataset synthetic --train-subset 32 --n 8 --epochs 1 --batch-size 16
        --defenses "${TTR_DEFENSES:-natural,yopo-2-1}")
 else
@@ -82,8 +82,8 @@ else
   TP_GRAPHS=(--models preact_resnet18 --defenses natural --steps 20 --compile reduce-overhead)
   SC_YOPO=(--models preact_resnet18,wrn34_10 --defenses yopo-5-3,yopo-3-5 --paths closed-form,autograd
            --batch-size 256 --steps 5 --warmup 2)
-  SC_RATIO=(--models preact_resnet18 --defenses natural,fgsm-rs,pgd-10,free-8,yopo-5-3,yopo-3-5,trades-10
-            --batch-size 512 --steps 5 --pairs 3 --warmup 2)
+  SC_RATIO=(--models preact_resnet18 --defenses natural,natural-x8,fgsm-rs,pgd-10,free-8,yopo-5-3,yopo-3-5,trades-10
+            --batch-size 512 --steps 2 --pairs 5 --warmup 2)
   TTR=(--dataset cifar10-jpeg --data-dir .data --defenses "${TTR_DEFENSES:-fgsm-rs,free-8,yopo-5-3,pgd-10,natural}"
        --budget-seconds "${TTR_BUDGET:-150}")
 fi

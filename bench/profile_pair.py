@@ -1,7 +1,7 @@
 """Where a defense's step spends more than its passes of natural training: torch.profiler on one
 defense step against ``passes`` natural steps (the same work if the defense costs exactly its
-passes), the operators whose self time differs most, and the wall-clock ratio of the two blocks
-alternated without the profiler (each defense block against the natural blocks on either side).
+passes), the operators whose self time differs most, and the wall-clock ratio without the profiler,
+a natural step after each of the defense's forwards (step_cost.py's ratio mode).
 
     python bench/profile_pair.py --model resnet20 --defense free-8 --threads 1
 """
@@ -13,7 +13,7 @@ import statistics
 import time
 
 import torch
-from step_cost import Clock, Runner, load_average
+from step_cost import Clock, Runner, interleaved, load_average
 from torch.profiler import ProfilerActivity, profile
 
 from robustode.utils import resolve_device
@@ -25,17 +25,6 @@ def self_times(block) -> tuple[float, dict[str, float]]:
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         block()
     return time.perf_counter() - start, {e.key: e.self_cpu_time_total / 1000 for e in prof.key_averages()}
-
-
-def alternated(natural: Runner, run: Runner, passes: int, pairs: int) -> list[float]:
-    """Each defense step / the mean of the blocks of ``passes`` natural steps before and after it."""
-    before, ratios = sum(natural.steps(passes)), []
-    for _ in range(pairs):
-        own = run.steps(1)[0]
-        after = sum(natural.steps(passes))
-        ratios.append(own / ((before + after) / 2))
-        before = after
-    return ratios
 
 
 def main(argv=None) -> dict:
@@ -51,8 +40,8 @@ def main(argv=None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"load average before: {load_average()}")
-    clock = Clock(resolve_device(args.device))
-    natural, run = (Runner(args.model, spec, args.batch_size, clock) for spec in ("natural", args.defense))
+    device = resolve_device(args.device)
+    natural, run = (Runner(args.model, spec, args.batch_size, Clock(device)) for spec in ("natural", args.defense))
     passes = round(run.defense.passes_per_batch)  # a float for some defenses (AWP, GradAlign)
     natural.steps(2), run.steps(1)  # warm-up
     wall_n, nat = self_times(lambda: natural.steps(passes))
@@ -62,8 +51,8 @@ def main(argv=None) -> dict:
     print(f"{'operator':48s} {'natural ms':>11s} {'defense ms':>11s} {'extra ms':>9s}")
     for op in sorted(set(nat) | set(own), key=lambda k: nat.get(k, 0) - own.get(k, 0))[: args.top]:
         print(f"{op[:48]:48s} {nat.get(op, 0):11.1f} {own.get(op, 0):11.1f} {own.get(op, 0) - nat.get(op, 0):9.1f}")
-    ratios = alternated(natural, run, passes, args.pairs)
-    print(f"alternated, no profiler: {' '.join(f'{r:.3f}' for r in ratios)}; median {statistics.median(ratios):.3f}x")
+    ratios = interleaved(natural, run, args.pairs)["ratios"]
+    print(f"interleaved at every forward, no profiler: {' '.join(f'{r:.3f}' for r in ratios)}; median {statistics.median(ratios):.3f}x")
     print(f"load average after: {load_average()}")
     return {"passes": passes, "natural_ms": nat, "defense_ms": own, "ratios": ratios,
             "median": statistics.median(ratios)}

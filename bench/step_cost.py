@@ -1,7 +1,7 @@
 """A defense's step against natural training's, measured so that machine noise cancels.
 
     python bench/step_cost.py                         # resnet20, preact_resnet18: YOPO's outside share, batch 64
-    python bench/step_cost.py --mode ratio --models resnet20 --defenses natural,fgsm-rs,pgd-3,free-8,yopo-5-3
+    python bench/step_cost.py --mode ratio --models resnet20 --defenses natural,natural-x8,free-8,yopo-5-3
     python bench/step_cost.py --models wrn34_10 --batch-size 256 --paths closed-form,autograd --json out.json
 
 Two measurements, each on one random batch, with the model set up as the training loop sets it
@@ -12,10 +12,18 @@ up (channels_last and bf16 autocast on CUDA, fused SGD there) and warm-up steps 
   steps and the Hamiltonian gradients; on the autograd path the m * n inner autograd passes and
   the m Hamiltonian passes), both with a device synchronize on either side. "outside %" =
   outside / step over the timed steps. The synchronizing makes a CUDA step a little slower.
-- ``--mode ratio`` (any spec): natural and the defense alternate, ``--steps`` train_steps each,
-  natural first and last; each defense block gives step / (passes per step x the mean natural step
-  of the blocks either side) and the row shows the median of the ``--pairs`` blocks (1.0: a pass
-  costs what a natural pass costs, bench/throughput.py's "vs natural").
+- ``--mode ratio`` (any spec): the defense's train_steps with one natural step, on a second model,
+  run after each forward through the defense model's output layer (a forward hook on its last
+  leaf module with parameters: every attack step's forward, each of Free's replays, each YOPO
+  pass) and one before the first, timed apart and taken out of the defense's time. Each pair
+  (``--steps`` defense train_steps) gives defense time / (passes per step x steps x the mean
+  natural step run in it and just before it), and the row shows the median of the ``--pairs``
+  pairs (1.0: a pass costs what a natural pass costs, bench/throughput.py's "vs natural").
+  ``natural-xK`` (this bench's own spec) is natural training with each minibatch trained on K
+  times in one train_step: natural against itself at K passes per step, the A/A row that shows
+  the bench's bias and resolution at a defense's length. Alternating at every forward keeps the natural steps within a pass's time of the defense's
+  work, so the machine's drift (on this project's shared 2-core CPU, step times drift by +-20%
+  over seconds) cancels.
 
 Measured figures and the machine they came from: bench/RESULTS.md.
 """
@@ -32,11 +40,35 @@ import torch
 from rich.table import Table
 from throughput import command_line, make_defense, wide_console, write_json
 
+from robustode.defenses.natural import Natural
 from robustode.models import create
 from robustode.training.optim import param_groups, sgd_factory
 from robustode.utils import device_name, resolve_device, synchronize
 
 PATHS = ("closed-form", "autograd")
+
+
+class NaturalTimes(Natural):
+    """natural-xK: K natural steps on the minibatch as one train_step (K passes): the ratio mode's A/A row."""
+
+    def __init__(self, k: int):
+        super().__init__()
+        self.k = k
+
+    @property
+    def passes_per_batch(self) -> float:
+        return float(self.k)
+
+    def train_step(self, model, x, y, optimizers, on_step):
+        for _ in range(self.k):
+            out = super().train_step(model, x, y, optimizers, on_step)
+        return out
+
+
+def bench_defense(spec: str):
+    """A registered defense, or this bench's natural-xK."""
+    head, _, k = spec.partition("-x")
+    return NaturalTimes(int(k)) if head == "natural" and k.isdigit() and int(k) > 0 else make_defense(spec)
 
 
 class Clock:
@@ -63,7 +95,7 @@ class Runner:
         device = clock.device
         fmt = torch.channels_last if device.type == "cuda" else torch.preserve_format
         self.model = create(model_name, num_classes=10).to(device, memory_format=fmt).train()
-        self.defense = make_defense(spec)
+        self.defense = bench_defense(spec)
         if hasattr(self.defense, "closed_form"):
             self.defense.closed_form = path == "closed-form"
         make = sgd_factory(0.01, 0.9, False, device)
@@ -86,6 +118,52 @@ class Runner:
         return seconds
 
 
+def leaf_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The leaf modules with parameters, in registration order (layer one first, the classifier head last in
+    every built-in model)."""
+    leaves = [m for m in model.modules() if next(m.children(), None) is None and next(m.parameters(False), None)
+              is not None]
+    if not leaves:
+        raise ValueError(f"{type(model).__name__} has no leaf module with parameters to time its forwards by")
+    return leaves
+
+
+def interleaved(natural: Runner, run: Runner, pairs: int, steps: int = 1) -> dict:
+    """``pairs`` pairs of ``steps`` defense train_steps, one natural step after each forward through the defense
+    model's output layer and one before the first (the runners need clocks of their own: the natural steps
+    are timed inside the defense's). Returns the defense's seconds per step with the natural steps taken out
+    ("own"), every natural step ("natural") and each pair's own time / (passes x steps x the mean of its
+    natural steps and the one before them) ("ratios")."""
+    if natural.clock is run.clock:
+        raise ValueError("interleaved: the natural and the defense runner need clocks of their own")
+    passes, inner = run.defense.passes_per_batch, []
+
+    def natural_step(*_):
+        if pending:
+            pending.clear()
+            with torch.enable_grad():  # some defenses run a forward under no_grad
+                inner.extend(natural.steps(1))
+
+    before = natural.steps(1)
+    own, every, ratios, pending = [], list(before), [], []
+    leaves = leaf_modules(run.model)
+    hooks = [leaves[-1].register_forward_hook(lambda *_: pending.append(True)),
+             leaves[0].register_forward_pre_hook(natural_step)]
+    try:
+        for _ in range(pairs):
+            inner.clear()
+            seconds = sum(run.steps(steps)) - sum(inner)
+            natural_step()  # the last forward's, after the step
+            own.append(seconds / steps)
+            ratios.append(seconds / (passes * steps * statistics.mean(before + inner)))
+            every.extend(inner)
+            before = inner[-1:] or before
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return {"own": own, "natural": every, "ratios": ratios}
+
+
 def fraction_row(model_name: str, spec: str, path: str, args, device: torch.device) -> dict:
     run = Runner(model_name, spec, args.batch_size, Clock(device), path)
     run.steps(args.warmup)
@@ -101,22 +179,16 @@ def fraction_row(model_name: str, spec: str, path: str, args, device: torch.devi
 
 
 def ratio_row(model_name: str, spec: str, args, device: torch.device) -> dict:
-    """Natural, defense, natural, ... (``pairs`` defense blocks): each defense block against the mean of the
-    natural blocks on either side of it, so a load that drifts during the pair cancels to first order."""
-    clock = Clock(device)
-    natural = Runner(model_name, "natural", args.batch_size, clock)
-    run = Runner(model_name, spec, args.batch_size, clock)
+    """The defense against natural training, alternated at every forward (``interleaved``)."""
+    natural = Runner(model_name, "natural", args.batch_size, Clock(device))
+    run = Runner(model_name, spec, args.batch_size, Clock(device))
     natural.steps(args.warmup)
     run.steps(args.warmup)
-    passes, own = run.defense.passes_per_batch, []
-    base = [statistics.mean(natural.steps(args.steps))]
-    for _ in range(args.pairs):
-        own.append(statistics.mean(run.steps(args.steps)))
-        base.append(statistics.mean(natural.steps(args.steps)))
-    pairs = [d / (passes * (before + after) / 2) for d, before, after in zip(own, base, base[1:])]
-    return {"model": model_name, "defense": spec, "batch_size": args.batch_size, "passes": passes,
-            "step_ms": 1000 * statistics.median(own), "natural_ms": 1000 * statistics.median(base),
-            "vs_natural": statistics.median(pairs), "pairs": pairs}
+    timed = interleaved(natural, run, args.pairs, args.steps)
+    return {"model": model_name, "defense": spec, "batch_size": args.batch_size,
+            "passes": run.defense.passes_per_batch, "step_ms": 1000 * statistics.median(timed["own"]),
+            "natural_ms": 1000 * statistics.median(timed["natural"]), "natural_steps": len(timed["natural"]),
+            "vs_natural": statistics.median(timed["ratios"]), "pairs": timed["ratios"]}
 
 
 def show(report: dict, console) -> None:
@@ -155,8 +227,8 @@ def parse_args(argv):
     p.add_argument("--defenses", default="yopo-5-3,yopo-3-5", help="comma-separated specs (YOPO only for fraction)")
     p.add_argument("--paths", default="closed-form", help=f"YOPO's paths, of {', '.join(PATHS)} (fraction mode)")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--steps", type=int, default=3, help="timed steps per row, or per half pair (default: 3)")
-    p.add_argument("--pairs", type=int, default=3, help="natural/defense pairs in ratio mode (default: 3)")
+    p.add_argument("--steps", type=int, default=3, help="timed steps per row, or defense steps per pair (default: 3)")
+    p.add_argument("--pairs", type=int, default=3, help="pairs in ratio mode (default: 3)")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps first (default: 1)")
     p.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import statistics
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -128,13 +130,49 @@ def test_step_cost_times_yopo_outside_its_full_passes_on_the_path_asked(tmp_path
 
 
 def test_step_cost_ratio_is_the_median_of_its_pairs():
-    argv = ["--mode", "ratio", "--models", "resnet20", "--defenses", "natural,pgd-1,free-2", "--batch-size", "4",
+    argv = ["--mode", "ratio", "--models", "resnet20", "--defenses", "natural,pgd-1,free-2,natural-x2",
+            "--batch-size", "4",
             "--steps", "1", "--pairs", "3", "--warmup", "0", "--device", "cpu"]
     rows = step_cost.main(argv)["rows"]
-    assert [(r["defense"], r["passes"], len(r["pairs"])) for r in rows] == [("natural", 1, 3), ("pgd-1", 2, 3),
-                                                                          ("free-2", 2, 3)]
+    assert [(r["defense"], r["passes"], len(r["pairs"])) for r in rows] == [
+        ("natural", 1, 3), ("pgd-1", 2, 3), ("free-2", 2, 3), ("natural-x2", 2, 3)]
     for r in rows:
         assert r["vs_natural"] == sorted(r["pairs"])[1] > 0
+
+
+def test_step_cost_interleaves_a_natural_step_after_each_forward_and_takes_it_out(monkeypatch):
+    device = torch.device("cpu")
+    natural = step_cost.Runner("resnet20", "natural", 2, step_cost.Clock(device))
+    run = step_cost.Runner("resnet20", "free-2", 2, step_cost.Clock(device))
+    real = natural.defense.train_step
+
+    def slow_natural(*args):  # a natural step far slower than the defense's tiny replays
+        time.sleep(0.15)
+        return real(*args)
+
+    monkeypatch.setattr(natural.defense, "train_step", slow_natural)
+    timed = step_cost.interleaved(natural, run, pairs=3)
+    # One natural step first, then one after each of Free's 2 replays in each of the 3 pairs.
+    assert len(timed["natural"]) == 1 + 3 * 2 and min(timed["natural"]) >= 0.15
+    # The defense's own time leaves the 2 x 0.15 s of natural steps run inside its step out.
+    assert max(timed["own"]) < 0.15
+    for seconds, ratio, i in zip(timed["own"], timed["ratios"], range(3)):
+        reference = statistics.mean(timed["natural"][2 * i: 2 * i + 3])  # the step before and the 2 inside
+        assert ratio == pytest.approx(seconds / (2 * reference))
+    with pytest.raises(ValueError, match="clocks of their own"):
+        step_cost.interleaved(natural, step_cost.Runner("resnet20", "free-2", 2, natural.clock), pairs=1)
+
+
+@pytest.mark.parametrize("spec, forwards", [("pgd-2", 3), ("yopo-2-3", 2), ("fgsm-rs", 2), ("natural-x3", 3)])
+def test_step_cost_runs_one_natural_step_per_forward_of_the_defense(spec, forwards):
+    device = torch.device("cpu")
+    natural = step_cost.Runner("resnet20", "natural", 2, step_cost.Clock(device))
+    run = step_cost.Runner("resnet20", spec, 2, step_cost.Clock(device))
+    timed = step_cost.interleaved(natural, run, pairs=2)
+    # PGD-2: two attack steps and the training pass; YOPO-2-3: its 2 full passes (the inner steps stop at
+    # layer one); FGSM-RS: the attack step and the training pass; the bench's A/A row natural-x3: 3 steps.
+    assert len(timed["natural"]) == 1 + 2 * forwards
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in run.model.modules())  # the hooks are gone after
 
 
 def test_profile_pair_sets_one_defense_step_against_its_passes_of_natural_steps(capsys):
@@ -144,4 +182,4 @@ def test_profile_pair_sets_one_defense_step_against_its_passes_of_natural_steps(
     assert all(0 < r < 10 for r in out["ratios"])
     # Free's replays need the input's gradient, natural training does not: only the defense clamps the input.
     assert out["natural_ms"].get("aten::clamp", 0) == 0 < out["defense_ms"]["aten::clamp"]
-    assert "alternated, no profiler" in capsys.readouterr().out
+    assert "interleaved at every forward, no profiler" in capsys.readouterr().out
