@@ -12,18 +12,21 @@ up (channels_last and bf16 autocast on CUDA, fused SGD there) and warm-up steps 
   steps and the Hamiltonian gradients; on the autograd path the m * n inner autograd passes and
   the m Hamiltonian passes), both with a device synchronize on either side. "outside %" =
   outside / step over the timed steps. The synchronizing makes a CUDA step a little slower.
-- ``--mode ratio`` (any spec): the defense's train_steps with one natural step, on a second model,
-  run after each forward through the defense model's output layer (a forward hook on its last
-  leaf module with parameters: every attack step's forward, each of Free's replays, each YOPO
-  pass) and one before the first, timed apart and taken out of the defense's time. Each pair
-  (``--steps`` defense train_steps) gives defense time / (passes per step x steps x the mean
-  natural step run in it and just before it), and the row shows the median of the ``--pairs``
-  pairs (1.0: a pass costs what a natural pass costs, bench/throughput.py's "vs natural").
-  ``natural-xK`` (this bench's own spec) is natural training with each minibatch trained on K
-  times in one train_step: natural against itself at K passes per step, the A/A row that shows
-  the bench's bias and resolution at a defense's length. Alternating at every forward keeps the natural steps within a pass's time of the defense's
+- ``--mode ratio`` (any spec): the defense's train_steps with natural steps, on a second model,
+  run between its forwards: a forward through the defense model's output layer (its last leaf
+  module with parameters) leaves one natural step due, run when the next forward reaches layer
+  one (its first such module; by then a forward-backward defense has finished the last pass's
+  backward) or after the step. So one natural step follows each attack step's forward, each of
+  Free's replays, each YOPO pass. They are timed apart and taken out of the defense's time, one
+  more runs before the first step, and each pair (``--steps`` defense train_steps) gives defense
+  time / (passes per step x steps x the mean natural step run in it and just before it); the row
+  shows the median of the ``--pairs`` pairs (1.0: a pass costs what a natural pass costs,
+  bench/throughput.py's "vs natural").
+  Alternating at every forward keeps the natural steps within a pass's time of the defense's
   work, so the machine's drift (on this project's shared 2-core CPU, step times drift by +-20%
-  over seconds) cancels.
+  over seconds) cancels. ``natural-xK`` (this bench's own spec) is natural training with each
+  minibatch trained on K times in one train_step: natural against itself at K passes per step,
+  the A/A row that shows the bench's bias and resolution at a defense's length.
 
 Measured figures and the machine they came from: bench/RESULTS.md.
 """
@@ -130,10 +133,11 @@ def leaf_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
 
 def interleaved(natural: Runner, run: Runner, pairs: int, steps: int = 1) -> dict:
     """``pairs`` pairs of ``steps`` defense train_steps, one natural step after each forward through the defense
-    model's output layer and one before the first (the runners need clocks of their own: the natural steps
-    are timed inside the defense's). Returns the defense's seconds per step with the natural steps taken out
-    ("own"), every natural step ("natural") and each pair's own time / (passes x steps x the mean of its
-    natural steps and the one before them) ("ratios")."""
+    model's output layer (run when the next forward reaches layer one, or after the step) and one before the
+    first; the runners need clocks of their own, as the natural steps are timed inside the defense's. Returns
+    the defense's seconds per step with the natural steps taken out ("own"), every natural step ("natural")
+    and each pair's own time / (passes x steps x the mean of its natural steps and the one before them)
+    ("ratios")."""
     if natural.clock is run.clock:
         raise ValueError("interleaved: the natural and the defense runner need clocks of their own")
     passes, inner = run.defense.passes_per_batch, []
