@@ -210,10 +210,17 @@ def show(report: dict, console) -> None:
                           f"{r['outside_ms']:.2f}", f"{100 * r['outside_fraction']:.2f}%")
         else:
             table.add_row(r["model"], r["defense"], str(r["batch_size"]), f"{r['passes']:g}", f"{r['step_ms']:.1f}",
-                          f"{r['natural_ms']:.1f}", f"{r['vs_natural']:.3f}x",
-                          " ".join(f"{p:.3f}" for p in r["pairs"]))
+                          f"{r['natural_ms']:.1f}", f"{r['vs_natural']:.3f}x", pairs_cell(r["pairs"]))
     console.print(table)
     console.print(f"command: {report['command']}; load average (1, 5, 15 min) before / after: {report['load']}")
+
+
+def pairs_cell(pairs: list[float]) -> str:
+    """Up to 9 pairs one by one; more as their quartiles and range."""
+    if len(pairs) <= 9:
+        return " ".join(f"{p:.3f}" for p in pairs)
+    q1, _, q3 = statistics.quantiles(pairs, n=4)
+    return f"quartiles {q1:.3f}-{q3:.3f}, range {min(pairs):.3f}-{max(pairs):.3f} ({len(pairs)} pairs)"
 
 
 def load_average() -> str:

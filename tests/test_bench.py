@@ -16,6 +16,7 @@ from robustode.models import create
 from robustode.records import load_records
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import cpu_timing
 import profile_pair
 import step_cost
 import throughput
@@ -183,3 +184,18 @@ def test_profile_pair_sets_one_defense_step_against_its_passes_of_natural_steps(
     # Free's replays need the input's gradient, natural training does not: only the defense clamps the input.
     assert out["natural_ms"].get("aten::clamp", 0) == 0 < out["defense_ms"]["aten::clamp"]
     assert "interleaved at every forward, no profiler" in capsys.readouterr().out
+
+
+def test_cpu_timing_drift_and_stem_routes():
+    rows = cpu_timing.drift(blocks=(1, 3), size=16, work=12, least=8)
+    assert [r["block"] for r in rows] == [1, 3]
+    for r in rows:
+        assert r["mean_s"] > 0 and r["cv"] >= 0 and -1 <= r["lag1"] <= 1 and 0 < r["adjacent_q1"] <= r["adjacent_q3"]
+    ms = cpu_timing.stem(batch=2, repeats=2)  # raises if a route's input gradient differs from conv_transpose2d's
+    assert len(ms) == 7 and all(v > 0 for v in ms.values())
+
+
+def test_step_cost_shows_many_pairs_as_quartiles():
+    assert step_cost.pairs_cell([1.0, 1.1, 0.9]) == "1.000 1.100 0.900"
+    assert step_cost.pairs_cell([1.0 + i / 100 for i in range(11)]) == \
+        "quartiles 1.020-1.080, range 1.000-1.100 (11 pairs)"
