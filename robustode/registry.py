@@ -168,6 +168,11 @@ class Registry:
 
     def _unknown_message(self, name: str, list_known: bool = True) -> str:
         known = self.names()
+        family = self._entries.get(name)
+        if family is not None and family.pattern is not None:  # "wrnD_K" itself: the family's display name
+            examples = [n for n in known if n != name and family.pattern.match(n)][:3]
+            return (f"{self.kind} {name!r} names a family, not one {self.kind}: put numbers for its capitals"
+                    + (f" (e.g. {', '.join(examples)})" if examples else ""))
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
         head = name.split(":")[0].split("-")[0]
         close += [n for n in known if n.split("-")[0] == head and n not in close]

@@ -43,6 +43,17 @@ def test_unknown_name_lists_close_matches(reg):
     assert isinstance(info.value, RobustodeError)
 
 
+def test_a_family_name_itself_asks_for_its_numbers(reg):
+    with pytest.raises(UnknownNameError) as info:
+        reg.get("yopo-M-N")
+    assert str(info.value) == "model 'yopo-M-N' names a family, not one model: put numbers for its capitals"
+    reg.add("wrnD_K", lambda depth, widen_factor: ("wrn", depth, widen_factor),
+            pattern=r"wrn(?P<depth>\d+)_(?P<widen_factor>\d+)")
+    with pytest.raises(UnknownNameError, match=r"'wrnD_K' names a family.*\(e\.g\. wrn16_1, wrn34_10\)$"):
+        reg.get("wrnD_K")
+    assert reg.get("wrn28_10") == ("wrn", 28, 10)
+
+
 def test_unknown_in_empty_registry_says_so():
     with pytest.raises(UnknownNameError, match="no things are registered"):
         Registry("thing").get("anything")
