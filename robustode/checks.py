@@ -16,9 +16,9 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from .defenses.common import bn_mode
-from .defenses.split import difference, first_line, split_model
+from .defenses.split import difference, split_model
 from .defenses.trace_split import preprocessing
-from .errors import ConfigError
+from .errors import ConfigError, first_line
 from .models.contract import select_output
 from .utils import forked_rng
 

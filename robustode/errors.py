@@ -38,3 +38,12 @@ class RecordError(RobustodeError):
 
 class TrainingError(RobustodeError):
     """Training failed (the loss diverged); what was saved is named in the message."""
+
+
+def first_line(err: BaseException, typed: bool = True) -> str:
+    """An exception's message cut to its first line (``TypeName: line`` when ``typed``), for one-line errors."""
+    text = str(err).strip()
+    if not text:
+        return type(err).__name__
+    line = text.splitlines()[0]
+    return f"{type(err).__name__}: {line}" if typed else line

@@ -14,8 +14,7 @@ from pathlib import Path
 
 from torch import nn
 
-from ..defenses.split import first_line
-from ..errors import ConfigError
+from ..errors import ConfigError, first_line
 from ..models import create
 
 

@@ -26,10 +26,10 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from ..errors import ConfigError
+from ..errors import ConfigError, first_line
 from ..utils import forked_rng
 from .common import bn_mode
-from .split import ADVICE, LayerSplit, first_line, trains
+from .split import ADVICE, LayerSplit, trains
 
 
 @dataclass
@@ -108,7 +108,8 @@ class HookedRest:
         self.model, self.chain, self.stand_ins = model, chain, stand_ins  # (label, shape after the batch, dtype)
 
     def __call__(self, z: torch.Tensor):
-        sealed = [_seal(torch.empty((z.shape[0], *shape), dtype=dtype, device=z.device), label)
+        # One element expanded to the shape: the stand-ins are never read, so they need no memory of their own.
+        sealed = [_seal(torch.empty((), dtype=dtype, device=z.device).expand(z.shape[0], *shape), label)
                   for label, shape, dtype in self.stand_ins]
         try:
             with _answering(self.chain, sealed[1:] + [z]):

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, first_line
 from ..utils import forked_rng
 from .common import bn_mode, frozen_bn_stats
 
@@ -264,8 +264,3 @@ def difference(a, b) -> str | None:
 def trains(module: nn.Module) -> bool:
     """Whether ``module`` has a parameter that trains (frozen ones are constants, e.g. normalization kept so)."""
     return any(p.requires_grad for p in module.parameters())
-
-
-def first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, first_line
 
 FORMAT = "robustode-checkpoint"
 VERSION = 2  # 2: with a payload digest; version 1 (robustode 0.1, no digest) still loads, unverified
@@ -62,7 +62,8 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
         raise CheckpointError(f"checkpoint {path} cannot be read with weights_only=True ({detail}): "
                               "it is corrupt or not a robustode checkpoint") from None
     except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile) as e:
-        raise CheckpointError(f"checkpoint {path} is corrupt and cannot be read ({_first_line(e)})") from None
+        detail = first_line(e, typed=False)
+        raise CheckpointError(f"checkpoint {path} is corrupt and cannot be read ({detail})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a robustode checkpoint (a {type(state).__name__} "
                               f"without format={FORMAT!r})")
@@ -150,16 +151,11 @@ def set_rng_state(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"].cpu(), device)
 
 
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
 def _unpickler_detail(error: Exception) -> str:
     # torch's message is a paragraph of advice; the one useful line follows "WeightsUnpickler error:".
     _, _, detail = str(error).partition("WeightsUnpickler error:")
     lines = [line.strip() for line in detail.splitlines() if line.strip()]
-    return lines[0].split(". ")[0] if lines else _first_line(error)
+    return lines[0].split(". ")[0] if lines else first_line(error, typed=False)
 
 
 def _fsync_dir(directory: Path) -> None:
