@@ -2,13 +2,17 @@
 
     python bench/cpu_timing.py drift   # how a fixed piece of work's time drifts from block to block
     python bench/cpu_timing.py stem    # the stem's input gradient (Free's extra per replay), by kernel
+    python bench/cpu_timing.py bn      # batch norm's double backward (GradAlign's), torch's and the closed form
 
 ``drift`` times one 512x512 matmul in blocks of 1, 10 and 100 matmuls and reports, per block size,
 the mean, the coefficient of variation, the lag-1 autocorrelation of the block times and the
 interquartile range of the ratio of adjacent blocks: how well a block measured next to another
 cancels the machine's drift. ``stem`` times the backward of resnet20's stem (Conv2d(3, 16, 3,
 padding=1) on a 64x3x32x32 batch) with and without the input gradient, and the same input
-gradient by other routes (each the minimum of ``--repeats`` calls).
+gradient by other routes (each the minimum of ``--repeats`` calls). ``bn`` times one train-mode
+BatchNorm2d(16) on a 64x16x32x32 activation: forward and backward, and GradAlign's pattern (the
+input gradient with create_graph, then a penalty on it backpropagated) with torch's double
+backward and with robustode.defenses.bn_double's closed form.
 """
 
 from __future__ import annotations
@@ -78,10 +82,33 @@ def stem(batch: int = 64, repeats: int = 30) -> dict[str, float]:
     return {name: 1000 * least_seconds(f, repeats) for name, f in routes.items()}
 
 
+def batch_norm(batch: int = 64, channels: int = 16, size: int = 32, repeats: int = 30) -> dict[str, float]:
+    """Milliseconds (minimum of ``repeats``) of one batch-norm layer's passes, GradAlign's with either double backward."""
+    from robustode.defenses.bn_double import closed_form_batch_norm
+
+    bn = torch.nn.BatchNorm2d(channels).train()
+    x = torch.randn(batch, channels, size, size, requires_grad=True)
+
+    def forward_backward():
+        bn(x).sum().backward()
+
+    def penalty(closed: bool):
+        def run():
+            with closed_form_batch_norm() if closed else torch.enable_grad():
+                y = bn(x)
+                (g,) = torch.autograd.grad((y * y).sum(), x, create_graph=True)
+            (g * g).sum().backward()
+        return run
+
+    routes = {"forward and backward": forward_backward, "penalty, torch's double backward": penalty(False),
+              "penalty, closed-form double backward": penalty(True)}
+    return {name: 1000 * least_seconds(f, repeats) for name, f in routes.items()}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["drift", "stem"])
-    p.add_argument("--repeats", type=int, default=30, help="stem: calls per route (default: 30)")
+    p.add_argument("what", choices=["drift", "stem", "bn"])
+    p.add_argument("--repeats", type=int, default=30, help="stem, bn: calls per route (default: 30)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -92,7 +119,7 @@ def main(argv=None):
                   f"autocorrelation {r['lag1']:.2f}, adjacent blocks' ratio quartiles {r['adjacent_q1']:.3f}-"
                   f"{r['adjacent_q3']:.3f}")
         return rows
-    ms = stem(repeats=args.repeats)
+    ms = (stem if args.what == "stem" else batch_norm)(repeats=args.repeats)
     for name, value in ms.items():
         print(f"{name:45s} {value:6.2f} ms")
     return ms
