@@ -182,14 +182,15 @@ def fraction_row(model_name: str, spec: str, path: str, args, device: torch.devi
             "outside_fraction": outside / sum(steps), "steps": len(steps)}
 
 
-def ratio_row(model_name: str, spec: str, args, device: torch.device) -> dict:
+def ratio_row(model_name: str, spec: str, path: str, args, device: torch.device) -> dict:
     """The defense against natural training, alternated at every forward (``interleaved``)."""
     natural = Runner(model_name, "natural", args.batch_size, Clock(device))
-    run = Runner(model_name, spec, args.batch_size, Clock(device))
+    run = Runner(model_name, spec, args.batch_size, Clock(device), path)
     natural.steps(args.warmup)
     run.steps(args.warmup)
     timed = interleaved(natural, run, args.pairs, args.steps)
-    return {"model": model_name, "defense": spec, "batch_size": args.batch_size,
+    path = path if hasattr(run.defense, "closed_form") else "-"
+    return {"model": model_name, "defense": spec, "path": path, "batch_size": args.batch_size,
             "passes": run.defense.passes_per_batch, "step_ms": 1000 * statistics.median(timed["own"]),
             "natural_ms": 1000 * statistics.median(timed["natural"]), "natural_steps": len(timed["natural"]),
             "vs_natural": statistics.median(timed["ratios"]), "pairs": timed["ratios"]}
@@ -200,7 +201,7 @@ def show(report: dict, console) -> None:
     what = "YOPO outside the m full passes" if fraction else f"step vs natural, median of {report['pairs']} pairs"
     table = Table(title=f"{what} on {report['device']} (torch {report['torch']}, {report['threads']} threads)")
     names = (("model", "defense", "path", "batch", "step ms", "outside ms", "outside %") if fraction else
-             ("model", "defense", "batch", "passes", "step ms", "natural ms", "vs natural", "pairs"))
+             ("model", "defense", "path", "batch", "passes", "step ms", "natural ms", "vs natural", "pairs"))
     for name in names:
         table.add_column(name, justify="left" if name in ("model", "defense", "path", "pairs") else "right",
                          no_wrap=True)
@@ -209,7 +210,8 @@ def show(report: dict, console) -> None:
             table.add_row(r["model"], r["defense"], r["path"], str(r["batch_size"]), f"{r['step_ms']:.1f}",
                           f"{r['outside_ms']:.2f}", f"{100 * r['outside_fraction']:.2f}%")
         else:
-            table.add_row(r["model"], r["defense"], str(r["batch_size"]), f"{r['passes']:g}", f"{r['step_ms']:.1f}",
+            table.add_row(r["model"], r["defense"], r.get("path", "-"), str(r["batch_size"]), f"{r['passes']:g}",
+                          f"{r['step_ms']:.1f}",
                           f"{r['natural_ms']:.1f}", f"{r['vs_natural']:.3f}x", pairs_cell(r["pairs"]))
     console.print(table)
     console.print(f"command: {report['command']}; load average (1, 5, 15 min) before / after: {report['load']}")
@@ -236,7 +238,8 @@ def parse_args(argv):
     p.add_argument("--mode", choices=["fraction", "ratio"], default="fraction")
     p.add_argument("--models", default="resnet20,preact_resnet18", help="comma-separated model names")
     p.add_argument("--defenses", default="yopo-5-3,yopo-3-5", help="comma-separated specs (YOPO only for fraction)")
-    p.add_argument("--paths", default="closed-form", help=f"YOPO's paths, of {', '.join(PATHS)} (fraction mode)")
+    p.add_argument("--paths", default="closed-form", help=f"of {', '.join(PATHS)}, for defenses with both (YOPO's "
+                   "inner steps, GradAlign's batch-norm double backward)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--steps", type=int, default=3, help="timed steps per row, or defense steps per pair (default: 3)")
     p.add_argument("--pairs", type=int, default=3, help="pairs in ratio mode (default: 3)")
@@ -256,13 +259,12 @@ def main(argv=None) -> dict:
     console, before, rows = wide_console(), load_average(), []
     for model_name in args.models.split(","):
         for spec in args.defenses.split(","):
-            paths = args.paths.split(",") if args.mode == "fraction" else [None]
-            for path in paths:
-                row = (fraction_row(model_name, spec, path, args, device) if path else
-                       ratio_row(model_name, spec, args, device))
+            for path in args.paths.split(","):
+                row = (fraction_row if args.mode == "fraction" else ratio_row)(model_name, spec, path, args, device)
                 rows.append(row)
-                console.print(f"{model_name} / {spec}{f' / {path}' if path else ''}: {row['step_ms']:.0f} ms",
-                              highlight=False)
+                console.print(f"{model_name} / {spec} / {row['path']}: {row['step_ms']:.0f} ms", highlight=False)
+                if row["path"] == "-":  # one path only
+                    break
     report = {"mode": args.mode, "pairs": args.pairs, "device": device_name(device),
               "torch": torch.__version__, "threads": torch.get_num_threads(),
               "command": command_line("step_cost.py", argv), "load": f"{before} / {load_average()}", "rows": rows}

@@ -135,10 +135,19 @@ def test_step_cost_ratio_is_the_median_of_its_pairs():
             "--batch-size", "4",
             "--steps", "1", "--pairs", "3", "--warmup", "0", "--device", "cpu"]
     rows = step_cost.main(argv)["rows"]
-    assert [(r["defense"], r["passes"], len(r["pairs"])) for r in rows] == [
-        ("natural", 1, 3), ("pgd-1", 2, 3), ("free-2", 2, 3), ("natural-x2", 2, 3)]
+    assert [(r["defense"], r["path"], r["passes"], len(r["pairs"])) for r in rows] == [
+        ("natural", "-", 1, 3), ("pgd-1", "-", 2, 3), ("free-2", "-", 2, 3), ("natural-x2", "-", 2, 3)]
     for r in rows:
         assert r["vs_natural"] == sorted(r["pairs"])[1] > 0
+
+
+def test_step_cost_ratio_runs_each_path_of_a_defense_that_has_two():
+    argv = ["--mode", "ratio", "--models", "resnet20", "--defenses", "grad-align,natural", "--paths",
+            "closed-form,autograd", "--batch-size", "2", "--steps", "1", "--pairs", "1", "--warmup", "0",
+            "--device", "cpu"]
+    rows = step_cost.main(argv)["rows"]
+    assert [(r["defense"], r["path"]) for r in rows] == [("grad-align", "closed-form"), ("grad-align", "autograd"),
+                                                         ("natural", "-")]
 
 
 def test_step_cost_interleaves_a_natural_step_after_each_forward_and_takes_it_out(monkeypatch):
