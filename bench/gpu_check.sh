@@ -82,7 +82,7 @@ else
   TP_GRAPHS=(--models preact_resnet18 --defenses natural --steps 20 --compile reduce-overhead)
   SC_YOPO=(--models preact_resnet18,wrn34_10 --defenses yopo-5-3,yopo-3-5 --paths closed-form,autograd
            --batch-size 256 --steps 5 --warmup 2)
-  SC_RATIO=(--models preact_resnet18 --defenses natural,natural-x8,fgsm-rs,pgd-10,free-8,yopo-5-3,yopo-3-5,trades-10
+  SC_RATIO=(--models preact_resnet18 --defenses natural,natural-x8,fgsm-rs,pgd-10,free-8,yopo-5-3,yopo-3-5,trades-10,grad-align
             --batch-size 512 --steps 2 --pairs 5 --warmup 2)
   TTR=(--dataset cifar10-jpeg --data-dir .data --defenses "${TTR_DEFENSES:-fgsm-rs,free-8,yopo-5-3,pgd-10,natural}"
        --budget-seconds "${TTR_BUDGET:-150}")
