@@ -284,3 +284,12 @@ def test_no_command_prints_the_help_and_fails(capsys):
     assert out.startswith("usage: robustode") and all(c in out for c in ("train", "eval", "leaderboard", "demo"))
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"robustode {ro.__version__}"
+
+
+def test_leaderboard_cost_choices_are_the_reports_costs():
+    # The parser lists them by hand (importing the report would load matplotlib for every command).
+    from robustode.report.cost import COSTS
+
+    sub = next(a for a in build_parser()._actions if getattr(a, "choices", None) and "leaderboard" in a.choices)
+    cost = next(a for a in sub.choices["leaderboard"]._actions if a.dest == "cost")
+    assert list(cost.choices) == list(COSTS)
