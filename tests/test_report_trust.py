@@ -108,6 +108,15 @@ def test_runs_differing_only_by_seed_share_a_row():
     assert "seed 0: 40.00 [" in page and "seed 2: 47.00 [" in page  # each seed's value on hover
 
 
+def test_a_rows_spread_is_mean_and_std_over_its_seeds():
+    rows = group_records([demo_record(seed=s, pgd20=p) for s, p in ((0, 0.40), (1, 0.42), (2, 0.47))])[0].rows
+    pgd20 = lambda r: r.evaluation.pgd20_acc  # noqa: E731
+    mean, std = rows[0].spread(pgd20, 0.01)
+    assert mean == pytest.approx(43.0) and std == pytest.approx(100 * statistics.stdev([0.40, 0.42, 0.47]))
+    one = group_records([demo_record(seed=0, pgd20=0.40)])[0].rows[0]
+    assert one.spread(pgd20) == (0.40, 0.0) and one.spread(lambda r: None) is None
+
+
 @pytest.mark.parametrize("change", [{"label": "other"}, {"device": "NVIDIA A100"}, {"epochs": 50},
                                     {"evaluation": {"attack_settings": {"pgd-20": {"steps": 50}}}}])
 def test_another_setting_is_another_row(change):

@@ -72,13 +72,13 @@ def decimals(largest: float) -> int:
 
 def number_cell(row: Row, get: Callable[[Record], float | None], divisor: float, digits: int) -> Cell:
     """Mean ± std over seeds (or one value) of ``get`` / ``divisor``."""
-    values = [v / divisor for _, v in row.measured(get)]
-    if not values:
+    spread = row.spread(get, divisor)
+    if spread is None:
         return Cell(MISSING, -1.0)
-    mean = statistics.fmean(values)
+    mean, std = spread
     text = f"{mean:,.{digits}f}"
-    if len(set(values)) > 1:  # equal values (the same memory on every seed) need no "± 0"
-        text += f" ± {statistics.stdev(values):,.{digits}f}"
+    if std > 0:  # equal values (the same memory on every seed) need no "± 0"
+        text += f" ± {std:,.{digits}f}"
     return Cell(text, mean)
 
 

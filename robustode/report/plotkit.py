@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import io
 import math
-import statistics
 
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
-
-from .rows import Row
 
 STYLE = {"svg.fonttype": "none",  # text stays text: small files, searchable labels
          "svg.hashsalt": "robustode",  # the same records give the same file
@@ -31,12 +28,6 @@ def svg(fig: Figure) -> str:
 def figure(width: float = 6.0, height: float = 4.4):
     fig = Figure(figsize=(width, height), layout="constrained")
     return fig, fig.add_subplot()
-
-
-def spread(row: Row, get, divisor: float = 1.0) -> tuple[float, float]:
-    """Mean and standard deviation over the row's seeds of ``get`` / ``divisor`` (0 for one run)."""
-    values = [v / divisor for _, v in row.measured(get)]
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def error_bars(ax, xs: list[tuple], ys: list[tuple]) -> None:

@@ -14,7 +14,7 @@ import matplotlib
 
 from .cost import COSTS, Cost
 from .pareto import pareto_front
-from .plotkit import FRONT, POINT, STYLE, error_bars, figure, finish, log_axis, spread
+from .plotkit import FRONT, POINT, STYLE, error_bars, figure, finish, log_axis
 from .rows import Row
 from .tables import method
 
@@ -39,8 +39,8 @@ def robust_vs_cost(rows: list[Row], cost: Cost = COSTS["seconds"]) -> CostPlot:
     if not shown:
         return CostPlot(None, robust)
     unit, divisor = cost.unit(max((row.mean(cost.value) for row in shown), default=0.0))
-    xs = [spread(row, cost.value, divisor) for row in shown]
-    ys = [spread(row, _pgd20, 0.01) for row in shown]
+    xs = [row.spread(cost.value, divisor) for row in shown]
+    ys = [row.spread(_pgd20, 0.01) for row in shown]
     pts = [(x[0], y[0]) for x, y in zip(xs, ys)]
     front = pareto_front(pts)
     with matplotlib.rc_context(STYLE):
@@ -62,8 +62,8 @@ def robust_vs_cost(rows: list[Row], cost: Cost = COSTS["seconds"]) -> CostPlot:
 def clean_vs_robust(rows: list[Row]) -> str:
     """PGD-20 accuracy against clean accuracy, one labelled point per row."""
     shown = [row for row in rows if row.mean(_pgd20) is not None]
-    xs = [spread(row, lambda r: r.evaluation.clean_acc, 0.01) for row in shown]
-    ys = [spread(row, _pgd20, 0.01) for row in shown]
+    xs = [row.spread(lambda r: r.evaluation.clean_acc, 0.01) for row in shown]
+    ys = [row.spread(_pgd20, 0.01) for row in shown]
     with matplotlib.rc_context(STYLE):
         fig, ax = figure()
         error_bars(ax, xs, ys)

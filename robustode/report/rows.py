@@ -103,6 +103,14 @@ class Row:
         values = [v for _, v in self.measured(get)]
         return statistics.fmean(values) if values else None
 
+    def spread(self, get: Callable[[Record], float | None], divisor: float = 1.0) -> tuple[float, float] | None:
+        """(mean, standard deviation) over the runs of ``get`` / ``divisor``, the deviation 0 for one run;
+        None where no run has a value."""
+        values = [v / divisor for _, v in self.measured(get)]
+        if not values:
+            return None
+        return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
     @property
     def single_step(self) -> bool:
         return single_step(self.first.defense.spec)
