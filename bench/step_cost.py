@@ -140,7 +140,8 @@ def interleaved(natural: Runner, run: Runner, pairs: int, steps: int = 1) -> dic
     ("ratios")."""
     if natural.clock is run.clock:
         raise ValueError("interleaved: the natural and the defense runner need clocks of their own")
-    passes, inner = run.defense.passes_per_batch, []
+    passes = run.defense.passes_per_batch
+    pending, inner = [], []  # a natural step is due (the output layer ran); the natural steps of this pair
 
     def natural_step(*_):
         if pending:
@@ -149,7 +150,7 @@ def interleaved(natural: Runner, run: Runner, pairs: int, steps: int = 1) -> dic
                 inner.extend(natural.steps(1))
 
     before = natural.steps(1)
-    own, every, ratios, pending = [], list(before), [], []
+    own, every, ratios = [], list(before), []
     leaves = leaf_modules(run.model)
     hooks = [leaves[-1].register_forward_hook(lambda *_: pending.append(True)),
              leaves[0].register_forward_pre_hook(natural_step)]

@@ -93,9 +93,8 @@ class _BatchNormTrain(torch.autograd.Function):
 
 def _closed_form(x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
     """The closed-form batch norm where it applies (batch statistics, affine, one dtype, no autocast); else None."""
-    if not training or weight is None or bias is None or x.dim() < 2 or torch.is_autocast_enabled(x.device.type):
-        return None
-    if weight.dtype != x.dtype:
+    if (not training or weight is None or bias is None or x.dim() < 2 or weight.dtype != x.dtype
+            or torch.is_autocast_enabled(x.device.type)):
         return None
     return _BatchNormTrain.apply(x, weight, bias, (running_mean, running_var), momentum, eps)
 
