@@ -12,7 +12,7 @@ padding=1) on a 64x3x32x32 batch) with and without the input gradient, and the s
 gradient by other routes (each the minimum of ``--repeats`` calls). ``bn`` times one train-mode
 BatchNorm2d(16) on a 64x16x32x32 activation: forward and backward, and GradAlign's pattern (the
 input gradient with create_graph, then a penalty on it backpropagated) with torch's double
-backward and with robustode.defenses.bn_double's closed form.
+backward and with robustode.defenses.double_backward's closed form.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def stem(batch: int = 64, repeats: int = 30) -> dict[str, float]:
 
 def batch_norm(batch: int = 64, channels: int = 16, size: int = 32, repeats: int = 30) -> dict[str, float]:
     """Milliseconds (minimum of ``repeats``) of one batch-norm layer's passes, GradAlign's with either double backward."""
-    from robustode.defenses.bn_double import closed_form_batch_norm
+    from robustode.defenses.double_backward import closed_form_double_backward
 
     bn = torch.nn.BatchNorm2d(channels).train()
     x = torch.randn(batch, channels, size, size, requires_grad=True)
@@ -94,7 +94,7 @@ def batch_norm(batch: int = 64, channels: int = 16, size: int = 32, repeats: int
 
     def penalty(closed: bool):
         def run():
-            with closed_form_batch_norm() if closed else torch.enable_grad():
+            with closed_form_double_backward(convolution=False) if closed else torch.enable_grad():
                 y = bn(x)
                 (g,) = torch.autograd.grad((y * y).sum(), x, create_graph=True)
             (g * g).sum().backward()

@@ -12,8 +12,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..utils import check_eps
 from .base import Defense, Preset, StepOutput
-from .bn_double import closed_form_batch_norm
 from .common import as_positive, clip_delta, output, random_start, sgd_step
+from .double_backward import closed_form_double_backward
 
 
 def input_gradient(model, x: torch.Tensor, y: torch.Tensor, delta: torch.Tensor,
@@ -61,9 +61,9 @@ class GradAlign(Defense):
     Cost: 4 passes per batch: FGSM at x, the gradient at x + eta, the training
     forward+backward, and the backward through the gradient at x + eta counted
     as one more (2 with ``lam=0``, plain FGSM from zero). Double backprop does not run under torch.compile (``compile``
-    is refused). The gradient at x + eta runs batch norm with its double backward in closed form
-    (robustode.defenses.bn_double: the same gradients, in fewer passes); ``closed_form = False``
-    keeps torch's.
+    is refused). The gradient at x + eta runs batch norm, convolutions and ReLUs with their double
+    backwards in closed form (robustode.defenses.double_backward: the same gradients, in fewer
+    passes and torch's own kernels); ``closed_form = False`` keeps torch's.
     Preset: the authors' CIFAR-10 runs: 30 epochs, cyclic lr 0 -> 0.3 -> 0 per
     iteration peaking at 2/5 of the run, constant momentum 0.9 (they set the lr
     by hand), weight decay 5e-4, batch 128 (PreActResNet-18).
@@ -94,7 +94,8 @@ class GradAlign(Defense):
         if self.lam is None:
             self.lam = 0.02 * 10 ** (self.eps * 255 / 8)
         self.lam = as_positive(self.lam, "lam", allow_zero=True)
-        # Batch norm's double backward in closed form (robustode.defenses.bn_double); False: torch's, the reference.
+        # Batch norm's, convolutions' and ReLUs' double backwards in closed form (robustode.defenses.double_backward);
+        # False: torch's, the reference.
         self.closed_form = True
 
     @property
@@ -107,7 +108,7 @@ class GradAlign(Defense):
         logits = model(x_adv)
         loss = self.cross_entropy(logits, y)
         if self.lam > 0:
-            with closed_form_batch_norm() if self.closed_form else nullcontext():
+            with closed_form_double_backward() if self.closed_form else nullcontext():
                 g2 = input_gradient(model, x, y, random_start(x, self.eps), create_graph=True)
             loss = loss + self.lam * misalignment(g1, g2)
         sgd_step(loss, optimizers, on_step)
