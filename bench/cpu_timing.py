@@ -1,18 +1,22 @@
-"""Two small CPU measurements behind bench/RESULTS.md's reading of step_cost.py's ratios (one thread):
+"""Small CPU measurements behind bench/RESULTS.md's reading of step_cost.py's ratios (one thread):
 
     python bench/cpu_timing.py drift   # how a fixed piece of work's time drifts from block to block
     python bench/cpu_timing.py stem    # the stem's input gradient (Free's extra per replay), by kernel
     python bench/cpu_timing.py bn      # batch norm's double backward (GradAlign's), torch's and the closed form
+    python bench/cpu_timing.py conv    # the same for a convolution
+    python bench/cpu_timing.py relu    # the same for a ReLU
 
 ``drift`` times one 512x512 matmul in blocks of 1, 10 and 100 matmuls and reports, per block size,
 the mean, the coefficient of variation, the lag-1 autocorrelation of the block times and the
 interquartile range of the ratio of adjacent blocks: how well a block measured next to another
 cancels the machine's drift. ``stem`` times the backward of resnet20's stem (Conv2d(3, 16, 3,
 padding=1) on a 64x3x32x32 batch) with and without the input gradient, and the same input
-gradient by other routes (each the minimum of ``--repeats`` calls). ``bn`` times one train-mode
-BatchNorm2d(16) on a 64x16x32x32 activation: forward and backward, and GradAlign's pattern (the
-input gradient with create_graph, then a penalty on it backpropagated) with torch's double
-backward and with robustode.defenses.double_backward's closed form.
+gradient by other routes (each the minimum of ``--repeats`` calls). ``bn``, ``conv`` and ``relu`` time
+one layer (train-mode BatchNorm2d(16), Conv2d(16, 16, 3, padding=1), ReLU) on a 64x16x32x32
+activation: forward and backward, and GradAlign's pattern (the input gradient with create_graph,
+then a penalty on it backpropagated) with torch's double backward and with
+robustode.defenses.double_backward's closed form for that layer alone (checked to give torch's
+gradients first).
 """
 
 from __future__ import annotations
@@ -82,24 +86,41 @@ def stem(batch: int = 64, repeats: int = 30) -> dict[str, float]:
     return {name: 1000 * least_seconds(f, repeats) for name, f in routes.items()}
 
 
-def batch_norm(batch: int = 64, channels: int = 16, size: int = 32, repeats: int = 30) -> dict[str, float]:
-    """Milliseconds (minimum of ``repeats``) of one batch-norm layer's passes, GradAlign's with either double backward."""
+LAYERS = {"bn": lambda c: torch.nn.BatchNorm2d(c).train(), "conv": lambda c: torch.nn.Conv2d(c, c, 3, padding=1),
+          "relu": lambda c: torch.nn.ReLU()}
+ONLY = {"bn": {"convolution": False, "relu": False}, "conv": {"batch_norm": False, "relu": False},
+        "relu": {"batch_norm": False, "convolution": False}}
+
+
+def double_backward(layer: str = "bn", batch: int = 64, channels: int = 16, size: int = 32,
+                    repeats: int = 30) -> dict[str, float]:
+    """Milliseconds (minimum of ``repeats``) of one layer's passes (``LAYERS``), GradAlign's with either double
+    backward; raises if the two give different gradients."""
     from robustode.defenses.double_backward import closed_form_double_backward
 
-    bn = torch.nn.BatchNorm2d(channels).train()
+    torch.manual_seed(0)
+    module = LAYERS[layer](channels)
     x = torch.randn(batch, channels, size, size, requires_grad=True)
 
     def forward_backward():
-        bn(x).sum().backward()
+        module(x).sum().backward()
 
     def penalty(closed: bool):
         def run():
-            with closed_form_double_backward(convolution=False) if closed else torch.enable_grad():
-                y = bn(x)
+            with closed_form_double_backward(**ONLY[layer]) if closed else torch.enable_grad():
+                y = module(x)
                 (g,) = torch.autograd.grad((y * y).sum(), x, create_graph=True)
             (g * g).sum().backward()
         return run
 
+    def gradients(closed: bool):
+        x.grad = None
+        module.zero_grad()
+        penalty(closed)()
+        return [x.grad.clone()] + [p.grad.clone() for p in module.parameters()]
+
+    if not all(torch.allclose(a, b, rtol=1e-4, atol=1e-5) for a, b in zip(gradients(True), gradients(False))):
+        raise AssertionError(f"the closed-form double backward of {layer} does not give torch's gradients")
     routes = {"forward and backward": forward_backward, "penalty, torch's double backward": penalty(False),
               "penalty, closed-form double backward": penalty(True)}
     return {name: 1000 * least_seconds(f, repeats) for name, f in routes.items()}
@@ -107,8 +128,8 @@ def batch_norm(batch: int = 64, channels: int = 16, size: int = 32, repeats: int
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["drift", "stem", "bn"])
-    p.add_argument("--repeats", type=int, default=30, help="stem, bn: calls per route (default: 30)")
+    p.add_argument("what", choices=["drift", "stem", *LAYERS])
+    p.add_argument("--repeats", type=int, default=30, help="stem, bn, conv, relu: calls per route (default: 30)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -119,7 +140,7 @@ def main(argv=None):
                   f"autocorrelation {r['lag1']:.2f}, adjacent blocks' ratio quartiles {r['adjacent_q1']:.3f}-"
                   f"{r['adjacent_q3']:.3f}")
         return rows
-    ms = (stem if args.what == "stem" else batch_norm)(repeats=args.repeats)
+    ms = stem(repeats=args.repeats) if args.what == "stem" else double_backward(args.what, repeats=args.repeats)
     for name, value in ms.items():
         print(f"{name:45s} {value:6.2f} ms")
     return ms
