@@ -69,7 +69,7 @@ if [[ -n ${GPU_CHECK_TOY:-} ]]; then
   TP_COMPILE=(--models resnet20 --defenses natural --batch-size 8 --steps 2 --compile)
   TP_GRAPHS=(--models resnet20 --defenses natural --batch-size 8 --steps 2 --compile default)
   SC_YOPO=(--models resnet20 --defenses yopo-2-1 --paths closed-form,autograd --batch-size 8 --steps 1)
-  SC_RATIO=(--models resnet20 --defenses natural,natural-x2,yopo-2-1 --batch-size 8 --steps 1 --pairs 3)
+  SC_RATIO=(--models resnet20 --defenses natural,natural-x2,yopo-2-1,grad-align --batch-size 8 --steps 1 --pairs 3)
   TTR=(--model resnet20 --dataset synthetic --train-subset 32 --n 8 --epochs 1 --batch-size 16
        --defenses "${TTR_DEFENSES:-natural,yopo-2-1}")
 else
