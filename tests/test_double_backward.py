@@ -193,3 +193,57 @@ def test_a_convolution_under_autocast_runs_in_autocasts_precision():
     (out_ref, g_ref, w_ref), (out, g, w) = grads
     assert torch.equal(out, out_ref)  # torch's kernel on the same bfloat16 operands
     assert torch.allclose(g, g_ref) and torch.allclose(w, w_ref, rtol=2e-2, atol=1e-2)
+
+
+def test_float64_convolutions_under_autocast_stay_float64_as_torchs():
+    torch.manual_seed(7)
+    x = torch.randn(2, 3, 6, 6, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 3, 3, 3, dtype=torch.float64, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ref = F.conv2d(x, w)
+        with closed_form_double_backward():
+            out = F.conv2d(x, w)
+    assert ref.dtype == out.dtype == torch.float64 and "_ConvolutionBackward" in graph_names(out)
+    assert torch.equal(out, ref)
+
+
+def test_the_input_given_by_keyword_takes_the_closed_form():
+    torch.manual_seed(8)
+    x = torch.randn(2, 3, 6, 6, requires_grad=True)
+    w = torch.randn(4, 3, 3, 3)
+    bn = nn.BatchNorm2d(3).train()
+    with closed_form_double_backward():
+        outs = {"_ConvolutionBackward": (F.conv2d(input=x, weight=w, padding=1), F.conv2d(x, w, padding=1)),
+                "_ReluBackward": (torch.relu(input=x), F.relu(x)),
+                "_BatchNormTrainBackward": (F.batch_norm(input=x, running_mean=bn.running_mean.clone(),
+                                                         running_var=bn.running_var.clone(), weight=bn.weight,
+                                                         bias=bn.bias, training=True),
+                                            bn(x))}
+    for node, (by_keyword, by_position) in outs.items():
+        assert node in graph_names(by_keyword) and torch.equal(by_keyword, by_position)
+
+
+@pytest.mark.parametrize("layer", ["conv", "batch norm", "relu"])
+@pytest.mark.parametrize("third", ["constant cotangent", "cotangent with a graph"])
+def test_a_third_derivative_through_the_closed_form_raises(layer, third):
+    """once_differentiable alone lets a third derivative through the saved tensors come out silently wrong."""
+    torch.manual_seed(9)
+    module = {"conv": nn.Conv2d(2, 2, 3, padding=1), "batch norm": nn.BatchNorm2d(2).train(), "relu": nn.ReLU()}[layer]
+    x = torch.randn(3, 2, 4, 4, dtype=torch.float64, requires_grad=True)
+    module = module.double()
+    with closed_form_double_backward():
+        (g,) = torch.autograd.grad((module(x) ** 3).sum(), x, create_graph=True)
+        h = g.sum() if third == "constant cotangent" else g.square().sum()
+        with pytest.raises(RuntimeError, match="first and second derivatives only"):
+            torch.autograd.grad(h, x, create_graph=True)
+    (second,) = torch.autograd.grad(h, x)  # without a graph: the second derivative, as torch's
+    (g_ref,) = torch.autograd.grad((module(x) ** 3).sum(), x, create_graph=True)
+    (second_ref,) = torch.autograd.grad(g_ref.sum() if third == "constant cotangent" else g_ref.square().sum(), x)
+    assert torch.allclose(second, second_ref, rtol=1e-9, atol=1e-12)
+
+
+def test_batch_norm_over_one_value_per_channel_raises_as_torchs():
+    bn = nn.BatchNorm1d(3).train()
+    with closed_form_double_backward(), pytest.raises(ValueError, match="more than 1 value per channel"):
+        bn(torch.randn(1, 3, requires_grad=True))
+    assert torch.isfinite(bn.running_var).all()

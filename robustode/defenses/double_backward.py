@@ -37,14 +37,39 @@ torch's double backward in a GradAlign step.)
 
     with closed_form_double_backward():
         g = torch.autograd.grad(loss(model(x)), x, create_graph=True)
+
+First and second derivatives only: asking the second backward for a graph to differentiate again raises.
+Inside the mode torch.func's transforms, forward-mode AD and non-reentrant checkpointing do not run
+through these layers (their Functions have no setup_context or jvp); GradAlign uses none of them.
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 from torch.overrides import TorchFunctionMode
+
+
+def _second_order_only(backward):
+    """A double backward's ``backward`` that refuses to be differentiated again: ``once_differentiable`` alone
+    attaches its error only when the incoming gradients require grad, so a third derivative through the saved
+    tensors would come out silently wrong."""
+
+    once = once_differentiable(backward)
+
+    @functools.wraps(backward)
+    def checked(ctx, *grads):
+        if torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad
+                                           for t in (*grads, *ctx.saved_tensors)):
+            raise RuntimeError("closed_form_double_backward covers first and second derivatives only: this backward "
+                               "of a backward was asked for a graph (create_graph=True) to differentiate it again; "
+                               "run that code outside the mode (GradAlign: closed_form = False)")
+        return once(ctx, *grads)
+
+    return checked
 
 
 def _channel(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -71,7 +96,7 @@ class _BatchNormGrad(torch.autograd.Function):
         return grads
 
     @staticmethod
-    @once_differentiable
+    @_second_order_only
     def backward(ctx, gg_in, gg_weight, gg_bias):
         grad_out, x, weight, mean, invstd = ctx.saved_tensors
         count = x.numel() // x.shape[1]
@@ -115,10 +140,12 @@ class _BatchNormTrain(torch.autograd.Function):
         return g_in, g_weight, g_bias, None, None, None
 
 
-def _closed_form(x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
-    """The closed-form batch norm where it applies (batch statistics, affine, one dtype, no autocast); else None."""
-    if (not training or weight is None or bias is None or x.dim() < 2 or weight.dtype != x.dtype
-            or torch.is_autocast_enabled(x.device.type)):
+def _closed_form(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+    """The closed-form batch norm where it applies (batch statistics over more than one value per channel, affine,
+    one dtype, no autocast); else None, and torch's runs (and raises where it does)."""
+    x = input
+    if (not training or weight is None or bias is None or x.dim() < 2 or x.numel() <= x.shape[1]
+            or weight.dtype != x.dtype or torch.is_autocast_enabled(x.device.type)):
         return None
     return _BatchNormTrain.apply(x, weight, bias, (running_mean, running_var), momentum, eps)
 
@@ -150,7 +177,7 @@ class _ConvolutionGrad(torch.autograd.Function):
         return torch.ops.aten.convolution_backward(grad_out, x, weight, *conf, mask)
 
     @staticmethod
-    @once_differentiable
+    @_second_order_only
     def backward(ctx, gg_in, gg_weight, gg_bias):
         grad_out, x, weight = ctx.saved_tensors
         _, *geometry = ctx.conf  # bias sizes, then stride, padding, dilation, transposed, output padding, groups
@@ -191,9 +218,10 @@ class _Convolution(torch.autograd.Function):
 _CONVOLUTIONS = {F.conv1d: 1, F.conv2d: 2, F.conv3d: 3}
 
 
-def _convolution(dims, x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+def _convolution(dims, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """The closed-form convolution where it applies (a batch, numeric padding); else None. Under autocast it runs
-    in autocast's precision, as torch's convolution does there."""
+    in autocast's precision, as torch's convolution does there (float64 operands stay float64, as there)."""
+    x = input
     if isinstance(padding, str) or x.dim() != dims + 2:
         return None
     if torch.is_autocast_enabled(x.device.type):
@@ -201,7 +229,8 @@ def _convolution(dims, x, weight, bias=None, stride=1, padding=0, dilation=1, gr
         if get_dtype is None:
             return None
         low = get_dtype(x.device.type)
-        x, weight, bias = (t if t is None or not t.is_floating_point() else t.to(low) for t in (x, weight, bias))
+        x, weight, bias = (t if t is None or not t.is_floating_point() or t.dtype == torch.float64 else t.to(low)
+                           for t in (x, weight, bias))
     if weight.dtype != x.dtype or (bias is not None and bias.dtype != x.dtype):
         return None
 
@@ -221,7 +250,7 @@ class _ReluGrad(torch.autograd.Function):
         return torch.ops.aten.threshold_backward(grad_out, out, 0)
 
     @staticmethod
-    @once_differentiable
+    @_second_order_only
     def backward(ctx, gg_in):
         (out,) = ctx.saved_tensors
         return torch.ops.aten.threshold_backward(gg_in, out, 0), None
@@ -242,9 +271,9 @@ class _Relu(torch.autograd.Function):
         return _ReluGrad.apply(grad_out, out)
 
 
-def _relu(x, inplace=False):
+def _relu(input, inplace=False):
     """The ReLU whose double backward writes no zeros, where it applies (not in place); else None."""
-    return None if inplace or not isinstance(x, torch.Tensor) else _Relu.apply(x)
+    return None if inplace or not isinstance(input, torch.Tensor) else _Relu.apply(input)
 
 
 _RELUS = (F.relu, torch.relu, torch.Tensor.relu)
