@@ -78,9 +78,11 @@ def stem(batch: int = 64, repeats: int = 30) -> dict[str, float]:
         "conv2d of the flipped weight": lambda: F.conv2d(g, flipped, padding=1),
         "conv2d of the flipped weight, channels-last": lambda: F.conv2d(g_last, flipped, padding=1),
         "matmul and fold": lambda: F.fold(torch.matmul(as_matrix, g.reshape(batch, 16, -1)), (32, 32), 3, padding=1),
+        "slow_conv2d backward (im2col and gemm)": lambda: torch.ops.aten._slow_conv2d_backward(
+            g, x, w, [3, 3], [1, 1], [1, 1], [True, False, False])[0],
     }
     reference = F.conv_transpose2d(g, w, padding=1)
-    for name in ("conv2d of the flipped weight", "matmul and fold"):
+    for name in ("conv2d of the flipped weight", "matmul and fold", "slow_conv2d backward (im2col and gemm)"):
         if not torch.allclose(routes[name](), reference, atol=1e-4):
             raise AssertionError(f"{name} does not give the stem's input gradient")
     return {name: 1000 * least_seconds(f, repeats) for name, f in routes.items()}
@@ -88,8 +90,7 @@ def stem(batch: int = 64, repeats: int = 30) -> dict[str, float]:
 
 LAYERS = {"bn": lambda c: torch.nn.BatchNorm2d(c).train(), "conv": lambda c: torch.nn.Conv2d(c, c, 3, padding=1),
           "relu": lambda c: torch.nn.ReLU()}
-ONLY = {"bn": {"convolution": False, "relu": False}, "conv": {"batch_norm": False, "relu": False},
-        "relu": {"batch_norm": False, "convolution": False}}
+SWITCHES = {"bn": "batch_norm", "conv": "convolution", "relu": "relu"}  # closed_form_double_backward's, per layer
 
 
 def double_backward(layer: str = "bn", batch: int = 64, channels: int = 16, size: int = 32,
@@ -107,7 +108,8 @@ def double_backward(layer: str = "bn", batch: int = 64, channels: int = 16, size
 
     def penalty(closed: bool):
         def run():
-            with closed_form_double_backward(**ONLY[layer]) if closed else torch.enable_grad():
+            only = {switch: name == layer for name, switch in SWITCHES.items()}
+            with closed_form_double_backward(**only) if closed else torch.enable_grad():
                 y = module(x)
                 (g,) = torch.autograd.grad((y * y).sum(), x, create_graph=True)
             (g * g).sum().backward()

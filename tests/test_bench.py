@@ -201,7 +201,7 @@ def test_cpu_timing_drift_and_stem_routes():
     for r in rows:
         assert r["mean_s"] > 0 and r["cv"] >= 0 and -1 <= r["lag1"] <= 1 and 0 < r["adjacent_q1"] <= r["adjacent_q3"]
     ms = cpu_timing.stem(batch=2, repeats=2)  # raises if a route's input gradient differs from conv_transpose2d's
-    assert len(ms) == 7 and all(v > 0 for v in ms.values())
+    assert len(ms) == 8 and all(v > 0 for v in ms.values())
     for layer in ("bn", "conv", "relu"):  # raises if the closed form's gradients differ from torch's
         ms = cpu_timing.double_backward(layer, batch=2, channels=2, size=4, repeats=2)
         assert list(ms) == ["forward and backward", "penalty, torch's double backward",
