@@ -1,49 +1,17 @@
 """Adversarial weight perturbation (Wu, Xia, Wang, NeurIPS 2020, https://arxiv.org/abs/2004.05884).
 
-Checked against the authors' code (github.com/csdongxian/AWP, AT_AWP/utils_awp.py
-and trades_AWP/): after the attack, one ascent step on the training loss of the
-adversarial batch, taken on a copy of the model in train mode, gives per weight
-tensor l the perturbation v_l = gamma * ||w_l|| * g_l / ||g_l|| (g_l the loss's
-gradient, Frobenius norms over the whole tensor: ||v_l|| = gamma * ||w_l||
-exactly). Only multi-dimensional tensors whose names contain "weight" move
-(convolution and linear weights; biases, batch-norm affine parameters and
-buffers do not). The training loss is then taken at w + v (its train-mode
-forward updates the batch-norm statistics there), the optimizer steps, and v
-is taken back off. Here the ascent step runs on the model itself with its
-batch-norm statistics frozen, which equals the authors' throw-away copy.
+After the attack, one ascent step on the training loss of the adversarial batch (batch-norm
+statistics frozen) gives per weight tensor l the perturbation
+v_l = gamma * ||w_l|| * g_l / ||g_l|| (``awp_gamma``; convolution and linear weights only,
+g_l the loss's gradient). The training loss is then taken at w + v, the optimizer steps, and
+v is taken back off; ``awp_warmup`` data epochs train without it. It serves the defenses
+with ``supports_awp`` (pgd-K, trades-K, mart-K) and doubles their training loss's passes.
 
-The authors' restore subtracts v from the stepped weights; robustode restores
-w + (stepped - (w + v)): the same update, and bit-exactly w when the step does
-not move the weights. Under data parallelism the ranks' ascent gradients are
-summed, each weighted by its share of the minibatch (as robustode.training.data_parallel
-weighs the training gradients), so every rank perturbs by the same v, the one of
-the global batch.
+    defense = robustode.defenses.create_defense("pgd-10(awp_gamma=0.01)")
+    model, record = robustode.train("preact_resnet18", defense, "cifar10")
 
-Forwards that differ from the authors' loops (each a batch-norm statistics update):
-
-- AT-AWP (AT_AWP/train_cifar10.py), after the restore, runs a clean forward of x in
-  train mode (not under no_grad) only to log its accuracy: one more update per step,
-  which robustode does not run. Its attack (robust_overfitting's attack_pgd) ends with
-  one more forward of the final x + delta (reduction="none", to pick the restart) in
-  the model's mode, train mode for all but each epoch's first batch; robustode's
-  attack has no such forward.
-- TRADES-AWP (trades_AWP/train_trades_cifar.py) takes the loss at w + v with the
-  forwards f(x'), f(x) (the KL target), f(x) (the cross-entropy); robustode keeps the
-  TRADES reference's order f(x), f(x'), f(x): the same three updates, in another order.
-
-Settings: ``pgd-10(awp_gamma=0.01)`` keeps PGD-k's own preset (the YOPO authors' PGD
-baseline: batch 256, weight decay 2e-4, 105 epochs, lr x0.1 at 75, 90, 100) and its
-attack in ``bn_mode="eval"``. The AWP authors' AT-AWP PreActResNet-18 recipe (their
-train_cifar10.py defaults: gamma 0.01, no warm-up, attack in train mode, SGD lr 0.1,
-momentum 0.9, weight decay 5e-4 on every parameter, batch 128, 200 epochs, lr /10 at
-50% and /100 at 75% of the run) is
-
-    robustode.train("preact_resnet18", "pgd-10(awp_gamma=0.01, bn_mode=train)", "cifar10",
-                    epochs=200, batch_size=128, lr=0.1, momentum=0.9, weight_decay=5e-4,
-                    schedule="multistep", milestones=(100, 150), gamma=0.1)
-
-(eps 8/255, alpha 2/255 and 10 steps are pgd-10's defaults), short of the two extra
-forwards above.
+Where robustode differs from the authors' code, and their AT-AWP PreActResNet-18 recipe as a
+robustode call: docs/fidelity.md#awp.
 """
 
 from __future__ import annotations

@@ -76,15 +76,15 @@ class Defense:
     ("pgd-10(ema_decay=0.999)"); 0 switches each off:
 
     - ``label_smoothing``: the training loss's cross-entropy uses smoothed labels
-      (``self.cross_entropy``). An attack with forwards of its own keeps the plain
-      one (PGD-k, FGSM-RS, N-FGSM, GradAlign, TRADES, MART); Free and YOPO take their
-      perturbation's gradient from the training loss's own backward (Free's
-      delta.grad, YOPO's p = -dL/dz), so theirs ascends the smoothed loss.
+      (``self.cross_entropy``); Free's and YOPO's perturbations then ascend the
+      smoothed loss, the other defenses' attacks the plain one
+      (docs/fidelity.md#label-smoothing).
     - ``awp_gamma``, ``awp_warmup``: adversarial weight perturbation (Wu, Xia, Wang,
       NeurIPS 2020, https://arxiv.org/abs/2004.05884), for defenses with
       ``supports_awp``; see robustode.defenses.awp.
     - ``ema_decay``: the training loop keeps an exponential moving average of the
-      weights and evaluates and saves it (robustode.training.averaging).
+      weights and evaluates and saves it (robustode.training.averaging;
+      docs/fidelity.md#ema).
 
     A subclass calls ``super().__post_init__()`` (it checks the modifiers) and
     takes its training loss's cross-entropy from ``self.cross_entropy``.
@@ -100,8 +100,8 @@ class Defense:
     preset: ClassVar[Preset] = Preset()
     replays: ClassVar[int] = 1  # optimizer steps per minibatch; data epochs = nominal epochs / replays
     supports_awp: ClassVar[bool] = False  # its training loss is a function of fixed adversarial examples
-    # Settings whose default changed since robustode 0.1, with the value 0.1 behaved as: a run saved then
-    # is resumed with these (and every other setting it lacks at its current default).
+    # Settings whose default changed, with the value runs saved before the setting existed behaved as:
+    # such a run is resumed with these (and every other setting it lacks at its current default).
     legacy_defaults: ClassVar[dict] = {}
     epochs_done: ClassVar[int] = 0  # data epochs completed; the loop sets it on the instance (begin_epoch)
     compiles: ClassVar[bool] = True  # train_step runs under torch.compile (not with double backprop)

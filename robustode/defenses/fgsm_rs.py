@@ -21,26 +21,20 @@ log = logging.getLogger("robustode")
 class FGSMRS(Defense):
     """FGSM-RS (Wong, Rice, Kolter 2020, https://arxiv.org/abs/2001.03994), with the overfitting guard.
 
-    One step: delta ~ U(-eps, eps), clipped; one step
-    delta <- clip(delta + alpha * sign(grad_delta L(x + delta))) with alpha =
-    10/255 = 1.25 eps; then one optimizer step on L(x + delta). The attack runs
-    in ``bn_mode`` "train", as in the authors' code. Two passes per batch.
+    Threat model: L-inf ball of radius eps. One step: delta ~ U(-eps, eps), clipped; one step
+    delta <- clip(delta + alpha * sign(grad_delta L(x + delta))) with the model in ``bn_mode``;
+    then one optimizer step on L(x + delta). The catastrophic-overfitting guard measures PGD
+    accuracy on the first training batch after every epoch; if it falls by more than
+    ``guard_drop``, the previous epoch's weights come back and training stops.
 
-    Catastrophic-overfitting guard (``guard=True``): the first training batch is
-    kept; after every epoch PGD-5 (alpha 2/255, eval mode, float32) measures its
-    robust accuracy. If it falls by more than ``guard_drop`` (0.2 = 20 points)
-    from the previous epoch, the previous epoch's weights and optimizer state are
-    restored and ``end_epoch`` returns the reason (an EpochStop with
-    ``restored_weights``), which stops training.
-
-    Preset: 15 epochs, cyclic lr 0 -> 0.2 -> 0 per iteration, SGD momentum
-    cycling against it 0.9 -> 0.8 at the lr peak -> 0.9, weight decay 5e-4, batch
-    128 (PreActResNet-18). The momentum cycle is torch CyclicLR's default, which
-    the authors' train_fgsm.py left on; ``cycle_momentum=False`` (a training
-    setting) keeps 0.9 throughout. The cycle belongs to the cyclic schedule: another
-    ``schedule`` drops it (and refuses an explicit ``cycle_momentum=True``).
+    Settings: eps 8/255, alpha 10/255 (1.25 eps), bn_mode "train", guard True, guard_drop 0.2
+    (20 points), guard_steps 5, guard_alpha 2/255. Cost: 2 passes per batch. Preset: 15
+    epochs, cyclic lr 0 -> 0.2 -> 0 per iteration, SGD momentum cycling against it
+    0.9 -> 0.8 -> 0.9 (``cycle_momentum=False`` keeps 0.9), weight decay 5e-4, batch 128
+    (PreActResNet-18). Where robustode differs from the authors' code: docs/fidelity.md#fgsm-rs.
 
         defense = robustode.defenses.create_defense("fgsm-rs", guard=False)
+        model, record = robustode.train("preact_resnet18", defense, "cifar10")
     """
 
     alpha: float = 10 / 255

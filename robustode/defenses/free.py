@@ -16,42 +16,27 @@ from .common import as_count, clip_delta, sgd_step
 class Free(Defense):
     """Free-m (Shafahi et al. 2019, "Adversarial Training for Free!", https://arxiv.org/abs/1904.12843).
 
-    One persistent perturbation buffer delta (zero at the start, batch-shaped)
-    is carried across minibatches and never reset. Each minibatch is replayed
-    ``m`` times; each replay is ONE forward/backward of L(clip01(x + delta))
-    that yields both the weight gradient and grad_delta: the optimizer steps on
-    the weights (``on_step`` after each, so the lr schedule counts replays), then
-    delta <- clamp(delta + eps * sign(grad_delta), -eps, eps) (step size = eps).
+    Threat model: L-inf ball of radius eps. One perturbation buffer delta (zero at the start,
+    batch-shaped) is carried across minibatches and never reset. Each minibatch is replayed
+    ``m`` times; each replay is ONE forward/backward of L(clamp(x + delta, 0, 1)) that gives
+    the weight gradient (an optimizer step; ``on_step`` after each, so the lr schedule counts
+    replays) and grad_delta: delta <- clamp(delta + eps * sign(grad_delta), -eps, eps). The
+    loop runs nominal epochs / m data epochs (``replays == m``): natural training's passes.
 
-    Clipping, as the authors (ashafahi/free_adv_train free_train.py, and the
-    PyTorch port mahyarnajibi/FreeAdversarialTraining main_free.py): the carried
-    delta is kept in the eps box only, and the model input clamp(x + delta, 0, 1)
-    keeps the image valid. The buffer rides on to the next minibatch's images, so
-    clipping it to the current image's [0, 1] box would cut it to the shape of an
-    image it is about to leave. ``clip_to_image=True`` also clips delta to
-    [-x, 1 - x], as Wong et al.'s re-implementation (locuslab/fast_adversarial
-    CIFAR10/train_free.py) does.
-
-    The loop runs nominal epochs / m data epochs (``replays == m``), so the total
-    number of forward/backward passes equals natural training's. A last, smaller
-    batch uses (and updates) the first rows of the buffer. A batch of another
-    image shape, or larger than the buffer, starts a fresh zero buffer.
-
-    With ``label_smoothing`` the perturbation ascends the smoothed loss: its
-    gradient comes from the training loss's own backward.
-
-    Defaults: eps 8/255, m 8 (``free-8``). Preset: Shafahi et al.'s CIFAR-10
-    WRN run, 80,000 optimizer steps (replays counted) of batch 128 = 205 nominal
-    epochs, SGD momentum 0.9, weight decay 2e-4, lr 0.1 x0.1 at steps 40,000 and
-    60,000 (nominal epochs 102.4 and 153.6).
+    Settings: eps 8/255, m 8 (``free-8``), clip_to_image False (True: also clip delta to the
+    current image's [0, 1] box). Cost: m passes per batch. Preset: Shafahi et al.'s CIFAR-10
+    WRN run, 205 nominal epochs of batch 128, SGD momentum 0.9, weight decay 2e-4, lr 0.1
+    x0.1 at nominal epochs 102.4 and 153.6.
+    Where robustode differs from the authors' code: docs/fidelity.md#free-m.
 
         defense = robustode.defenses.create_defense("free-8")
+        model, record = robustode.train("wrn34_10", defense, "cifar10")
     """
 
     m: int = 8
     clip_to_image: bool = False  # also clip the carried delta to the current image's [0, 1] box
 
-    legacy_defaults: ClassVar[dict] = {"clip_to_image": True}  # robustode 0.1 clipped to the image box
+    legacy_defaults: ClassVar[dict] = {"clip_to_image": True}  # earlier runs clipped to the image box
     preset: ClassVar[Preset] = Preset(
         lr=0.1, momentum=0.9, weight_decay=2e-4, batch_size=128, epochs=205, milestones=(102.4, 153.6),
         source="Shafahi et al. 2019, github.com/ashafahi/free_adv_train config.py (train_steps 80000, "

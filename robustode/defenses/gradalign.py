@@ -45,37 +45,21 @@ def misalignment(g1: torch.Tensor, g2: torch.Tensor) -> torch.Tensor:
 class GradAlign(Defense):
     """FGSM + GradAlign (Andriushchenko & Flammarion 2020, https://arxiv.org/abs/2007.02617).
 
-    One step, as the authors' train.py with --attack_init=zero: g1 = grad_delta L
-    at the clean x (delta = 0), detached; delta = eps * sign(g1), clipped to
-    [0, 1] (their 1.25 eps step from zero, clipped to the eps-ball, is eps);
-    then one optimizer step on L(x + delta) + lam * (1 - cos(g1, g2)), where g2
-    = grad_eta L(x + eta) at eta ~ U(-eps, eps) is kept differentiable, so the
-    penalty backpropagates through it into the weights (double backprop). The
-    cosine is per example, averaged over the examples where neither gradient is
-    zero. All forwards run in train mode, in the authors' order: x, x + delta,
-    x + eta. One difference: robustode clips x + eta to [0, 1], which the authors
-    leave unclamped (every model input here is an image).
+    Threat model: L-inf ball of radius eps. One step: g1 = grad_delta L at the clean x,
+    detached; delta = eps * sign(g1), clipped to [0, 1]; then one optimizer step on
+    L(x + delta) + lam * (1 - cos(g1, g2)), where g2 = grad_eta L(x + eta) at
+    eta ~ U(-eps, eps) is kept differentiable, so the penalty backpropagates into the weights
+    (double backprop); the cosine is per example.
 
-    Defaults: eps 8/255, lam None = the authors' rule 0.02 * 10 ** (eps * 255 / 8)
-    (sh/exps_diff_eps_cifar10.sh: 0.2 at 8/255, 0.036 at 2/255, 2.0 at 16/255).
-    Cost: 4 passes per batch: FGSM at x, the gradient at x + eta, the training
-    forward+backward, and the backward through the gradient at x + eta counted
-    as one more (2 with ``lam=0``, plain FGSM from zero). Double backprop does not run under torch.compile (``compile``
-    is refused). The gradient at x + eta runs batch norm, convolutions and ReLUs with their double
-    backwards in closed form (robustode.defenses.double_backward: the same gradients, in fewer
-    passes and torch's own kernels); ``closed_form = False`` keeps torch's.
-    Preset: the authors' CIFAR-10 runs: 30 epochs, cyclic lr 0 -> 0.3 -> 0 per
-    iteration peaking at 2/5 of the run, constant momentum 0.9 (they set the lr
-    by hand), weight decay 5e-4, batch 128 (PreActResNet-18).
-    Published figures: the paper's tables could not be read here. A
-    third-party benchmark (FastAT Benchmark, github.com/fzjcdt/FastAT_Benchmark
-    benchmark_data.json, 3 seeds, not a robustode figure; configs/cifar10/grad_align.yaml
-    and fast_at/grad_align.py: ResNet-18 with label smoothing and weight averaging,
-    the setup robustode.defenses.nfgsm's docstring spells out, lambda 0.2) reports
-    CIFAR-10 eps 8/255: 79.39% clean, 52.87% PGD-50, 47.99% AutoAttack, in 2.95
-    times FGSM-RS's training time.
+    Settings: eps 8/255, lam None (the authors' rule 0.02 * 10 ** (eps * 255 / 8): 0.2 at
+    8/255). Cost: 4 passes per batch (2 with ``lam=0``); no torch.compile (``compile`` is
+    refused); double backwards in closed form (``closed_form = False``: torch's). Preset:
+    the authors' CIFAR-10 runs: 30 epochs, cyclic lr 0 -> 0.3 -> 0 per iteration peaking at
+    2/5 of the run, momentum 0.9, weight decay 5e-4, batch 128 (PreActResNet-18).
+    Where robustode differs from the authors' code: docs/fidelity.md#grad-align.
 
         defense = robustode.defenses.create_defense("grad-align")
+        model, record = robustode.train("preact_resnet18", defense, "cifar10")
     """
 
     lam: float | None = None  # weight of the alignment penalty; None: the authors' rule for eps

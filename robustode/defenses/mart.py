@@ -37,28 +37,20 @@ def mart_loss(logits: torch.Tensor, logits_adv: torch.Tensor, y: torch.Tensor, b
 class MART(Defense):
     """MART: misclassification-aware training (Wang et al. 2020, https://openreview.net/forum?id=rklOg6EFwS).
 
-    One step: x' from ``steps`` sign-ascent steps (``step_size``) on CE(f(x'), y)
-    from x + 0.001 * N(0, 1), projected to the eps-ball and [0, 1], in ``bn_mode``
-    "eval"; then, in train mode (forwards f(x), then f(x'), as the reference),
-    one optimizer step on the boosted cross-entropy of x' plus beta times
-    KL(p(x) || p(x')) weighted per example by 1 - p_y(x): the examples the model
-    gets wrong count most (``mart_loss``). Checked against github.com/YisenWang/MART
-    mart.py; the reference leaves the attack's start unclamped.
+    Threat model: L-inf ball of radius eps. One step: x' from ``steps`` sign-ascent steps
+    (``step_size``) on CE(f(x'), y) from x + 0.001 * N(0, 1), projected to the eps-ball and
+    [0, 1], in ``bn_mode``; then, in train mode, one optimizer step on the boosted
+    cross-entropy of x' plus beta times KL(p(x) || p(x')) weighted per example by 1 - p_y(x):
+    the examples the model gets wrong count most (``mart_loss``).
 
-    Defaults: eps 0.031, step_size 0.007, steps 10 (``mart-10``), beta 5.0 (the
-    reference's ResNet-18 script; its WRN-34-10 script and mart_loss's default
-    use 6.0). Cost: steps + 2 passes per batch; AWP (``awp_gamma``) repeats the
-    training loss's 2 passes.
-    Preset: the reference's ResNet-18 CIFAR-10 script (train_resnet.py): SGD
-    momentum 0.9, lr 0.01, weight decay 3.5e-3, batch 128, 120 epochs, lr x0.1,
-    x0.01, x0.001 from the 1-based epochs 75, 90, 100 on (after 74, 89, 99).
-    Published figures: the paper's table could not be read here, and the
-    repository reports none. With AWP, the AWP authors' leaderboard table
-    (github.com/csdongxian/AWP README.md, "The Leaderboard Under Auto Attack", and
-    auto_attacks/README.md, CIFAR-10 Linf) lists MART-AWP on WRN-34-10 at 84.43%
-    clean / 54.23% AutoAttack at eps 8/255 (not a robustode figure).
+    Settings: eps 0.031, step_size 0.007, steps 10 (``mart-10``), beta 5.0, bn_mode "eval".
+    Cost: steps + 2 passes per batch; AWP (``awp_gamma``) repeats the training loss's 2 passes.
+    Preset: the authors' ResNet-18 CIFAR-10 script: SGD momentum 0.9, lr 0.01, weight decay
+    3.5e-3, batch 128, 120 epochs, lr x0.1, x0.01, x0.001 after 74, 89, 99 epochs.
+    Where robustode differs from the authors' code: docs/fidelity.md#mart-k.
 
         defense = robustode.defenses.create_defense("mart-10")
+        model, record = robustode.train("preact_resnet18", defense, "cifar10")
     """
 
     eps: float = 0.031

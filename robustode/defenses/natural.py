@@ -27,8 +27,10 @@ class Natural(Defense):
     ``eps`` is unused; it is kept so that every defense has the same fields.
     Preset: the YOPO authors' natural WRN-34-10 baseline (SGD, momentum 0.9,
     lr 0.1, weight decay 2e-4, batch 256, 105 epochs, lr x0.1 at 75, 90, 100).
+    Where robustode differs from the authors' code: docs/fidelity.md#natural.
 
         defense = robustode.defenses.create_defense("natural")
+        model, record = robustode.train("wrn34_10", defense, "cifar10")
     """
 
     preset: ClassVar[Preset] = yopo_baseline("natural")

@@ -17,29 +17,19 @@ from .common import as_positive, output, random_start, sgd_step
 class NFGSM(Defense):
     """N-FGSM single-step training (de Jorge et al. 2022, "Make Some Noise", https://arxiv.org/abs/2202.01181).
 
-    One step: eta ~ U(-k eps, k eps), then clamped so that x + eta lies in
-    [0, 1]; one FGSM step delta = eta + alpha * sign(grad_eta L(x + eta)) with
-    alpha = eps, clamped to [0, 1] again but NOT projected back to the eps-ball
-    (||delta||_inf reaches k eps + alpha = 3 eps); then one optimizer step on
-    L(x + delta). Both forwards run in train mode, as in the authors' code
-    (github.com/pdejorge/N-FGSM train.py, --unif 2, --alpha = --epsilon, --clip -1).
-    Two passes per batch, FGSM-RS's cost.
+    Threat model: L-inf ball of radius eps; the training perturbation itself reaches
+    k eps + alpha (3 eps by default). One step: eta ~ U(-k eps, k eps), then clamped so that
+    x + eta lies in [0, 1]; one FGSM step delta = eta + alpha * sign(grad_eta L(x + eta)),
+    clamped to [0, 1] again but NOT projected back to the eps-ball; then one optimizer step on
+    L(x + delta), in train mode throughout.
 
-    Defaults: eps 8/255, k 2, alpha None (= eps). Preset: the authors' CIFAR-10
-    PreActResNet-18 runs (experiments.sh): 30 epochs, cyclic lr 0 -> 0.2 -> 0
-    per iteration peaking at the midpoint, momentum cycling 0.9 -> 0.8 -> 0.9
-    (torch CyclicLR's default, left on), weight decay 5e-4, batch 128.
-    Published figures: the paper's tables could not be read here. A
-    third-party benchmark (FastAT Benchmark, github.com/fzjcdt/FastAT_Benchmark
-    benchmark_data.json, 3 seeds, not a robustode figure; its configs/cifar10/n_fgsm.yaml
-    and fast_at/n_fgsm.py: ResNet-18, not PreActResNet-18, 100 epochs, one-cycle lr
-    0.1, label smoothing 0.4, a weight average of the whole state dict with tau
-    0.9995 and no warm-up, and as the final model the best epoch's better of the
-    live and averaged weights by PGD-10 on 1,000 held-out training images)
-    reports CIFAR-10 eps 8/255: 78.59% clean, 53.07% PGD-50, 47.77%
-    AutoAttack (FGSM-RS there: 43.09%).
+    Settings: eps 8/255, k 2, alpha None (= eps). Cost: 2 passes per batch, FGSM-RS's.
+    Preset: the authors' CIFAR-10 PreActResNet-18 runs: 30 epochs, cyclic lr 0 -> 0.2 -> 0 per
+    iteration, momentum cycling 0.9 -> 0.8 -> 0.9, weight decay 5e-4, batch 128.
+    Where robustode differs from the authors' code: docs/fidelity.md#n-fgsm.
 
         defense = robustode.defenses.create_defense("n-fgsm")
+        model, record = robustode.train("preact_resnet18", defense, "cifar10")
     """
 
     k: float = 2.0  # noise magnitude in units of eps

@@ -17,34 +17,19 @@ from .natural import yopo_baseline
 class PGDTraining(Defense):
     """PGD-k adversarial training (Madry et al. 2018, https://arxiv.org/abs/1706.06083).
 
-    One step: delta ~ U(-eps, eps), clipped; ``steps`` times
-    delta <- clip(delta + alpha * sign(grad_delta L(x + delta))) with the model
-    in ``bn_mode`` ("eval" by default, the YOPO authors' choice; Madry used
-    "train"); then, in train mode, one optimizer step on
-    L(x + delta) + clean_weight * L(x). Pure adversarial loss by default
-    (``clean_weight=0``); the YOPO authors' PGD baseline used ``clean_weight=1``.
+    Threat model: L-inf ball of radius eps. One step: delta ~ U(-eps, eps), clipped; ``steps``
+    times delta <- clip(delta + alpha * sign(grad_delta L(x + delta))) with the model in
+    ``bn_mode``; then, in train mode, one optimizer step on L(x + delta) + clean_weight * L(x).
 
-    Defaults: eps 8/255, alpha 2/255, steps 10 (``pgd-10``). Cost: steps + 1
-    forward+backward passes per batch (an attack step's backward stops at the
-    input, but it is counted as a full pass), + 1 when ``clean_weight > 0``;
-    AWP (``awp_gamma``) repeats the training loss's passes once more.
-    Weight decay: robustode decays every trainable parameter (convolution and
-    linear weights, biases, batch-norm scales and shifts) unless the run sets
-    ``no_wd_norms`` (then normalization layers and biases get none) or the model
-    lists ``no_weight_decay_parameters()``; Madry et al.'s code decays the
-    convolution and fully connected weights only.
-    Preset: the YOPO authors' PGD WRN-34-10 baseline (SGD, momentum 0.9, lr 0.1,
-    weight decay 2e-4, batch 256, 105 epochs, lr x0.1 at 75, 90, 100).
-
-    With AWP (AT-AWP, Wu et al. 2020): ``pgd-10(awp_gamma=0.01)`` takes the authors'
-    gamma but keeps this preset and ``bn_mode="eval"``; robustode.defenses.awp gives
-    the spec and training settings of their PreActResNet-18 recipe.
-    Their repository's log of that run (AT_AWP/logs/cifar10_linf/preactresnet18_awp/
-    output.log; PGD-20 on the CIFAR-10 test set during training, eps 8/255, not a
-    robustode figure): best epoch 81.18% clean / 55.39% PGD-20, against 81.70% /
-    52.79% for plain PGD-10 training.
+    Settings: eps 8/255, steps 10 (``pgd-10``), alpha 2/255, bn_mode "eval", clean_weight 0
+    (pure adversarial loss). Cost: steps + 1 forward+backward passes per batch (an attack step
+    counts as one), + 1 when ``clean_weight > 0``; AWP (``awp_gamma``) repeats the training
+    loss's passes once more. Preset: the YOPO authors' PGD WRN-34-10 baseline (SGD, momentum
+    0.9, lr 0.1, weight decay 2e-4, batch 256, 105 epochs, lr x0.1 at 75, 90, 100).
+    Where robustode differs from the authors' code: docs/fidelity.md#pgd-k.
 
         defense = robustode.defenses.create_defense("pgd-10")
+        model, record = robustode.train("wrn34_10", defense, "cifar10")
     """
 
     steps: int = 10

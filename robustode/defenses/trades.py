@@ -41,35 +41,21 @@ def trades_attack(model, x: torch.Tensor, *, eps: float, step_size: float, steps
 class TRADES(Defense):
     """TRADES (Zhang et al. 2019, https://arxiv.org/abs/1901.08573).
 
-    One step: x' from ``steps`` sign-ascent steps (``step_size``) on
-    KL(f(x) || f(x')) from x + 0.001 * N(0, 1), projected to the eps-ball and
-    [0, 1], with the model in ``bn_mode`` "eval"; then, in train mode, one
-    optimizer step on CE(f(x), y) + beta * KL(f(x) || f(x')), KL summed over
-    classes and averaged over the batch (the reference's size_average=False sum
-    divided by the batch size).
+    Threat model: L-inf ball of radius eps. One step: x' from ``steps`` sign-ascent steps
+    (``step_size``) on KL(f(x) || f(x')) from x + 0.001 * N(0, 1), projected to the eps-ball and
+    [0, 1], with the model in ``bn_mode``; then, in train mode, one optimizer step on
+    CE(f(x), y) + beta * KL(f(x) || f(x')), KL summed over classes and averaged over the batch.
 
-    Forwards, as in the reference's trades.py: the training loss runs f(x) for
-    the cross-entropy, then f(x'), then f(x) again for the KL target, all in
-    train mode, so batch norm's running statistics take three updates per step
-    (two from the natural batch), and those statistics feed the next
-    minibatch's eval-mode attack. ``kl_target_forward=False`` reuses the first
-    f(x) as the KL target instead, one pass and one statistics update fewer: for
-    a deterministic model the same loss and gradients (batch norm normalizes by
-    the batch's own statistics in train mode), but a stochastic one (dropout,
-    stochastic depth) draws new masks in the third forward, so there the KL
-    target, hence the loss, differs.
-
-    Defaults: eps 0.031, step_size 0.007, steps 10 (``trades-10``), beta 6.
-    Cost: steps + 3 passes per batch (the attack steps, then forward+backward
-    on x, x' and x again; the attack's clean forward is not counted); steps + 2
-    without ``kl_target_forward``; AWP (``awp_gamma``) repeats the training
-    loss's passes once more (TRADES-AWP, Wu et al. 2020: gamma 0.005 after a
-    warm-up, their ``--awp-warmup 10`` on 1-based epochs = ``awp_warmup=9``).
-    Preset: TRADES' CIFAR-10 WRN-34-10 run: SGD momentum 0.9, lr 0.1, weight
-    decay 2e-4, batch 128, 76 epochs, lr x0.1 from the reference's 1-based epoch
-    75 on, i.e. after 74 completed epochs.
+    Settings: eps 0.031, step_size 0.007, steps 10 (``trades-10``), beta 6, bn_mode "eval",
+    kl_target_forward True (a third train-mode forward, of x, for the KL target, as the
+    authors' trades.py). Cost: steps + 3 passes per batch (steps + 2 without
+    ``kl_target_forward``); AWP (``awp_gamma``) repeats the training loss's passes once more.
+    Preset: TRADES' CIFAR-10 WRN-34-10 run: SGD momentum 0.9, lr 0.1, weight decay 2e-4,
+    batch 128, 76 epochs, lr x0.1 after 74 completed epochs.
+    Where robustode differs from the authors' code: docs/fidelity.md#trades-k.
 
         defense = robustode.defenses.create_defense("trades-10", beta=6.0)
+        model, record = robustode.train("wrn34_10", defense, "cifar10")
     """
 
     eps: float = 0.031
@@ -80,7 +66,7 @@ class TRADES(Defense):
     kl_target_forward: bool = True  # a third train-mode forward, of x, for the KL target (trades.py)
 
     supports_awp: ClassVar[bool] = True
-    legacy_defaults: ClassVar[dict] = {"kl_target_forward": False}  # robustode 0.1 reused the first forward
+    legacy_defaults: ClassVar[dict] = {"kl_target_forward": False}  # earlier runs reused the first forward
     preset: ClassVar[Preset] = Preset(
         lr=0.1, momentum=0.9, weight_decay=2e-4, batch_size=128, epochs=76, milestones=(74,),
         source="Zhang et al. 2019, github.com/yaodongyu/TRADES train_trades_cifar10.py (epochs 76, "

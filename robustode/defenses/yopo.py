@@ -52,56 +52,23 @@ def sign_steps(x: torch.Tensor, eta: torch.Tensor, step: torch.Tensor, *, steps:
 class YOPO(Defense):
     """YOPO-m-n (Zhang et al. 2019, "You Only Propagate Once", https://arxiv.org/abs/1905.00877).
 
-    The model is split into layer one f0 and the rest g (robustode.defenses.split).
-    One step, on one minibatch:
+    Threat model: L-inf ball of radius eps. The model is split into layer one f0 and the rest
+    g: the model's own layer one, else found by tracing the model and checked before training.
+    Per minibatch, from eta ~ U(-eps, eps): ``m`` full passes of L = CE(g(f0(x + eta)), y), each
+    accumulating the gradients of all weights and followed by ``n`` sign steps
+    eta <- clip(eta - sigma * sign(dH/deta)) through layer one only, H(eta) = sum(f0(x + eta) * p)
+    with the co-state p = -dL/dz fixed, and d(-H)/dtheta0 at the new eta is added to layer one's
+    gradient; then one step of the main optimizer and one of the layer-one optimizer.
 
-    1. eta ~ U(-eps, eps), clipped; all gradients zeroed once.
-    2. ``m`` times: z = f0(x + eta), L = CE(g(z), y), backward (weight gradients
-       of ALL parameters accumulate over the m passes); p = -dL/dz, detached;
-       ``n`` sign steps eta <- clip(eta - sigma * sign(dH/deta)) through layer one
-       only, H(eta) = sum(f0(x + eta) * p); then the Hamiltonian gradient
-       d(-H)/dtheta0 at the new eta is added to layer one's gradient.
-    3. One step of the main optimizer (all but layer one) and one of the
-       layer-one optimizer; ``on_step`` once.
-
-    Layer one's gradient is accumulated explicitly (CE gradients of every pass
-    plus every Hamiltonian gradient): the official code's save/restore of
-    conv1's gradient is not replicated. Batch-norm running statistics inside
-    layer one stay frozen during the inner steps and the Hamiltonian pass.
-
-    With ``label_smoothing`` the co-state p = -dL/dz is that of the smoothed loss
-    (the pass is the training loss's own), so eta ascends the smoothed loss.
-
-    Defaults: eps 8/255, sigma 2/255, m 5, n 3 (``yopo-5-3``). Layer one is the
-    model's own (the layer-one contract), else found by tracing the model
-    (robustode.defenses.split), checked before training, and named in the run log
-    and in ``hyperparameters()["layer_one"]``. ``first`` names the first child of a
-    custom sequential model instead. ``nonlinear_layer_one`` (research option)
-    moves the first nonlinearity into layer one; the model must define
-    layer_one_nonlinear(x), rest_nonlinear(z), layer_one_nonlinear_parameters().
-    Cost: ``passes_per_batch`` counts the m full passes only. Where layer one
-    is affine in its input (every built-in model; robustode.defenses.affine
-    proves it from the module, or the model sets ``layer_one_is_affine``),
-    dH/deta = -A^T dL/dz does not depend on eta: each pass then takes one
-    vector-Jacobian product through layer one and n sign steps with no
-    autograd, and the Hamiltonian weight gradients ride on the next pass's
-    backward (the last one: one weight-gradient product for a conv stem, else
-    one layer-one forward and backward). Otherwise (e.g.
-    ``nonlinear_layer_one``) every inner step runs through autograd, m * (n + 1)
-    layer-one passes. Both give the same eta and the same gradients (float
-    rounding in the accumulation order); ``defense.closed_form = False`` forces
-    the autograd path, ``defense.last_path`` says which one the last step took.
-    The authors' train_one_epoch also runs one no-grad, train-mode forward of
-    the final x + eta per minibatch (after the m-th pass, before the optimizer
-    steps) only to log its accuracy; it updates batch norm's running statistics
-    too, so BN sees m + 1 updates per minibatch there. ``stats_forward=True``
-    runs it as they did (a forward without backward, not counted as a pass); by
-    default robustode skips it (m updates).
-    Preset: the official WRN-34-10 YOPO-5-3 run, lr 0.1 * 4 / m for both
-    optimizers, SGD momentum 0.9, weight decay 5e-4, batch 256, 36 epochs, lr x0.1
-    at 30, 34, 36 (the official loop ran 37).
+    Settings: eps 8/255, m 5, n 3 (``yopo-5-3``), sigma 2/255; ``first`` None (names a custom
+    sequential model's first child as layer one), ``nonlinear_layer_one`` False (research
+    option), ``stats_forward`` False (True: the authors' extra batch-norm update). Cost: m
+    passes per batch. Preset: the official WRN-34-10 YOPO-5-3 run (lr 0.1 * 4 / m for both
+    optimizers, SGD momentum 0.9, weight decay 5e-4, batch 256, 36 epochs, lr x0.1 at 30, 34, 36).
+    Where robustode differs from the authors' code: docs/fidelity.md#yopo-m-n.
 
         defense = robustode.defenses.create_defense("yopo-5-3")
+        model, record = robustode.train("wrn34_10", defense, "cifar10")
     """
 
     m: int = 5

@@ -2,25 +2,13 @@
 
 Gowal et al. 2020 (https://arxiv.org/abs/2010.03593) and Rebuffi et al. 2021
 (https://arxiv.org/abs/2103.01946) evaluate the average, not the last weights.
-The warm-up is theirs (google-deepmind/deepmind-research,
-adversarial_robustness/jax/utils.py ema_update with dynamic_decay): the t-th
-update (t = 0, 1, ...) uses d_t = min(decay, (1 + t) / (10 + t)), so the first
-updates follow the weights closely instead of dragging the random initial ones
-along for ~1 / (1 - decay) steps.
-
-Batch-norm buffers: the running statistics are averaged with the same decay as
-the weights, as the FastAT benchmark's PGD-AT + WA does by averaging the whole
-state dict (github.com/fzjcdt/FastAT_Benchmark fast_at/pgd_at.py; 50.49%
-AutoAttack on CIFAR-10 with ResNet-18, the mean of its three seeds). That
-benchmark has no warm-up: a fixed tau 0.9995 from the first step, where
-robustode's ``ema_decay=0.9995`` keeps the warm-up's lower rate for its first
-~18,000 updates (until (1 + t) / (10 + t) reaches 0.9995).
-DeepMind instead evaluates the average with the live model's statistics.
-Robustode averages them because the live statistics describe the weights of
-the last ~10 steps (batch norm's momentum 0.1), while the averaged weights span
-~1 / (1 - decay) steps: averaged statistics cover the same window as the
-weights they normalize. Integer buffers
-(num_batches_tracked) are copied from the live model.
+The t-th update (t = 0, 1, ...) uses d_t = min(decay, (1 + t) / (10 + t)), their
+warm-up, so the first updates follow the weights closely instead of dragging the
+random initial ones along for ~1 / (1 - decay) steps. Batch-norm running
+statistics are averaged with the same decay as the weights, so they cover the
+same window as the weights they normalize; integer buffers (num_batches_tracked)
+are copied from the live model. Where this differs from DeepMind's code and the
+FastAT benchmark's: docs/fidelity.md#ema.
 """
 
 from __future__ import annotations
