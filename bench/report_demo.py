@@ -1,6 +1,6 @@
 """Demo records for looking at the HTML leaderboard: made up, never written to leaderboard/records.
 
-Two tables. CIFAR-10 holds the seed talk's figures (one run each, no per-example
+Two tables. CIFAR-10 holds the seed talk's figures (docs/published.md; one run each, no per-example
 results: how older records look). The JPEG copy holds three seeds of PGD-10 and
 FGSM-RS (one FGSM-RS seed stopped by its overfitting guard) and one natural run,
 each with a training curve, per-example results (so rows get McNemar p-values),
@@ -17,7 +17,7 @@ import numpy as np
 from robustode.records import make_record, record_filename, save
 from robustode.stats import wilson
 
-# (method, clean, PGD-20, minutes): reference sections 2 and 6.
+# (method, clean, PGD-20, minutes): the seed talk's table (docs/published.md#the-seed-talks-table).
 SEED_TALK = [("natural", 0.9503, 0.0, 233), ("pgd-3", 0.9007, 0.3918, 1134), ("pgd-5", 0.8965, 0.4385, 1574),
              ("pgd-10", 0.8730, 0.4704, 2713), ("free-8", 0.8629, 0.4700, 667), ("yopo-3-5", 0.8727, 0.4304, 299),
              ("yopo-5-3", 0.8670, 0.4798, 476)]

@@ -4,8 +4,8 @@
     python bench/time_to_robust.py --defenses fgsm-rs,yopo-5-3,pgd-10 --budget-seconds 150
     python bench/time_to_robust.py --epochs yopo-5-3=10,pgd-10=15 --records runs/ttr --html runs/ttr.html
 
-Every defense gets about 15 epochs' worth of budget, as in the prototype of reference.md section 6
-(batch 512, cyclic lr, bf16 + channels_last on CUDA): see RECIPES. Free-m counts its m replays as
+Every defense gets about 15 epochs' worth of budget, as in the prototype (docs/published.md#prototype-anchors;
+batch 512, cyclic lr, bf16 + channels_last on CUDA): see RECIPES. Free-m counts its m replays as
 epochs (free-8 trains 16 nominal = 2 data epochs); YOPO's epochs are data epochs that cost m passes
 each, so it gets fewer of them. Training time is the loop's own (data on the device, evaluation
 excluded); evaluation is PGD-20 (eps 8/255, step 2/255) in float32 on the first --n test images (all

@@ -42,7 +42,7 @@ def test_docstring_names_the_true_parameter_count_and_an_example(name):
 
 def test_exact_parameter_counts():
     assert count_parameters("wrn34_10") == 46_160_474
-    # fast-AT PreActResNet-18 with its final BN-ReLU (reference.md); 11,171,146 + 2 * 512 BN affine.
+    # fast-AT PreActResNet-18 with its final BN-ReLU; 11,171,146 + 2 * 512 BN affine.
     assert count_parameters("preact_resnet18") == 11_171_146 + 1024
     assert count_parameters("wrn34_10", num_classes=100) == 46_160_474 + 90 * 641
 

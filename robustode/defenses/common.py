@@ -16,7 +16,7 @@ BN_MODES = ("eval", "train")
 
 
 def clip_delta(delta: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
-    """The perturbation clipped to the L-inf eps-ball, with x + delta in [0, 1] (reference section 4's clip).
+    """The perturbation clipped to the L-inf eps-ball, with x + delta in [0, 1] (the papers' clip).
 
     Returns a delta; robustode.attacks.project returns the image x + delta instead."""
     return (x + delta.clamp(-eps, eps)).clamp(0.0, 1.0) - x

@@ -1,4 +1,4 @@
-"""Gradient-masking checks reported beside every evaluation (reference section 3).
+"""Gradient-masking checks reported beside every evaluation.
 
 A model can look robust because its gradients are useless, not because it is:
 - its input gradient is exactly zero at many points (rounding, argmax, saturation);
@@ -7,7 +7,7 @@ A model can look robust because its gradients are useless, not because it is:
 - under the loose counting (any point correct after the attack) robust accuracy beats clean: the
   attack makes wrong points right, so its gradients point the wrong way;
 - a black-box attack (Square) breaks points that every white-box attack left standing;
-- PGD-20 reads far above AutoAttack (3-5 points is typical; reference section 2);
+- PGD-20 reads far above AutoAttack (3-5 points is typical: docs/published.md#autoattack-against-pgd-20);
 - an attack returns NaN or inf, or points outside [0, 1] or its eps-ball.
 The step, eps and gradient checks run on a small subset (the first SUBSET points), so they stay cheap.
 """

@@ -2,7 +2,8 @@
 
 Lu, Ma, Lu, Lu, Ying, "A Mean-field Analysis of Deep ResNet and Beyond:
 Towards Provable Optimization via Overparameterization from Depth", ICML 2020.
-No official code exists; this is the reading of the talk's Algorithm 1:
+No official code exists; this is the reading of Algorithm 1 in Yiping Lu's talk
+"ODE as Continuous Depth Neural Networks" (2020):
 sort (theta_i, tau_i) by tau, define the ResNet with steps tau_(l) - tau_(l-1),
 update theta and tau by gradient descent.
 """
