@@ -73,7 +73,7 @@ def test_evaluate_checkpoint_returns_the_record_of_a_registered_model(tmp_path):
 
 
 def test_a_schema_v1_record_still_loads():
-    record = load_record(Path(__file__).parent / "fixtures" / "record_v1.json")  # written by robustode 0.1
+    record = load_record(Path(__file__).parent / "fixtures" / "record_v1.json")  # schema version 1
     assert (record.defense.spec, record.model.name, record.dataset.kind) == ("yopo-5-3", "lm_resnet20", "jpeg-copy")
     assert record.evaluation.n == 500 and 0 < record.evaluation.pgd20_acc < record.evaluation.clean_acc
 
@@ -84,9 +84,9 @@ def test_a_run_saved_before_a_setting_existed_resumes_only_as_it_ran(tmp_path):
     fit(tiny(), create_defense("free-2"), data(), out_dir=tmp_path, quiet=True, epochs=4, batch_size=16)
     last = tmp_path / "checkpoints" / "last.pt"
     state = load_checkpoint(last)
-    del state["config"]["defense"]["hyperparameters"]["clip_to_image"]  # as robustode 0.1 saved it
+    del state["config"]["defense"]["hyperparameters"]["clip_to_image"]  # as earlier runs lack it
     save_checkpoint(last, {k: v for k, v in state.items() if k not in ("format", "version", "digest")})
-    with pytest.raises(ConfigError, match="clip_to_image True -> False"):  # 0.1 clipped to the image box
+    with pytest.raises(ConfigError, match="clip_to_image True -> False"):  # earlier runs clipped to the image box
         fit(tiny(), create_defense("free-2"), data(), out_dir=tmp_path, quiet=True, epochs=4, batch_size=16,
             resume=True)
     again = fit(tiny(), create_defense("free-2", clip_to_image=True), data(), out_dir=tmp_path, quiet=True,

@@ -113,7 +113,7 @@ def compare(sub) -> None:
                  "every attack both ran, and the worst case, each with the points only one of\n"
                  "them gets right and the two-sided p-value of McNemar's exact test on them.\n\n"
                  "  robustode compare runs/a/record.json runs/b/record.json")
-    p.add_argument("first", metavar="RECORD_A", help="a record with per-example results (robustode >= 0.2)")
+    p.add_argument("first", metavar="RECORD_A", help="a record with per-example results (schema >= 2)")
     p.add_argument("second", metavar="RECORD_B", help="another, evaluated on the same points")
     p.set_defaults(run=cmd_compare)
 

@@ -65,7 +65,7 @@ def load_record_points(record: Record) -> dict:
     """The per-point results of a record, checked against the hash it stores."""
     info, source = record.evaluation.per_example, record.__dict__.get("_source")
     if not info:
-        raise RecordError(f"{source or 'record'}: no per-example results (evaluated before robustode 0.2, or "
+        raise RecordError(f"{source or 'record'}: no per-example results (a schema-1 record, or "
                           "saved without them)")
     if source is None:
         raise RecordError("a record not read from a file: its per-example results cannot be found")

@@ -23,7 +23,7 @@ from torch import nn
 from ..errors import CheckpointError, first_line
 
 FORMAT = "robustode-checkpoint"
-VERSION = 2  # 2: with a payload digest; version 1 (robustode 0.1, no digest) still loads, unverified
+VERSION = 2  # 2: with a payload digest; version 1 (no digest) still loads, unverified
 READS = (1, 2)
 REQUIRED = ("model", "optimizers", "schedulers", "epoch", "steps", "rng", "config")
 

@@ -67,7 +67,8 @@ class RunInfo:
                    DatasetInfo(**data.describe()), Provenance(**provenance(device, settings.precision)))
 
     def to_dict(self) -> dict:
-        """Plain JSON types; the keys of robustode 0.1's run_config dicts, so old checkpoints still read."""
+        """Plain JSON types, under the keys of the run_config dicts that checkpoints saved before RunInfo
+        existed carry, so those still read."""
         model = dataclasses.asdict(self.model)
         model["class"] = model.pop("class_name")
         return {"train": self.train.to_dict(), "requested": self.requested.to_dict(), "model": model,
