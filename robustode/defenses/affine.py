@@ -1,6 +1,6 @@
 """Whether a layer one is affine in its input: then YOPO's inner steps have a closed form.
 
-z = A x + b gives dH/deta = A^T p for every eta (reference section 4), so one
+z = A x + b gives dH/deta = A^T p for every eta (H = sum(z * p), p fixed), so one
 vector-Jacobian product per pass replaces the n autograd passes. Affinity is
 proven from the module's structure, never assumed:
 
