@@ -15,7 +15,7 @@ gradient by other routes (each the minimum of ``--repeats`` calls). ``bn``, ``co
 one layer (train-mode BatchNorm2d(16), Conv2d(16, 16, 3, padding=1), ReLU) on a 64x16x32x32
 activation: forward and backward, and GradAlign's pattern (the input gradient with create_graph,
 then a penalty on it backpropagated) with torch's double backward and with
-robustode.defenses.double_backward's closed form for that layer alone (checked to give torch's
+robustode.kernels.double_backward's closed form for that layer alone (checked to give torch's
 gradients first).
 """
 
@@ -27,6 +27,8 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from robustode.kernels import closed_form_double_backward
 
 
 def drift(blocks=(1, 10, 100), size: int = 512, work: int = 3000, least: int = 60) -> list[dict]:
@@ -97,8 +99,6 @@ def double_backward(layer: str = "bn", batch: int = 64, channels: int = 16, size
                     repeats: int = 30) -> dict[str, float]:
     """Milliseconds (minimum of ``repeats``) of one layer's passes (``LAYERS``), GradAlign's with either double
     backward; raises if the two give different gradients."""
-    from robustode.defenses.double_backward import closed_form_double_backward
-
     torch.manual_seed(0)
     module = LAYERS[layer](channels)
     x = torch.randn(batch, channels, size, size, requires_grad=True)

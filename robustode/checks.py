@@ -15,11 +15,12 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .defenses.common import bn_mode
-from .defenses.split import difference, split_model
-from .defenses.trace_split import preprocessing
 from .errors import ConfigError, first_line
 from .models.contract import select_output
+from .modes import bn_mode
+from .split import split_model
+from .split.discovery import difference
+from .split.trace_split import preprocessing
 from .utils import forked_rng
 
 ORDER = ("input", "output", "pixel range", "eval determinism", "normalization", "batch norm", "yopo split",
@@ -92,7 +93,7 @@ def check_model(model: nn.Module, data=None, num_classes: int | None = None,
       is randomized (warn: its evaluation needs EOT).
     - batch norm: how many batch-norm layers (attacks during training use the defense's bn_mode).
     - yopo split: layer one found and ``rest(layer_one(x)) == model(x)`` verified
-      (robustode.defenses.split); if not, warn with the reason (only YOPO needs it).
+      (robustode.split); if not, warn with the reason (only YOPO needs it).
     - cost: FLOPs of one forward on one image (torch.utils.flop_counter: convolutions and
       matrix products, not elementwise operations).
     """

@@ -1,4 +1,4 @@
-"""robustode.defenses.affine: which modules it proves affine, and the conv stems' weight-gradient product."""
+"""robustode.split.affine: which modules it proves affine, and the conv stems' weight-gradient product."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from defense_fixtures import one_thread  # noqa: F401
 from torch import nn
 
 from robustode import models
-from robustode.defenses.affine import is_affine, weight_gradient_product
+from robustode.split.affine import is_affine, weight_gradient_product
 
 
 class Fn(nn.Module):

@@ -1,4 +1,4 @@
-"""The closed-form double backwards (robustode.defenses.double_backward) against finite differences and torch."""
+"""The closed-form double backwards (robustode.kernels.double_backward) against finite differences and torch."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustode.defenses import create_defense
-from robustode.defenses.double_backward import _BatchNormGrad, closed_form_double_backward
+from robustode.kernels.double_backward import _BatchNormGrad, closed_form_double_backward
 from robustode.models import create
 
 pytestmark = pytest.mark.usefixtures("one_thread")

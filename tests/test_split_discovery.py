@@ -12,8 +12,9 @@ from zoo_case import images
 from zoo_models import ZOO, Contract, Gated, Named, TwoStems
 
 from robustode.data import make_synthetic
-from robustode.defenses import YOPO, split_model
+from robustode.defenses import YOPO
 from robustode.errors import ConfigError
+from robustode.split import split_model
 from robustode.training import fit
 
 pytestmark = pytest.mark.usefixtures("one_thread")

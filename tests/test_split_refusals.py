@@ -12,8 +12,8 @@ from torch import nn
 from zoo_case import images
 from zoo_models import Gated, Named, Submodules
 
-from robustode.defenses import split_model
 from robustode.errors import ConfigError
+from robustode.split import split_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -10,10 +10,11 @@ from torch import nn
 from torch.nn.grad import conv2d_input, conv2d_weight
 
 import robustode.defenses.yopo as yopo_module
-from robustode.defenses import YOPO, create_defense, split_model
+from robustode.defenses import YOPO, create_defense
 from robustode.defenses.common import clip_delta
 from robustode.defenses.yopo import hamiltonian, inner_steps
 from robustode.errors import ConfigError
+from robustode.split import split_model
 
 EPS = 8 / 255
 

@@ -15,8 +15,8 @@ from torch.utils.flop_counter import FlopCounterMode
 import robustode.defenses.yopo as yopo
 from robustode import models
 from robustode.defenses import YOPO
-from robustode.defenses.affine import is_affine
 from robustode.models.contract import LayerOneModel
+from robustode.split.affine import is_affine
 
 
 def registered() -> list[str]:

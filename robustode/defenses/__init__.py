@@ -25,7 +25,6 @@ from .mart import MART
 from .natural import Natural
 from .nfgsm import NFGSM
 from .pgd import PGDTraining
-from .split import LayerSplit, split_model
 from .trades import TRADES
 from .yopo import YOPO
 
@@ -79,7 +78,6 @@ __all__ = [
     "EpochStop",
     "Free",
     "GradAlign",
-    "LayerSplit",
     "Natural",
     "PGDTraining",
     "Preset",
@@ -87,5 +85,4 @@ __all__ = [
     "create_defense",
     "defenses",
     "register_defense",
-    "split_model",
 ]

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import torch
-from torch import nn
 
 from ..errors import ConfigError
+from ..modes import bn_mode, frozen_bn_stats  # noqa: F401  (the defenses' mode switches, from here)
 from ..utils import check_positive_int, parse_fraction
 from .base import StepOutput
 
@@ -50,40 +49,6 @@ def active_autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
     """
     kind = x.device.type
     return torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else None
-
-
-@contextmanager
-def bn_mode(model: nn.Module, mode: str) -> Iterator[None]:
-    """Run the block with the model in ``mode`` ("eval" or "train"); restore every module's own mode after."""
-    saved = [(m, m.training) for m in model.modules()]
-    model.train(mode == "train")
-    try:
-        yield
-    finally:
-        for m, training in saved:
-            m.training = training
-
-
-@contextmanager
-def frozen_bn_stats(model: nn.Module) -> Iterator[None]:
-    """Batch norm keeps normalizing by batch statistics but its running statistics do not move.
-
-    momentum 0 makes the running-average update a no-op while the forward stays
-    the train-mode function; num_batches_tracked is restored as well.
-    """
-    saved = []
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            tracked = None if m.num_batches_tracked is None else m.num_batches_tracked.clone()
-            saved.append((m, m.momentum, tracked))
-            m.momentum = 0.0
-    try:
-        yield
-    finally:
-        for m, momentum, tracked in saved:
-            m.momentum = momentum
-            if tracked is not None:
-                m.num_batches_tracked.copy_(tracked)
 
 
 def sgd_step(loss: torch.Tensor, optimizers: list, on_step: Callable[[], None]) -> None:

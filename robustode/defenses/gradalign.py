@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from ..kernels import closed_form_double_backward
 from ..utils import check_eps
 from .base import Defense, Preset, StepOutput
 from .common import as_positive, clip_delta, output, random_start, sgd_step
-from .double_backward import closed_form_double_backward
 
 
 def input_gradient(model, x: torch.Tensor, y: torch.Tensor, delta: torch.Tensor,
@@ -78,7 +78,7 @@ class GradAlign(Defense):
         if self.lam is None:
             self.lam = 0.02 * 10 ** (self.eps * 255 / 8)
         self.lam = as_positive(self.lam, "lam", allow_zero=True)
-        # Batch norm's, convolutions' and ReLUs' double backwards in closed form (robustode.defenses.double_backward);
+        # Batch norm's, convolutions' and ReLUs' double backwards in closed form (robustode.kernels.double_backward);
         # False: torch's, the reference.
         self.closed_form = True
 

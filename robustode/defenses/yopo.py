@@ -11,10 +11,11 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..utils import check_eps, check_step
-from .affine import layer_one_is_affine, weight_gradient_product
+from ..split import LayerSplit, split_model
+from ..split.affine import layer_one_is_affine, weight_gradient_product
+from ..split.discovery import example_batch
 from .base import Defense, Preset, StepOutput
 from .common import as_count, clip_delta, frozen_bn_stats, random_start
-from .split import LayerSplit, example_batch, split_model
 
 
 def hamiltonian(layer_one: Callable, x: torch.Tensor, eta: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
@@ -188,7 +189,7 @@ class YOPO(Defense):
         holds layer one at that point, so its weight gradient joins the next
         pass's backward (both are linear in the cotangent dL/dz); the last
         pass's Hamiltonian is one weight-gradient product for a conv stem
-        (robustode.defenses.affine), else one layer-one forward and backward.
+        (robustode.split.affine), else one layer-one forward and backward.
         """
         params, product = self._split[3:]
         carried, losses = None, []

@@ -12,12 +12,12 @@ into two parts:
 are layer one's parameters, so defenses can give them their own optimizer.
 Optionally, ``layer_one_module()`` returns the module ``layer_one`` runs (after
 checking the input), or None: YOPO reads it to prove layer one affine and use
-its closed form (robustode.defenses.affine). ``LayerOneModel`` provides all
+its closed form (robustode.split.affine). ``LayerOneModel`` provides all
 but ``rest``: its layer one is ``self.stem``.
 
 Custom models need not follow it: ``layer_one`` and ``rest`` submodules are
 enough, and without them YOPO finds layer one by tracing the model
-(robustode.defenses.split).
+(robustode.split).
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from collections.abc import Callable
 import torch
 from torch import fx, nn
 
-from .split import LayerSplit
+from .layer_split import LayerSplit
 
 AFFINE_MODULES = (nn.Identity, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.Flatten, nn.Unflatten)
 

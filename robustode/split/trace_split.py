@@ -35,8 +35,8 @@ import torch
 from torch import fx, nn
 
 from ..errors import ConfigError, first_line
-from .common import bn_mode
-from .split import ADVICE, LayerSplit, trains
+from ..modes import bn_mode
+from .layer_split import ADVICE, LayerSplit, trains
 from .trace_graph import Tracer, copy_layer_one, copy_rest, guard_input, part
 
 _META_ATTRIBUTES = ("shape", "device", "dtype", "ndim")  # reading them does not read the input's values

@@ -27,9 +27,9 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ..errors import ConfigError, first_line
+from ..modes import bn_mode
 from ..utils import forked_rng
-from .common import bn_mode
-from .split import ADVICE, LayerSplit, trains
+from .layer_split import ADVICE, LayerSplit, trains
 
 
 @dataclass

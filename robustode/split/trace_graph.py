@@ -1,4 +1,4 @@
-"""Build layer one and the rest as modules from the graph robustode.defenses.trace_split cut."""
+"""Build layer one and the rest as modules from the graph robustode.split.trace_split cut."""
 
 from __future__ import annotations
 

@@ -11,9 +11,9 @@ Where layer one comes from, first match wins:
 4. Any other model: found automatically. torch.fx traces the forward; layer one
    is the first layer with trainable parameters (or operation on a weight) that
    every path from the input passes through, with the preprocessing in front of
-   it (robustode.defenses.trace_split).
+   it (robustode.split.trace_split).
    A forward fx cannot trace (control flow on values) is split with forward
-   hooks when its input goes straight into one submodule (robustode.defenses.hook_split).
+   hooks when its input goes straight into one submodule (robustode.split.hook_split).
 
 Every split is checked on a random batch, in eval and in train mode, before
 anyone trusts it: ``rest(layer_one(x))`` must equal ``model(x)``, and so must
@@ -24,38 +24,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from ..errors import ConfigError, first_line
+from ..modes import bn_mode, frozen_bn_stats
 from ..utils import forked_rng
-from .common import bn_mode, frozen_bn_stats
+from .hook_split import hook_split
+from .layer_split import ADVICE, CONTRACT, LayerSplit
+from .trace_split import TraceFailure, trace_split
 
 _METHODS = ("layer_one", "rest", "layer_one_parameters")
 _NONLINEAR = ("layer_one_nonlinear", "rest_nonlinear", "layer_one_nonlinear_parameters")
-CONTRACT = ("define layer_one and rest on the model (submodules, or methods with layer_one_parameters(); "
-            "see robustode.models.contract)")
-ADVICE = f"{CONTRACT}, or pass first=<name of its first submodule>"
-
-
-@dataclass(frozen=True)
-class LayerSplit:
-    """layer_one(x) -> z and rest(z) -> logits, the parameters of layer one, and where they came from.
-
-    ``module`` is the nn.Module layer one runs (None when unknown, e.g. the
-    nonlinear split), which robustode.defenses.affine inspects.
-    """
-
-    layer_one: Callable[[torch.Tensor], torch.Tensor]
-    rest: Callable[[torch.Tensor], torch.Tensor]
-    layer_one_params: list
-    description: str = ""  # e.g. "layer one: conv1 (+ preprocessing: sub, div)", for the run log and the record
-    module: nn.Module | None = None  # layer one as a module, when it is one
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.rest(self.layer_one(x))
 
 
 def split_model(model: nn.Module, first: str | None = None, nonlinear: bool = False,
@@ -100,9 +81,6 @@ def _find(model: nn.Module, first: str | None, nonlinear: bool, example: torch.T
                            "layer one: layer_one (the model's submodule)", parts[0]),
                 "its forward must equal rest(layer_one(x)), since its layer_one and rest submodules are taken "
                 "for its split (rename them to have layer one found by tracing)")
-    from .hook_split import hook_split
-    from .trace_split import TraceFailure, trace_split
-
     try:
         return trace_split(model, example), ADVICE
     except TraceFailure as failure:
@@ -259,8 +237,3 @@ def difference(a, b) -> str | None:
     if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)) and len(a) == len(b):
         return next((d for d in map(difference, a, b) if d is not None), None)
     return f"{type(b).__name__} instead of {type(a).__name__}"
-
-
-def trains(module: nn.Module) -> bool:
-    """Whether ``module`` has a parameter that trains (frozen ones are constants, e.g. normalization kept so)."""
-    return any(p.requires_grad for p in module.parameters())
