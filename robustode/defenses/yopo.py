@@ -49,6 +49,17 @@ def sign_steps(x: torch.Tensor, eta: torch.Tensor, step: torch.Tensor, *, steps:
     return eta
 
 
+@dataclass(frozen=True)
+class PreparedSplit:
+    """What ``YOPO.prepare`` found for one model."""
+
+    model: nn.Module  # the model it was found for (torch.compile's wrapper's module)
+    split: LayerSplit
+    affine: bool  # layer one is affine in its input: the closed-form passes apply
+    params: list  # layer one's trainable parameters
+    product: Callable | None  # layer one's weight-gradient product (a conv stem), else None
+
+
 @dataclass
 class YOPO(Defense):
     """YOPO-m-n (Zhang et al. 2019, "You Only Propagate Once", https://arxiv.org/abs/1905.00877).
@@ -85,8 +96,7 @@ class YOPO(Defense):
         self.sigma = check_step(self.sigma, "sigma")
         self.m = as_count(self.m, "m (M of yopo-M-N)")
         self.n = as_count(self.n, "n (N of yopo-M-N)")
-        # model, split, whether affine, layer one's trainable parameters, its weight-gradient product (or None)
-        self._split: tuple[nn.Module, LayerSplit, bool, list, Callable | None] | None = None
+        self._prepared: PreparedSplit | None = None
         self.closed_form = True
         self.last_path: str | None = None
         # A benchmark's hook: timer("outside") wraps the work outside the m full passes (bench/step_cost.py).
@@ -118,11 +128,11 @@ class YOPO(Defense):
         affine = not self.nonlinear_layer_one and layer_one_is_affine(model, split, example)
         trainable = [p for p in split.layer_one_params if p.requires_grad]
         product = weight_gradient_product(split.module) if affine and split.module is not None else None
-        self._split = (model, split, affine, trainable, product)
+        self._prepared = PreparedSplit(model, split, affine, trainable, product)
         return split.description
 
     def hyperparameters(self) -> dict:
-        found = {} if self._split is None else {"layer_one": self._split[1].description}
+        found = {} if self._prepared is None else {"layer_one": self._prepared.split.description}
         return {**super().hyperparameters(), **found}
 
     def optimizers(self, model, groups, make):
@@ -142,16 +152,16 @@ class YOPO(Defense):
     def split(self, model: nn.Module, x: torch.Tensor | None = None) -> LayerSplit:
         """The split prepared for ``model``, found now (on a batch shaped like ``x``) if it was not."""
         source = getattr(model, "_orig_mod", model)  # torch.compile's wrapper trains its module
-        if self._split is None or self._split[0] is not source:
+        if self._prepared is None or self._prepared.model is not source:
             self.prepare(source, None if x is None else x[:2].detach())
-        return self._split[1]
+        return self._prepared.split
 
     def train_step(self, model, x, y, optimizers, on_step) -> StepOutput:
         split = self.split(model, x)
         eta = random_start(x, self.eps)
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
-        closed = self.closed_form and self._split[2]
+        closed = self.closed_form and self._prepared.affine
         self.last_path = "closed-form" if closed else "autograd"
         passes = self._closed_form_passes if closed else self._autograd_passes
         losses, logits, eta = passes(model, split, x, y, eta)
@@ -191,7 +201,7 @@ class YOPO(Defense):
         pass's Hamiltonian is one weight-gradient product for a conv stem
         (robustode.split.affine), else one layer-one forward and backward.
         """
-        params, product = self._split[3:]
+        params, product = self._prepared.params, self._prepared.product
         carried, losses = None, []
         for _ in range(self.m):
             eta = eta.requires_grad_(True)  # x + eta is no leaf: torch's module hooks (FlopCounterMode) refuse one
