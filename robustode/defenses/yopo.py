@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -99,8 +98,6 @@ class YOPO(Defense):
         self._prepared: PreparedSplit | None = None
         self.closed_form = True
         self.last_path: str | None = None
-        # A benchmark's hook: timer("outside") wraps the work outside the m full passes (bench/step_cost.py).
-        self.timer: Callable[[str], AbstractContextManager] | None = None
 
     @property
     def preset(self) -> Preset:
@@ -184,9 +181,7 @@ class YOPO(Defense):
             loss = self.cross_entropy(logits, y)
             loss.backward()  # accumulates dL/dtheta into every parameter, layer one included
             p = -z.grad.detach()
-            with self._outside(), frozen_bn_stats(model):
-                eta = inner_steps(split.layer_one, x, eta, p, steps=self.n, sigma=self.sigma, eps=self.eps)
-                (-hamiltonian(split.layer_one, x, eta, p)).backward()  # adds sum(dL/dz * dz/dtheta0) at new eta
+            eta = self._inner(model, split, x, eta, p)
             losses.append(loss.detach())
         return losses, logits, eta
 
@@ -201,7 +196,7 @@ class YOPO(Defense):
         pass's Hamiltonian is one weight-gradient product for a conv stem
         (robustode.split.affine), else one layer-one forward and backward.
         """
-        params, product = self._prepared.params, self._prepared.product
+        params = self._prepared.params
         carried, losses = None, []
         for _ in range(self.m):
             eta = eta.requires_grad_(True)  # x + eta is no leaf: torch's module hooks (FlopCounterMode) refuse one
@@ -211,20 +206,34 @@ class YOPO(Defense):
             loss = self.cross_entropy(logits, y)
             loss.backward()  # every parameter after layer one
             dz = z_in.grad
-            with self._outside():
-                (grad,) = torch.autograd.grad(z, eta, dz, retain_graph=True)  # A^T dL/dz = -dH/deta
-                eta = sign_steps(x, eta.detach(), grad.sign().mul_(self.sigma), steps=self.n, eps=self.eps)
+            eta = self._closed_form_inner(x, z, eta, dz)
             if params:  # layer one: this pass's CE gradient plus the previous pass's Hamiltonian gradient
                 torch.autograd.backward(z, dz if carried is None else dz + carried, inputs=params)
             carried = dz
             losses.append(loss.detach())
-        with self._outside(), frozen_bn_stats(model if split.module is None else split.module):
+        self._last_hamiltonian(model, split, x, eta, carried)
+        return losses, logits, eta
+
+    # The work outside the m full passes, a method each (bench/step_cost.py times them).
+
+    def _inner(self, model, split, x, eta, p):
+        """n inner steps through autograd, then the Hamiltonian gradient at the new eta."""
+        with frozen_bn_stats(model):
+            eta = inner_steps(split.layer_one, x, eta, p, steps=self.n, sigma=self.sigma, eps=self.eps)
+            (-hamiltonian(split.layer_one, x, eta, p)).backward()  # adds sum(dL/dz * dz/dtheta0) at new eta
+        return eta
+
+    def _closed_form_inner(self, x, z, eta, dz):
+        """n sign steps along A^T dL/dz, which is -dH/deta at every eta."""
+        (grad,) = torch.autograd.grad(z, eta, dz, retain_graph=True)  # A^T dL/dz = -dH/deta
+        return sign_steps(x, eta.detach(), grad.sign().mul_(self.sigma), steps=self.n, eps=self.eps)
+
+    def _last_hamiltonian(self, model, split, x, eta, carried):
+        """The last pass's Hamiltonian gradient, carried = its dL/dz (the closed-form path)."""
+        params, product = self._prepared.params, self._prepared.product
+        with frozen_bn_stats(model if split.module is None else split.module):
             # d(-H)/dtheta0 = sum(dL/dz * dz/dtheta0) at the final eta: one product where the module allows
             if product is not None:
                 product(x + eta, carried)
             elif params:
                 torch.autograd.backward(split.layer_one(x + eta), carried, inputs=params)
-        return losses, logits, eta
-
-    def _outside(self) -> AbstractContextManager:
-        return nullcontext() if self.timer is None else self.timer("outside")
