@@ -3,7 +3,7 @@
     import robustode as ro
     model, record = ro.train("lm_resnet20", defense="yopo-5-3", data="cifar10", epochs=36)
     result = ro.evaluate(model, "cifar10", attacks=["pgd-20", "autoattack"], n=1000)
-    record = ro.evaluate_checkpoint("runs/x/checkpoints/last.pt", attacks=["pgd-20", "autoattack"])
+    run = ro.evaluate_checkpoint("runs/x/checkpoints/last.pt", attacks=["pgd-20"])  # run.record, run.points
     ro.list_models("lm_*"), ro.list_defenses(), ro.list_attacks(), ro.list_datasets()
     ro.check_model(my_model, num_classes=10)   # what robustode sees in your model, before training
     ro.compare(ro.load_record("a.json"), ro.load_record("b.json"))   # point by point, exact McNemar

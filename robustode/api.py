@@ -3,7 +3,7 @@
     import robustode as ro
     model, record = ro.train("preact_resnet18", defense="yopo-5-3", data="cifar10", epochs=36)
     result = ro.evaluate(model, "cifar10", attacks=["pgd-20"], n=1000)
-    record = ro.evaluate_checkpoint("runs/x/checkpoints/last.pt", attacks=["pgd-20", "autoattack"])
+    run = ro.evaluate_checkpoint("runs/x/checkpoints/last.pt", attacks=["pgd-20"])  # run.record, run.points
 
 Your own model works too: pass an ``nn.Module`` taking images in [0, 1] and
 returning logits (a torchvision or timm model as it is). Every defense trains it
@@ -37,7 +37,7 @@ from .evaluation import evaluate, evaluate_sharded
 from .files import check_output_dir
 from .models import registry as model_registry
 from .models import select_output
-from .records import DatasetInfo, Record, run_record, save, save_in
+from .records import DatasetInfo, Evaluated, Record, load_record, run_record, save, save_in
 from .training import TrainConfig, TrainResult, fit, load_checkpoint
 from .training.checkpoint import model_from_state
 from .training.lock import run_lock
@@ -96,8 +96,8 @@ def train(model: nn.Module | str, defense: str | Defense = "pgd-10", data: str |
         evaluation = evaluate_sharded(trained.model, dataset, attacks=attacks, n=n, batch_size=eval_batch_size,
                                       device=trained.run.train.device, eps=eval_eps, quiet=quiet,
                                       masking_checks=masking_checks)
-        record = run_record(trained, evaluation, label=label, command=command)
-        _save(record, trained.run_dir, records_dir)
+        record = _save(run_record(trained, evaluation, label=label, command=command), trained.run_dir,
+                       records_dir)
     return trained.model, record
 
 
@@ -139,27 +139,32 @@ def _model(model: nn.Module | str, output) -> nn.Module | str:
     return model
 
 
-def _save(record: Record, run_dir: str | None, records_dir) -> None:
-    """record.json in the run directory, and a new file in ``records_dir``; rank 0 only under torchrun."""
+def _save(run: Evaluated, run_dir: str | None, records_dir) -> Record:
+    """record.json in the run directory, and a new file in ``records_dir``; rank 0 only under torchrun.
+    Returns the record as written (it names its per-example file), or as built where nothing was."""
+    written = []
     if run_dir is not None:
-        save(record, Path(run_dir) / "record.json", overwrite=True)
+        written.append(save(run.record, Path(run_dir) / "record.json", overwrite=True, points=run.points))
     if records_dir is not None and context().main:
-        save_in(record, records_dir)
+        written.append(save_in(run.record, records_dir, points=run.points))
+    return load_record(written[-1]) if written else run.record
 
 
 def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | DataSet | None = None, *,
                         attacks: Sequence[str] | str = DEFAULT_ATTACKS, n: int | None = None,
                         eps: float | str = EVAL_EPS, batch_size: int = 256, device=None, data_dir=None,
                         masking_checks: bool = True, quiet: bool = False, label: str | None = None,
-                        command: str | None = None, state: str | os.PathLike | None = None) -> Record:
-    """Evaluate a checkpoint of ``ro.train`` / ``robustode train`` and return its record.
+                        command: str | None = None, state: str | os.PathLike | None = None) -> Evaluated:
+    """Evaluate a checkpoint of ``ro.train`` / ``robustode train``; return its record and per-point results.
 
     ``data`` defaults to the data set the run trained on; the record keeps the run's
     training facts (epochs, time, passes) from the checkpoint. With ``state`` (a folder)
     the evaluation keeps its per-point progress there, in a file named after the
     checkpoint's digest and the evaluation asked for: the same call after a kill resumes.
 
-        record = ro.evaluate_checkpoint("runs/x/checkpoints/last.pt", attacks=["pgd-20", "autoattack"])
+        run = ro.evaluate_checkpoint("runs/x/checkpoints/last.pt", attacks=["pgd-20", "autoattack"])
+        run.record.evaluation.robust["pgd-20"], run.points["pgd-20"]   # the accuracy; right or not, per point
+        robustode.records.save_in(run.record, "leaderboard/records", points=run.points)   # writes both
     """
     device = resolve_device(device)
     attacks = check_attacks(attacks, eps)
@@ -174,9 +179,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | DataSet | Non
     result = evaluate(trained.model, dataset, attacks=attacks, n=n, batch_size=batch_size, device=device, eps=eps,
                       quiet=quiet, masking_checks=masking_checks, state=state)
     evaluated = DatasetInfo(**{**dataset.describe(), "n_train": trained.run.data.n_train})  # trained on
-    record = run_record(trained, result, dataset=evaluated, label=label, command=command)
-    record.notes = note
-    return record
+    return run_record(trained, result, dataset=evaluated, label=label, command=command, notes=note)
 
 
 def _other_data(trained_on: DatasetInfo, dataset: DataSet) -> str | None:

@@ -1,6 +1,9 @@
+import copy
+import dataclasses
 import json
 import math
 
+import numpy as np
 import pytest
 from records_fixtures import demo_record
 
@@ -9,6 +12,7 @@ from robustode.records import (
     SCHEMA_VERSION,
     Record,
     load_record,
+    load_record_points,
     load_records,
     make_record,
     record_filename,
@@ -160,3 +164,23 @@ def test_load_records_missing_folder(tmp_path):
 def test_from_dict_is_the_inverse_of_to_dict():
     rec = demo_record(aa=0.4, aa_standard=False)
     assert Record.from_dict(rec.to_dict()) == rec
+
+
+def test_save_leaves_the_record_as_it_was_and_writes_the_points_beside_it(tmp_path):
+    rec = demo_record(n=4)
+    before = copy.deepcopy(rec.to_dict())
+    points = {"clean": np.array([True, True, False, True]), "pgd-20": np.array([True, False, False, False])}
+    path = save(rec, tmp_path / "r.json", points=points)
+    again = save_in(rec, tmp_path / "records", points=points)
+    assert rec.to_dict() == before and rec.schema_version == SCHEMA_VERSION  # every field, version included
+    assert rec.evaluation.per_example is None and rec.path is None  # nothing remembered of where it went
+    written = load_record(path)
+    assert written.path == path and load_record(again).evaluation == written.evaluation
+    sha = written.evaluation.per_example["sha256"]
+    assert written.evaluation.per_example["file"] == f"points-{sha[:16]}.npz"
+    assert written == dataclasses.replace(rec, evaluation=dataclasses.replace(
+        rec.evaluation, per_example=written.evaluation.per_example))
+    assert {k: v.tolist() for k, v in load_record_points(written).items()} == {k: v.tolist() for k, v in
+                                                                               points.items()}
+    with pytest.raises(RecordError, match="not read from a file"):
+        load_record_points(dataclasses.replace(rec, evaluation=written.evaluation))

@@ -161,7 +161,7 @@ def test_records_take_the_umask_s_permissions(checkpoint, tmp_path):
 def test_an_other_data_set_with_the_same_classes_is_noted_in_the_record(checkpoint, caplog):
     synthetic = make_synthetic(32, 8, seed=5)
     other = DataSet("my-photos", synthetic.train, synthetic.test, synthetic.classes, kind="custom")
-    record = ro.evaluate_checkpoint(checkpoint, other, n=8, masking_checks=False, quiet=True)
+    record = ro.evaluate_checkpoint(checkpoint, other, n=8, masking_checks=False, quiet=True).record
     assert record.notes.startswith("evaluated on my-photos (custom), but trained on synthetic")
     assert record.dataset.name == "my-photos" and record.dataset.n_train == 32
     assert any("my-photos" in r.message for r in caplog.records)

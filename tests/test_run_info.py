@@ -56,7 +56,7 @@ def test_a_record_from_the_checkpoint_equals_the_one_from_the_live_run(tmp_path)
                              quiet=True, device="cpu")
     trained = TrainResult.from_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     evaluation = ro.evaluate(model, data(), n=8, masking_checks=False, quiet=True)
-    rebuilt = run_record(trained, evaluation)
+    rebuilt = run_record(trained, evaluation).record
     assert rebuilt.training == record.training and rebuilt.model == record.model
     assert rebuilt.evaluation.clean_acc == record.evaluation.clean_acc
 
@@ -65,8 +65,10 @@ def test_evaluate_checkpoint_returns_the_record_of_a_registered_model(tmp_path):
     ds = ro.load_dataset("synthetic", train_subset=32, test_subset=16)
     _, record = ro.train("vit_tiny", "natural", ds, n=16, masking_checks=False, out_dir=tmp_path / "run",
                          quiet=True, device="cpu", epochs=1, batch_size=16)
-    again = ro.evaluate_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt", ds, n=16,
-                                   masking_checks=False, quiet=True, command="again")
+    run = ro.evaluate_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt", ds, n=16,
+                                 masking_checks=False, quiet=True, command="again")
+    again = run.record
+    assert set(run.points) == {"clean", "pgd-20", "worst_case"} and run.points["clean"].shape == (16,)
     assert again.evaluation.clean_acc == record.evaluation.clean_acc
     assert (again.training, again.model, again.defense) == (record.training, record.model, record.defense)
     assert again.command == "again" and again.dataset.n_train == 32

@@ -102,9 +102,10 @@ def test_combine_takes_the_worst_case_per_point_over_evaluations(tmp_path):
     a = record_with_points(tmp_path, "a", first)
     b = record_with_points(tmp_path, "b", second, attack="autoattack")
     merged = combine([a, b])
-    assert set(merged.evaluation.robust) == {"pgd-20", "autoattack"}
-    assert merged.evaluation.worst_case_acc == 50 / 80  # points 10-59
-    saved = load_record(save(merged, tmp_path / "merged.json"))
+    assert set(merged.record.evaluation.robust) == {"pgd-20", "autoattack"}
+    assert merged.record.evaluation.worst_case_acc == 50 / 80  # points 10-59
+    assert torch.equal(merged.points["worst_case"], first & second)
+    saved = load_record(save(merged.record, tmp_path / "merged.json", points=merged.points))
     assert torch.equal(torch.as_tensor(load_record_points(saved)["worst_case"]), first & second)
     with pytest.raises(RecordError, match="different runs"):
         combine([a, record_with_points(tmp_path, "c", first, seed=1)])

@@ -110,16 +110,20 @@ def cmd_eval(args) -> int:
     check_output_dir(out.parent, what="the record's folder")
     if args.records:
         check_output_dir(args.records, what="--records")
-    record = evaluate_checkpoint(args.checkpoint, args.dataset, attacks=args.attacks, n=args.n, eps=args.eps,
-                                 batch_size=args.eval_batch_size, device=args.device, data_dir=args.data_dir,
-                                 masking_checks=args.masking_checks, quiet=args.quiet, command=command_line(args),
-                                 state=run_directory(Path(args.checkpoint)) / ".eval-state")
+    state = run_directory(Path(args.checkpoint)) / ".eval-state"
+    run = evaluate_checkpoint(args.checkpoint, args.dataset, attacks=args.attacks, n=args.n, eps=args.eps,
+                              batch_size=args.eval_batch_size, device=args.device, data_dir=args.data_dir,
+                              masking_checks=args.masking_checks, quiet=args.quiet, state=state,
+                              command=command_line(args))
     # An explicit --out is replaced only with --force (checked above); the default name never is:
     # a second evaluation of one checkpoint gets eval-record__2.json.
-    out = save(record, out, overwrite=args.force) if args.out or args.force else save_new(record, out)
+    if args.out or args.force:
+        out = save(run.record, out, overwrite=args.force, points=run.points)
+    else:
+        out = save_new(run.record, out, points=run.points)
     if args.records:
-        save_in(record, args.records)
-    show_summary(record, out)
+        save_in(run.record, args.records, points=run.points)
+    show_summary(run.record, out)
     return 0
 
 

@@ -33,8 +33,8 @@ def cmd_combine(args) -> int:
 
     out = check_output_file(args.out, force=args.force, what="--out")
     merged = combine([load_record(path) for path in args.records])
-    save(merged, out, overwrite=args.force)
-    ev = merged.evaluation
+    save(merged.record, out, overwrite=args.force, points=merged.points)
+    ev = merged.record.evaluation
     console.print(f"combined {len(args.records)} evaluations: {', '.join(ev.robust)}; worst case "
                   f"{ev.worst_case_acc:.2%} on n = {ev.n}; wrote {out}", highlight=False)
     return 0

@@ -1,14 +1,15 @@
 """Result records: one small JSON file per trained-and-evaluated model.
 
-    rec = run_record(trained, evaluation)            # or make_record(model={...}, ...)
-    path = save_in(rec, "leaderboard/records")
-    assert load_record(path) == rec
+    run = run_record(trained, evaluation)    # Evaluated: .record, and .points, the per-point results
+    path = save_in(run.record, "leaderboard/records", points=run.points)
+    assert load_record(path).model == run.record.model    # saving leaves run.record as it was
 
 ``schema`` holds the typed sections and their validation, ``io`` the atomic saves
-and strict loads, ``build`` the one place a record is made from a run.
+and strict loads, ``build`` the one place a record is made from a run (or by hand:
+``make_record(model={...}, ...)``).
 """
 
-from .build import defense_family, make_record, run_record
+from .build import Evaluated, defense_family, make_record, run_record
 from .compare import Comparison, combine, compare
 from .io import load_record, load_record_points, load_records, record_filename, save, save_in, save_new
 from .schema import (
@@ -29,6 +30,7 @@ __all__ = [
                      "Comparison",
                      "DatasetInfo",
                      "DefenseInfo",
+                     "Evaluated",
                      "EvaluationInfo",
                      "ModelInfo",
                      "Provenance",

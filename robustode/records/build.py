@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 import re
+from dataclasses import dataclass
 
 from ..errors import RecordError
 from .io import dumps
@@ -41,9 +42,19 @@ def make_record(*, model: dict, defense: dict, dataset: dict, training: dict, ev
 CURVE = ("epoch", "nominal_epoch", "lr", "loss", "train_acc", "eval_clean", "eval_robust")  # per data epoch
 
 
+@dataclass(frozen=True)
+class Evaluated:
+    """A record and the per-point results it summarises; ``save(e.record, path, points=e.points)`` writes
+    both (the points beside the record, which the file then references)."""
+
+    record: Record
+    points: dict  # name -> bool per test point: "clean", each attack (and escalation stage), "worst_case"
+
+
 def run_record(trained, evaluation, *, dataset: DatasetInfo | None = None, label: str | None = None,
-               command: str | None = None) -> Record:
-    """The record of a trained run and its evaluation: the one place a Record is made from them.
+               command: str | None = None, notes: str | None = None) -> Evaluated:
+    """The record of a trained run and its evaluation, with the evaluation's per-point results: the one
+    place a Record is made from them.
 
     ``trained`` is a robustode.training.TrainResult (of a finished run, or read back
     with ``TrainResult.from_checkpoint``), ``evaluation`` a robustode.evaluation.EvalResult.
@@ -78,9 +89,8 @@ def run_record(trained, evaluation, *, dataset: DatasetInfo | None = None, label
                     "worst_case_acc": ev.worst_case, "intervals": {k: list(v) for k, v in ev.intervals.items()},
                     "interval_method": ev.interval_method, "randomized": ev.randomized,
                     "escalation": ev.escalation},
-        provenance=dataclasses.asdict(run.provenance), label=label, command=command)
-    record.__dict__["_points"] = ev.per_point  # not a field: save() writes them beside the record
-    return record
+        provenance=dataclasses.asdict(run.provenance), label=label, notes=notes, command=command)
+    return Evaluated(record, ev.per_point)
 
 
 def _finite(value):

@@ -11,12 +11,14 @@ test asks whether those split evenly (robustode.stats.mcnemar_exact).
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 
 from ..errors import RecordError
 from ..stats import interval, mcnemar_exact
+from .build import Evaluated
 from .io import load_record_points, point_meta
 from .schema import Record
 
@@ -60,9 +62,12 @@ def same_points(a: Record, b: Record) -> None:
         raise RecordError(f"not evaluated on the same points: {'; '.join(differ)}")
 
 
-def combine(records: list[Record]) -> Record:
+def combine(records: list[Record]) -> Evaluated:
     """One record from evaluations of the same trained model run at different times: every attack, and
-    the worst case per point over all of them (the training facts must agree)."""
+    the worst case per point over all of them (the training facts must agree), with its per-point results.
+
+    The records must have been read from files (their per-point results lie beside them); ``save(
+    combined.record, path, points=combined.points)`` writes the result."""
     if len(records) < 2:
         raise RecordError("combine needs at least two records")
     first = records[0]
@@ -72,8 +77,9 @@ def combine(records: list[Record]) -> Record:
             if getattr(other, section) != getattr(first, section):
                 raise RecordError(f"records of different runs cannot be combined (their {section} differs)")
     points = [load_record_points(r) for r in records]
-    merged = copy.deepcopy(first)
+    merged = dataclasses.replace(copy.deepcopy(first), path=None)  # a new record: saved, it names its points
     ev = merged.evaluation
+    ev.per_example = None
     worst = torch.ones(ev.n, dtype=torch.bool)
     per_point = {"clean": torch.as_tensor(points[0]["clean"])}
     for record, arrays in zip(records, points):
@@ -94,5 +100,4 @@ def combine(records: list[Record]) -> Record:
     ev.intervals = {k: list(interval(int(v.sum()), ev.n, ev.interval_method)) for k, v in per_point.items()}
     ev.seconds = sum(r.evaluation.seconds for r in records)
     merged.notes = f"combined from {len(records)} evaluations: the worst case per point over all their attacks"
-    merged.__dict__["_points"] = per_point
-    return merged
+    return Evaluated(merged, per_point)

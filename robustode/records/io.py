@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -26,25 +27,27 @@ def record_filename(record: Record) -> str:
 
 
 def save(record: Record, path: str | os.PathLike, *, overwrite: bool = False, points: dict | None = None) -> Path:
-    """Write ``record`` to ``path`` atomically; an existing file is an error unless ``overwrite``.
+    """Write ``record`` to ``path`` atomically and return the path; an existing file is an error unless
+    ``overwrite``.
 
-    ``points`` (an evaluation's per-point results; default: those ``run_record`` attached) are
-    written beside it as ``points-<sha>.npz``, and the record references that file and its SHA-256.
+    ``points`` (an evaluation's per-point results, e.g. ``run_record(...).points``) are written beside
+    it as ``points-<sha>.npz``, and the file written references them by name and SHA-256. ``record``
+    itself is left as it was; ``load_record`` of the path returned gives the record as written.
     """
     path = Path(path)
     if not overwrite and path.exists():
         raise RecordError(f"{path}: a record of that name exists already; not overwriting it")
-    points = record.__dict__.get("_points") if points is None else points
+    written = record
     if points is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         sha = save_points(path.parent, points, point_meta(record))
-        record.evaluation.per_example = {"file": points_file(sha), "sha256": sha}
+        per_example = {"file": points_file(sha), "sha256": sha}
+        written = dataclasses.replace(record, evaluation=dataclasses.replace(record.evaluation,
+                                                                             per_example=per_example))
     try:
-        written = write_atomic(path, dumps(record), overwrite=overwrite)
+        return write_atomic(path, dumps(written), overwrite=overwrite)
     except FileExistsError:
         raise RecordError(f"{path}: a record of that name exists already; not overwriting it") from None
-    written_as(record, written)
-    return written
 
 
 def point_meta(record: Record) -> dict:
@@ -55,21 +58,15 @@ def point_meta(record: Record) -> dict:
             "defense": record.defense.spec}
 
 
-def written_as(record: Record, path: Path) -> Record:
-    """Remember where a record lives (not a field: never written), to find its per-example file."""
-    record.__dict__["_source"] = Path(path)
-    return record
-
-
 def load_record_points(record: Record) -> dict:
-    """The per-point results of a record, checked against the hash it stores."""
-    info, source = record.evaluation.per_example, record.__dict__.get("_source")
+    """The per-point results of a record read from a file, checked against the hash it stores."""
+    info = record.evaluation.per_example
     if not info:
-        raise RecordError(f"{source or 'record'}: no per-example results (a schema-1 record, or "
-                          "saved without them)")
-    if source is None:
+        raise RecordError(f"{record.path or 'record'}: no per-example results (a schema-1 record, "
+                          "or saved without them)")
+    if record.path is None:
         raise RecordError("a record not read from a file: its per-example results cannot be found")
-    return load_points(source.parent / info["file"], info["sha256"])[0]
+    return load_points(record.path.parent / info["file"], info["sha256"])[0]
 
 
 def dumps(record: Record) -> str:
@@ -106,7 +103,7 @@ def load_record(path: str | os.PathLike) -> Record:
         raise RecordError(f"{path}: cannot read record: {err.strerror}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise RecordError(f"{path}: not valid JSON: {err}") from None
-    return written_as(Record.from_dict(data, source=str(path)), path)
+    return dataclasses.replace(Record.from_dict(data, source=str(path)), path=path)
 
 
 def load_records(folder: str | os.PathLike) -> list[Record]:

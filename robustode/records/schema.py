@@ -19,6 +19,7 @@ import math
 import types
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..errors import RecordError
 
@@ -120,9 +121,13 @@ class Record:
     notes: str | None = None
     command: str | None = None  # the command line that produced it
     schema_version: int = SCHEMA_VERSION
+    # The file this record was read from (set by load_record, never written): its per-example results lie
+    # beside it. Not part of the record's value: two equal records read from two files are equal.
+    path: Path | None = field(default=None, compare=False, metadata={"stored": False})
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
+        del d["path"]
         return {"schema_version": d.pop("schema_version"), **d}
 
     @classmethod
@@ -153,13 +158,13 @@ def _upgrade(record: Record) -> None:
 def _build(cls, d: dict, source: str, prefix: str, lenient: bool = False):
     if not isinstance(d, dict):
         raise RecordError(f"{source}: field '{prefix.rstrip('.')}' must be an object, got {d!r}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
+    stored = [f for f in dataclasses.fields(cls) if f.metadata.get("stored", True)]
+    unknown = sorted(set(d) - {f.name for f in stored})
     if unknown:
         raise RecordError(f"{source}: unknown field '{prefix}{unknown[0]}'")
     hints = typing.get_type_hints(cls)
     values = {}
-    for f in dataclasses.fields(cls):
+    for f in stored:
         path = prefix + f.name
         if f.name not in d:
             if lenient and _has_default(f):  # an older schema: the field came later
