@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from robustode.defenses import defenses
 from robustode.records import make_record, record_filename, save
 from robustode.stats import wilson
 
@@ -35,7 +36,7 @@ def _record(spec: str, seed: int, clean: float, pgd: float, seconds: float, real
     intervals = {k: list(wilson(round(acc * n), n)) for k, acc in (("clean", clean), ("pgd-20", pgd))}
     return make_record(
         model={"name": "wrn34_10" if real else "preact_resnet18", "params": 1},
-        defense={"spec": spec, "name": spec.split("-")[0]},
+        defense={"spec": spec, "name": spec.split("-")[0], "single_step": defenses.lookup(spec).single_step},
         dataset={"name": "cifar10" if real else "cifar10-jpeg", "kind": "real" if real else "jpeg-copy",
                  "n_train": 50_000, "n_test": 10_000, "num_classes": 10},
         training={"epochs": 105 if real else 15, "batch_size": 128, "seed": seed, "seconds": seconds,

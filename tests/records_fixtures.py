@@ -6,16 +6,19 @@ from pathlib import Path
 
 import numpy as np
 
+from robustode.defenses import defenses
 from robustode.records import load_record, make_record, record_filename, save_new
+from robustode.registry import parse_spec
 from robustode.stats import wilson
 
 
-def demo_record(*, defense="pgd-10", clean=0.87, pgd20=0.47, seconds=600.0, aa=None, aa_standard=True,
-                dataset="cifar10", kind="real", model="wrn34_10", device="NVIDIA H200", seed=0,
-                date="2025-01-02T03:04:05+00:00", label=None, n_train=50_000, n=10_000, eps=8 / 255,
+def demo_record(*, defense="pgd-10", single_step=None, clean=0.87, pgd20=0.47, seconds=600.0, aa=None,
+                aa_standard=True, dataset="cifar10", kind="real", model="wrn34_10", device="NVIDIA H200",
+                seed=0, date="2025-01-02T03:04:05+00:00", label=None, n_train=50_000, n=10_000, eps=8 / 255,
                 epochs=105, lr=0.1, training=None, evaluation=None, commit="abc123"):
     """A valid record; the keywords cover what the report tests vary.
 
+    ``single_step`` defaults to what run_record stores for ``defense``: its registered class's.
     ``training`` and ``evaluation`` add or replace fields of those sections (schema 2:
     curve, best_epoch, stop_kind, world_size, flops_per_image, intervals, worst_case_acc, ...).
     """
@@ -27,6 +30,7 @@ def demo_record(*, defense="pgd-10", clean=0.87, pgd20=0.47, seconds=600.0, aa=N
     return make_record(
         model={"name": model, "params": 46_160_474},
         defense={"spec": defense, "name": defense.split("-")[0],
+                 "single_step": class_single_step(defense) if single_step is None else single_step,
                  "hyperparameters": {"eps": 8 / 255, "alpha": 2 / 255, "steps": 10}},
         dataset={"name": dataset, "kind": kind, "n_train": n_train, "n_test": 10_000, "num_classes": 10,
                  "source": "/data/" + dataset},
@@ -42,6 +46,10 @@ def demo_record(*, defense="pgd-10", clean=0.87, pgd20=0.47, seconds=600.0, aa=N
         provenance={"robustode_version": "0.1.0", "git_commit": commit, "torch_version": "2.11.0",
                     "device": device, "device_type": "cuda", "precision": "bf16", "date": date},
         label=label, command="robustode train --model wrn34_10")
+
+
+def class_single_step(spec: str) -> bool:
+    return defenses.lookup(parse_spec(spec, "defense")[0]).single_step
 
 
 def correct(n: int, right: int, start: int = 0) -> np.ndarray:

@@ -97,7 +97,7 @@ def test_unknown_field_is_an_error(tmp_path):
 def test_schema_version_mismatch(tmp_path, version):
     data = demo_record().to_dict()
     data["schema_version"] = version
-    with pytest.raises(RecordError, match=r"old\.json: schema version .* reads versions 1, 2"):
+    with pytest.raises(RecordError, match=r"old\.json: schema version .* reads versions 1, 2, 3"):
         load_record(write_json(tmp_path / "old.json", data))
 
 

@@ -13,7 +13,6 @@ from records_fixtures import correct, demo_record, saved_record
 from test_report import sections
 
 from robustode.cli import main
-from robustode.defenses import Defense, defenses
 from robustode.errors import ConfigError
 from robustode.records import Record, load_records
 from robustode.report import group_records, render, write_report
@@ -56,8 +55,9 @@ def test_cells_show_the_records_own_intervals_and_name_the_method():
 def test_schema_1_records_render_with_intervals_from_n(tmp_path):
     old = demo_record(clean=0.348, pgd20=0.268, n=500).to_dict()
     old["schema_version"] = 1
-    for section, fields in (("training", ("stop_kind", "curve", "best_epoch", "world_size", "peak_memory_bytes",
-                                          "flops_per_image")),
+    for section, fields in (("defense", ("single_step",)),
+                            ("training", ("stop_kind", "curve", "best_epoch", "world_size",
+                                          "peak_memory_bytes", "flops_per_image")),
                             ("evaluation", ("worst_case_acc", "intervals", "interval_method", "per_example",
                                             "randomized", "escalation"))):
         for name in fields:
@@ -153,17 +153,13 @@ def test_single_step_collapse_rate():
     assert "Collapsed" not in md  # no single-step defense: no column
 
 
-def test_single_step_comes_from_the_defense_class():
-    class OneStep(Defense):
-        single_step = True
-
-    defenses.add("one-step-test", OneStep)
-    try:
-        md = render([demo_record(defense="one-step-test", pgd20=0.0), demo_record(defense="n-fgsm"),
-                     demo_record(defense="grad-align(lam=0.1)")], "md")
-    finally:
-        defenses.remove("one-step-test")
+def test_single_step_comes_from_the_record_alone():
+    """What the record says, for a defense no registry here knows, and against a registered class's."""
+    md = render([demo_record(defense="one-step-elsewhere", single_step=True, pgd20=0.0),
+                 demo_record(defense="n-fgsm"), demo_record(defense="grad-align(lam=0.1)")], "md")
     assert column(md, "Collapsed") == ["0/1", "0/1", "1/1"]
+    md = render([demo_record(defense="fgsm-rs", single_step=False), demo_record(defense="pgd-10")], "md")
+    assert "Collapsed" not in md
 
 
 def mcnemar(b, c):

@@ -13,7 +13,15 @@ import robustode as ro
 from robustode.defenses import create_defense
 from robustode.errors import ConfigError
 from robustode.records import load_record, run_record
-from robustode.training import RunInfo, TrainConfig, TrainResult, TrainSettings, fit, load_checkpoint
+from robustode.training import (
+    DefenseSetup,
+    RunInfo,
+    TrainConfig,
+    TrainResult,
+    TrainSettings,
+    fit,
+    load_checkpoint,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -117,3 +125,20 @@ def test_a_duck_typed_defense_without_prepare_trains():
     assert not hasattr(OnlyTrainStep(), "prepare")
     result = fit(tiny(), OnlyTrainStep(), data(), quiet=True, epochs=1)
     assert result.data_epochs == 1 and result.run.defense.spec == "duck"
+
+
+def test_the_record_keeps_whether_the_defense_class_is_single_step(tmp_path):
+    class OneStep(Plain):
+        single_step = True
+
+    _, record = ro.train(tiny(), OneStep(), data(), n=8, masking_checks=False, out_dir=tmp_path / "run",
+                         quiet=True, device="cpu", epochs=1)
+    assert record.defense.single_step is True and load_record(tmp_path / "run" / "record.json") == record
+    specs = ("fgsm-rs", "n-fgsm", "pgd-2", "yopo-2-1")
+    assert [DefenseSetup.of(create_defense(s)).single_step for s in specs] == [True, True, False, False]
+    # A checkpoint written before robustode stored it: the built-in single-step defenses of its day.
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["config"]
+    del state["defense"]["single_step"]
+    assert RunInfo.from_dict(state).defense.single_step is False  # "plain" was none of them
+    state["defense"]["spec"] = "fgsm-rs(label_smoothing=0.1)"
+    assert RunInfo.from_dict(state).defense.single_step is True

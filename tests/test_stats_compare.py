@@ -11,7 +11,15 @@ import torch
 
 from robustode.cli import main
 from robustode.errors import RecordError
-from robustode.records import combine, compare, load_record, load_record_points, make_record, save
+from robustode.records import (
+    SCHEMA_VERSION,
+    combine,
+    compare,
+    load_record,
+    load_record_points,
+    make_record,
+    save,
+)
 from robustode.stats import clopper_pearson, mcnemar_exact, wilson
 
 N = 100
@@ -43,7 +51,8 @@ def record_with_points(folder: Path, name: str, correct: torch.Tensor, *, n: int
     """A record whose per-example file says which of n points are robust (all are correct clean)."""
     acc = correct.float().mean().item()
     record = make_record(
-        model={"name": "resnet20", "params": 1}, defense={"spec": "pgd-3", "name": "pgd"},
+        model={"name": "resnet20", "params": 1},
+        defense={"spec": "pgd-3", "name": "pgd", "single_step": False},
         dataset={"name": "synthetic", "kind": "synthetic", "n_train": 64, "n_test": n, "num_classes": 10},
         training={"epochs": 1, "batch_size": 8, "seed": seed, "seconds": 1.0, "images_per_second": 64.0,
                   "passes_per_image": 4.0},
@@ -114,5 +123,6 @@ def test_combine_takes_the_worst_case_per_point_over_evaluations(tmp_path):
 def test_a_schema_1_record_gets_wilson_intervals_from_n_and_its_accuracies():
     record = load_record(Path(__file__).parent / "fixtures" / "record_v1.json")
     ev = record.evaluation
-    assert record.schema_version == 2 and ev.intervals["clean"] == list(wilson(round(ev.clean_acc * 500), 500))
+    assert record.schema_version == SCHEMA_VERSION
+    assert ev.intervals["clean"] == list(wilson(round(ev.clean_acc * 500), 500))
     assert ev.intervals["pgd-20"][0] < ev.pgd20_acc < ev.intervals["pgd-20"][1]

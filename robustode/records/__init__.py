@@ -4,9 +4,9 @@
     path = save_in(run.record, "leaderboard/records", points=run.points)
     assert load_record(path).model == run.record.model    # saving leaves run.record as it was
 
-``schema`` holds the typed sections and their validation, ``io`` the atomic saves
-and strict loads, ``build`` the one place a record is made from a run (or by hand:
-``make_record(model={...}, ...)``).
+``schema`` holds the typed sections and their validation, ``migrate`` how older
+schemas read, ``io`` the atomic saves and strict loads, ``build`` the one place a
+record is made from a run (or by hand: ``make_record(model={...}, ...)``).
 """
 
 from .build import Evaluated, defense_family, make_record, run_record

@@ -73,7 +73,7 @@ def run_record(trained, evaluation, *, dataset: DatasetInfo | None = None, label
     record = make_record(
         model={"name": run.model.name or run.model.class_name, "params": run.model.params},
         defense={"spec": run.defense.spec, "name": defense_family(run.defense.spec),
-                 "hyperparameters": run.defense.hyperparameters},
+                 "single_step": run.defense.single_step, "hyperparameters": run.defense.hyperparameters},
         dataset=dataclasses.asdict(dataset or run.data),
         training={"epochs": trained.nominal_epochs, "batch_size": train.batch_size, "seed": train.seed,
                   "seconds": trained.train_seconds, "images_per_second": trained.images_per_second,

@@ -5,10 +5,9 @@ fractions in [0, 1], and every field of the schema is present in every file.
 ``Record.from_dict`` checks all of it and raises :class:`RecordError` naming the
 source, so a report never silently drops or misreads a result.
 
-Schema 2 added the training curve, the stop kind and cost, and per evaluation the
-worst case, a 95% interval for every accuracy, the per-example results file, the
-randomness verdict and the escalation stages. Records of schema 1 still load: their
-new fields take their defaults, and their intervals are computed from n and the accuracy.
+A record stores all its rendering needs (whether its defense is single-step, too), so
+an old record renders the same whatever is registered today. Records of schemas 1 and 2
+still load: ``migrate`` says what each later version added and how it is filled.
 """
 
 from __future__ import annotations
@@ -22,9 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import RecordError
+from .migrate import from_v1, from_v2
 
-SCHEMA_VERSION = 2
-READS = (1, 2)
+SCHEMA_VERSION = 3
+READS = (1, 2, 3)
 DATASET_KINDS = ("real", "jpeg-copy", "synthetic", "custom")
 STOP_KINDS = ("diverged", "budget", "guard")
 
@@ -44,6 +44,7 @@ class ModelInfo:
 class DefenseInfo:
     spec: str  # as given on the command line, e.g. "yopo-5-3"
     name: str  # the defense family, e.g. "yopo"
+    single_step: bool  # one attack step per batch (its class's ``single_step``): the report counts collapses
     hyperparameters: dict = field(default_factory=dict)  # every field of the defense, resolved
 
 
@@ -139,20 +140,13 @@ class Record:
         if version not in READS or isinstance(version, bool):
             raise RecordError(f"{source}: schema version {version!r}, but this robustode reads "
                               f"versions {', '.join(map(str, READS))}")
-        record = _build(cls, d, source, "", lenient=version < SCHEMA_VERSION)
-        if version < SCHEMA_VERSION:
-            _upgrade(record)
+        if version < 3:
+            d = from_v2(d, version, source)
+        record = _build(cls, d, source, "", lenient=version < 2)
+        if version < 2:
+            from_v1(record)
+        record.schema_version = SCHEMA_VERSION
         return record
-
-
-def _upgrade(record: Record) -> None:
-    """A schema-1 record as schema 2 reads it: intervals from n and each accuracy."""
-    from ..stats import wilson
-
-    ev = record.evaluation
-    accuracies = {"clean": ev.clean_acc, **ev.robust}
-    ev.intervals = {k: list(wilson(round(acc * ev.n), ev.n)) for k, acc in accuracies.items()}
-    record.schema_version = SCHEMA_VERSION
 
 
 def _build(cls, d: dict, source: str, prefix: str, lenient: bool = False):

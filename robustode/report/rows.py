@@ -20,7 +20,6 @@ import statistics
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from ..errors import RobustodeError
 from ..records import Record
 from ..stats import interval as proportion_interval
 
@@ -62,18 +61,6 @@ def _interval_key(record: Record, metric: str) -> str:
                 "autoattack")
 
 
-def single_step(spec: str) -> bool:
-    """Whether the defense of ``spec`` takes one attack step per batch (its class says ``single_step``)."""
-    from ..defenses import defenses
-    from ..registry import parse_spec
-
-    try:
-        factory = defenses.lookup(parse_spec(spec, "defense")[0])
-    except RobustodeError:  # a defense registered by another program: nothing known about it here
-        return False
-    return bool(getattr(factory, "single_step", False))
-
-
 def collapsed(record: Record) -> bool:
     """Catastrophic overfitting happened: the guard fired (and restored an earlier epoch), or PGD-20 < 2%."""
     pgd = record.evaluation.pgd20_acc
@@ -113,7 +100,8 @@ class Row:
 
     @property
     def single_step(self) -> bool:
-        return single_step(self.first.defense.spec)
+        """The defense takes one attack step per batch, as its record says (not today's registry)."""
+        return self.first.defense.single_step
 
     @property
     def collapsed(self) -> int:

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
+from ..records.migrate import single_step_before_v3
 from ..records.schema import DatasetInfo, Provenance
 from ..utils import provenance
 from .config import TRAJECTORY_KEYS, TrainConfig, TrainSettings
@@ -43,11 +44,18 @@ class DefenseSetup:
     hyperparameters: dict  # every field of the defense, resolved (JSON types)
     passes_per_batch: float  # forward+backward passes over one minibatch per train_step
     replays: int  # optimizer steps per minibatch
+    single_step: bool  # one attack step per batch (the class's single_step): records keep it for the report
 
     @classmethod
     def of(cls, defense) -> DefenseSetup:
+        # A duck-typed defense (no Defense subclass) may lack single_step: as Defense's default, it is not.
         return cls(defense.spec, _plain(defense.hyperparameters()), float(defense.passes_per_batch),
-                   int(defense.replays))
+                   int(defense.replays), bool(getattr(defense, "single_step", False)))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DefenseSetup:
+        """A checkpoint written before robustode stored ``single_step`` gets the answer of its day."""
+        return cls(**{"single_step": single_step_before_v3(d["spec"]), **d})
 
 
 @dataclass(frozen=True)
@@ -81,7 +89,7 @@ class RunInfo:
             model = dict(d["model"])
             model["class_name"] = model.pop("class")
             return cls(TrainSettings.from_dict(d["train"]), TrainConfig.from_dict(d["requested"]),
-                       ModelSetup(**model), DefenseSetup(**d["defense"]), DatasetInfo(**d["data"]),
+                       ModelSetup(**model), DefenseSetup.from_dict(d["defense"]), DatasetInfo(**d["data"]),
                        Provenance(**d["provenance"]))
         except (KeyError, TypeError, AttributeError) as err:
             raise CheckpointError(f"{source}: malformed run description ({type(err).__name__}: {err})") from None
