@@ -26,6 +26,7 @@ from .migrate import from_v1, from_v2
 SCHEMA_VERSION = 3
 READS = (1, 2, 3)
 DATASET_KINDS = ("real", "jpeg-copy", "synthetic", "custom")
+# Why training stopped early (training.Stop.kind): a non-finite loss, max_seconds spent, the defense's guard.
 STOP_KINDS = ("diverged", "budget", "guard")
 
 # Field metadata read by the validator: a numeric range, or a set of allowed strings.
@@ -68,7 +69,7 @@ class TrainingInfo:
     passes_per_image: float = field(metadata=_NONNEG)  # forward+backward passes per image per epoch
     optimizer: dict = field(default_factory=dict)  # lr, momentum, weight decay, schedule
     stopped_early: str | None = None  # the reason, when training stopped before its last epoch
-    stop_kind: str | None = field(default=None, metadata={"choices": STOP_KINDS})  # diverged, budget, guard
+    stop_kind: str | None = field(default=None, metadata={"choices": STOP_KINDS})
     # One row per data epoch: epoch, nominal_epoch, lr, loss, train_acc, eval_clean, eval_robust (held out).
     curve: list[dict] = field(default_factory=list)
     best_epoch: int | None = None  # the epoch of checkpoints/best.pt (keep_best), marked on the curve

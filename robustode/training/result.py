@@ -10,14 +10,12 @@ from torch import nn
 
 from .run import RunInfo
 
-STOP_KINDS = ("diverged", "budget", "guard")
-
 
 @dataclass(frozen=True)
 class Stop:
     """Why training ended before its last epoch."""
 
-    kind: str  # "diverged" (non-finite loss), "budget" (max_seconds spent) or "guard" (the defense stopped it)
+    kind: str  # one of robustode.records.schema.STOP_KINDS, where each is explained
     reason: str  # one line for the log and the record
     restored_weights: bool = False  # a guard put an earlier epoch's weights back (the model holds those)
 
