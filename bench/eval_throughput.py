@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from robustode.attacks import pgd
-from robustode.evaluation import evaluate
+from robustode.api import evaluate
 from robustode.utils import device_name, resolve_device, synchronize
 
 

@@ -35,7 +35,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from robustode.data.types import DataSet, Split
 from robustode.defenses import create_defense
 from robustode.models import create
-from robustode.training import fit
+from robustode.api import fit
 from robustode.training.optim import param_groups, sgd_factory
 from robustode.utils import device_name, resolve_device
 

@@ -13,7 +13,7 @@ and ``ro.register_attack``; see examples/custom_model.py.
 """
 
 from ._version import __version__
-from .api import check_model, evaluate, evaluate_checkpoint, load_model, train, train_seeds
+from .api import check_model, evaluate, evaluate_checkpoint, fit, load_model, train, train_seeds
 from .attacks import attacks as _attacks
 from .data import datasets as _datasets
 from .data import load_dataset
@@ -23,6 +23,7 @@ from .models import create as create_model
 from .models import list as list_models
 from .models import register_model
 from .records import combine, compare, load_record
+from .threat import ThreatModel
 from .training import TrainConfig
 
 register_attack = _attacks.register
@@ -31,6 +32,7 @@ list_attacks = _attacks.names
 list_datasets = _datasets.names
 
 __all__ = [
+    "ThreatModel",
     "TrainConfig",
     "__version__",
     "check_model",
@@ -40,6 +42,7 @@ __all__ = [
     "create_model",
     "evaluate",
     "evaluate_checkpoint",
+    "fit",
     "list_attacks",
     "list_datasets",
     "list_defenses",

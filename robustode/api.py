@@ -8,7 +8,7 @@
 Your own model works too: pass an ``nn.Module`` taking images in [0, 1] and
 returning logits (a torchvision or timm model as it is). Every defense trains it
 as it is, YOPO included: YOPO finds the model's layer one by tracing it and
-checks the split before training (robustode.defenses.split). ``ro.check_model``
+checks the split before training (robustode.split). ``ro.check_model``
 says what robustode sees in a model before any training:
 
     report = ro.check_model(torchvision.models.resnet18(num_classes=10), num_classes=10)
@@ -26,27 +26,26 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .attacks.spec import build as build_attack
+from . import evaluation, training
 from .checks import check_model
-from .data import DataSet, load_dataset
-from .defenses import create_defense
+from .data import DataSet
 from .defenses.base import Defense
 from .dist import context
+from .entrance import (DEFAULT_ATTACKS, build_attacks, build_defense, build_model, build_threat, check_model_name,
+                       check_n, load_data, train_config)
 from .errors import ConfigError, DataError
-from .evaluation import evaluate, evaluate_sharded
+from .evaluation import EvalResult, evaluate_sharded
 from .files import check_output_dir
-from .models import registry as model_registry
-from .models import select_output
 from .records import DatasetInfo, Evaluated, Record, load_record, run_record, save, save_in
-from .training import TrainConfig, TrainResult, fit, load_checkpoint
+from .threat import DEFAULT_EPS
+from .training import TrainConfig, TrainResult, load_checkpoint
 from .training.checkpoint import model_from_state
 from .training.lock import run_lock
+from .training.surrogate import train_surrogate
 from .utils import check_positive_int, resolve_device
 
 log = logging.getLogger("robustode")
 
-DEFAULT_ATTACKS = ("pgd-20",)
-EVAL_EPS = 8 / 255  # the field's standard L-inf budget
 
 
 def train(model: nn.Module | str, defense: str | Defense = "pgd-10", data: str | DataSet = "cifar10", *,
@@ -55,19 +54,17 @@ def train(model: nn.Module | str, defense: str | Defense = "pgd-10", data: str |
           masking_checks: bool = True, data_dir=None, train_subset: int | None = None,
           test_subset: int | None = None, out_dir=None, resume: bool = False, records_dir=None,
           label: str | None = None, command: str | None = None, quiet: bool = False,
-          output: int | str | None = None, **settings) -> tuple[nn.Module, Record]:
+          output: int | str | None = None, config: TrainConfig | None = None,
+          **settings) -> tuple[nn.Module, Record]:
     """Train ``model`` with ``defense`` on ``data``, evaluate it, and return (model, record).
 
     Args:
         model: a registered name ("lm_resnet20", see ``ro.list_models()``) or your own
             ``nn.Module`` (images in [0, 1] -> logits).
-        defense: a spec ("natural", "pgd-10", "free-8", "yopo-5-3", "fgsm-rs",
-            "trades-10", "mart-10", "n-fgsm", "grad-align"), optionally with settings
-            ("pgd-10(alpha=2/255)") and modifiers ("pgd-10(ema_decay=0.999, awp_gamma=0.01)",
-            "fgsm-rs(label_smoothing=0.1)"), or a Defense. With ``ema_decay`` the
-            returned, evaluated and saved model is the weight average.
-        data: a registered data set ("cifar10", "cifar10-jpeg", "imagefolder:PATH",
-            "synthetic") or a DataSet.
+        defense: a spec ("natural", "pgd-10", "free-8", "yopo-5-3", ...; ``ro.list_defenses()``),
+            optionally with settings ("pgd-10(alpha=2/255)") and modifiers ("pgd-10(ema_decay=0.999)"),
+            or a Defense. With ``ema_decay`` the returned, evaluated and saved model is the weight average.
+        data: a registered data set ("cifar10", "cifar10-jpeg", "imagefolder:PATH", "synthetic") or a DataSet.
         eps: budget of the defense and the final evaluation, e.g. "8/255" (default: the defense's; 8/255).
         defense_options: other fields of the defense, e.g. {"first": "conv1"} for YOPO.
         attacks: the final evaluation's attacks ("pgd-20"; add "autoattack").
@@ -77,28 +74,70 @@ def train(model: nn.Module | str, defense: str | Defense = "pgd-10", data: str |
         out_dir: run directory (config.json, train.log, metrics.csv, checkpoints/, record.json);
             an existing one is refused unless ``resume`` (continue it from its last checkpoint).
         records_dir: also save the record there (e.g. "leaderboard/records"); label, command: stored in it.
-        output: index or key of the logits, for a model returning a tuple / list / dict
-            (it then trains, and returns, ``SelectOutput(model, output)``).
-        settings: training settings (``ro.TrainConfig`` fields): epochs, batch_size,
+        output: index or key of the logits of a model returning a tuple / list / dict (``SelectOutput``).
+        config, settings: training settings, a ``ro.TrainConfig`` and/or its fields: epochs, batch_size,
             lr, schedule, seed, device, compile, eval_every, max_seconds, ...
 
     Bad settings and untrainable models (ro.check_model's failures) raise a RobustodeError first.
     """
-    model = _model(model, output)
-    defense, eval_eps = build_defense(defense, eps, defense_options), EVAL_EPS if eps is None else eps
-    attacks = check_attacks(attacks, eval_eps)
+    config = train_config(config, settings)
+    check_model_name(model, output)
+    defense = build_defense(defense, eps, defense_options)
+    threat = build_threat(eps)
+    attacks = build_attacks(attacks, threat)
     if records_dir is not None:
         check_output_dir(records_dir, what="records folder")
     dataset = load_data(data, data_dir, train_subset, test_subset)
     check_n(n, dataset)
-    trained = fit(model, defense, dataset, out_dir=out_dir, resume=resume, quiet=quiet, **settings)
+    model = build_model(model, dataset.num_classes, config.seed, output)
+    trained = training.fit(model, defense, dataset, config, out_dir=out_dir, resume=resume, quiet=quiet)
     with run_lock(trained.run_dir):  # the record is the run's; under torchrun each rank evaluates its shard
-        evaluation = evaluate_sharded(trained.model, dataset, attacks=attacks, n=n, batch_size=eval_batch_size,
-                                      device=trained.run.train.device, eps=eval_eps, quiet=quiet,
-                                      masking_checks=masking_checks)
+        evaluation = evaluate_sharded(trained.model, dataset, attacks, threat, n=n, batch_size=eval_batch_size,
+                                      device=trained.run.train.device, quiet=quiet, masking_checks=masking_checks,
+                                      surrogate=train_surrogate)
         record = _save(run_record(trained, evaluation, label=label, command=command), trained.run_dir,
                        records_dir)
     return trained.model, record
+
+
+def fit(model: nn.Module | str, defense: str | Defense = "pgd-10", data: str | DataSet = "cifar10", *,
+        eps: float | str | None = None, defense_options: dict | None = None, data_dir=None,
+        train_subset: int | None = None, test_subset: int | None = None, out_dir=None, resume: bool = False,
+        quiet: bool = False, output: int | str | None = None, config: TrainConfig | None = None,
+        **settings) -> TrainResult:
+    """``train`` without the final evaluation and record: names become objects, then the training loop.
+
+        result = ro.fit("resnet20", "pgd-7", "cifar10", epochs=10, out_dir="runs/r20")
+        result.model, result.history, result.train_seconds
+    """
+    config = train_config(config, settings)
+    check_model_name(model, output)
+    defense = build_defense(defense, eps, defense_options)
+    dataset = load_data(data, data_dir, train_subset, test_subset)
+    model = build_model(model, dataset.num_classes, config.seed, output)
+    return training.fit(model, defense, dataset, config, out_dir=out_dir, resume=resume, quiet=quiet)
+
+
+def evaluate(model: nn.Module, data="cifar10", attacks=DEFAULT_ATTACKS, n: int | None = None, batch_size: int = 256,
+             device=None, eps=DEFAULT_EPS, quiet: bool = False, masking_checks: bool = True, seed: int = 0,
+             data_dir=None, escalate: bool = True, surrogate=None, state=None) -> EvalResult:
+    """Clean and robust accuracy of ``model`` on the first ``n`` test images, with intervals and flags.
+
+    data: a registered data set name (found in ``data_dir``), a DataSet, a Split or an (x, y) pair.
+    attacks: specs ("pgd-20", "pgd-50(restarts=5)", "autoattack", "torchattacks:CW(c=1)") or Attacks;
+        ``eps`` applies to every attack whose spec does not set its own.
+    surrogate: the transfer stage's surrogate (default: the same architecture trained naturally, briefly).
+    The rest: see robustode.evaluation.evaluate.
+
+        result = ro.evaluate(model, "cifar10", attacks=["pgd-20", "autoattack"], n=1000)
+        result.clean_acc, result.robust["pgd-20"], result.intervals["pgd-20"], result.worst_case
+    """
+    threat = build_threat(eps)
+    built = build_attacks(attacks, threat)  # an unknown or malformed attack fails before any data is loaded
+    dataset = load_data(data, data_dir) if isinstance(data, str) else data
+    return evaluation.evaluate(model, dataset, built, threat, n=n, batch_size=batch_size, device=device,
+                               quiet=quiet, masking_checks=masking_checks, seed=seed, escalate=escalate,
+                               surrogate=train_surrogate if surrogate is None else surrogate, state=state)
 
 
 def train_seeds(model: str | Callable[[], nn.Module], defense: str | Defense = "pgd-10",
@@ -129,16 +168,6 @@ def train_seeds(model: str | Callable[[], nn.Module], defense: str | Defense = "
     return runs
 
 
-def _model(model: nn.Module | str, output) -> nn.Module | str:
-    """A registered name, checked now (not after loading the data), or your module with its logits picked."""
-    if not isinstance(model, str):
-        return select_output(model, output)
-    model_registry.resolve(model)
-    if output is not None:
-        raise ConfigError("output= picks the logits of your own model; a registered model returns them")
-    return model
-
-
 def _save(run: Evaluated, run_dir: str | None, records_dir) -> Record:
     """record.json in the run directory, and a new file in ``records_dir``; rank 0 only under torchrun.
     Returns the record as written (it names its per-example file), or as built where nothing was."""
@@ -152,7 +181,7 @@ def _save(run: Evaluated, run_dir: str | None, records_dir) -> Record:
 
 def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | DataSet | None = None, *,
                         attacks: Sequence[str] | str = DEFAULT_ATTACKS, n: int | None = None,
-                        eps: float | str = EVAL_EPS, batch_size: int = 256, device=None, data_dir=None,
+                        eps: float | str = DEFAULT_EPS, batch_size: int = 256, device=None, data_dir=None,
                         masking_checks: bool = True, quiet: bool = False, label: str | None = None,
                         command: str | None = None, state: str | os.PathLike | None = None) -> Evaluated:
     """Evaluate a checkpoint of ``ro.train`` / ``robustode train``; return its record and per-point results.
@@ -167,17 +196,18 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | DataSet | Non
         robustode.records.save_in(run.record, "leaderboard/records", points=run.points)   # writes both
     """
     device = resolve_device(device)
-    attacks = check_attacks(attacks, eps)
+    threat = build_threat(eps)
+    built = build_attacks(attacks, threat)
     ckpt = load_checkpoint(checkpoint)
     trained = TrainResult.from_checkpoint(ckpt, model_from_state(ckpt, checkpoint, device))
     dataset = load_data(data or trained.run.data.name, data_dir)
     note = _other_data(trained.run.data, dataset)
     check_n(n, dataset)
     if state is not None:
-        asked = [ckpt.get("digest"), dataset.name, n, list(attacks), str(eps), batch_size, masking_checks]
+        asked = [ckpt.get("digest"), dataset.name, n, [a.name for a in built], str(eps), batch_size, masking_checks]
         state = Path(state) / f"{hashlib.sha256(json.dumps(asked).encode()).hexdigest()[:16]}.npz"
-    result = evaluate(trained.model, dataset, attacks=attacks, n=n, batch_size=batch_size, device=device, eps=eps,
-                      quiet=quiet, masking_checks=masking_checks, state=state)
+    result = evaluation.evaluate(trained.model, dataset, built, threat, n=n, batch_size=batch_size, device=device,
+                                 quiet=quiet, masking_checks=masking_checks, state=state, surrogate=train_surrogate)
     evaluated = DatasetInfo(**{**dataset.describe(), "n_train": trained.run.data.n_train})  # trained on
     return run_record(trained, result, dataset=evaluated, label=label, command=command, notes=note)
 
@@ -200,51 +230,5 @@ def load_model(checkpoint: str | Path, device="cpu") -> nn.Module:
     return model_from_state(load_checkpoint(checkpoint), checkpoint, device)
 
 
-def build_defense(defense: str | Defense, eps=None, options: dict | None = None) -> Defense:
-    """A Defense from a spec such as "yopo-5-3" or "pgd-10(alpha=2/255)", with ``eps`` and ``options`` set."""
-    if not isinstance(defense, str):
-        if eps is not None or options:
-            raise ConfigError("eps and defense_options apply to a defense spec; "
-                              "set them on your Defense instead")
-        return defense
-    settings = dict(options or {})
-    if eps is not None:
-        settings["eps"] = eps
-    return create_defense(defense, **settings)
-
-
-def check_attacks(attacks: Sequence[str] | str, eps) -> tuple[str, ...]:
-    """The attack specs, each checked by building it (an unknown name fails before training)."""
-    specs = (attacks,) if isinstance(attacks, str) else tuple(attacks)
-    if not specs:
-        raise ConfigError("the evaluation needs at least one attack, e.g. pgd-20")
-    for spec in specs:
-        build_attack(spec, eps=eps)
-    return specs
-
-
-def check_n(n: int | None, dataset: DataSet) -> None:
-    if n is None:
-        return
-    check_positive_int(n, "n")
-    if n > len(dataset.test):
-        raise DataError(f"asked to evaluate n={n} test images, but the {dataset.name} test set has only "
-                        f"{len(dataset.test)}")
-
-
-def load_data(data: str | DataSet, data_dir=None, train_subset=None, test_subset=None) -> DataSet:
-    """A DataSet as given, or loaded by name (see ``robustode list datasets``); optionally cut."""
-    if not isinstance(data, (str, DataSet)):
-        raise ConfigError(f"data must be a data set name (see `robustode list datasets`) or a DataSet, got a "
-                          f"{type(data).__name__}; wrap your own tensors as robustode.data.DataSet("
-                          "name, Split(uint8 images, labels), ...)")
-    if isinstance(data, str):
-        return load_dataset(data, data_dir=data_dir, train_subset=train_subset, test_subset=test_subset)
-    if train_subset is None and test_subset is None:
-        return data
-    return DataSet(data.name, data.train.subset(train_subset, f"{data.name} training set"),
-                   data.test.subset(test_subset, f"{data.name} test set"), data.classes, data.kind,
-                   data.source, data.meta)
-
-
-__all__ = ["TrainConfig", "build_defense", "check_model", "evaluate", "evaluate_checkpoint", "load_data", "load_model", "train"]
+__all__ = ["TrainConfig", "build_defense", "check_model", "evaluate", "evaluate_checkpoint", "fit", "load_data",
+           "load_model", "train", "train_seeds"]

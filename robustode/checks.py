@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from .data import DataSet
 from .errors import ConfigError, first_line
 from .models.contract import select_output
 from .modes import bn_mode
@@ -236,8 +237,6 @@ def _flat(out) -> torch.Tensor:
 
 
 def _shape_and_classes(model: nn.Module, data, num_classes) -> tuple[tuple[int, ...], int | None]:
-    from .data import DataSet
-
     if isinstance(data, DataSet):
         return tuple(data.train.images.shape[1:]), num_classes or data.num_classes
     shape = getattr(model, "input_shape", (3, 32, 32)) if data is None else data

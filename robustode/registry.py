@@ -150,6 +150,10 @@ class Registry:
         """Registered names matching a glob pattern, sorted."""
         return sorted(n for n in self._entries if fnmatch.fnmatchcase(n, pattern))
 
+    def in_order(self) -> list[str]:
+        """Every registered name in the order of registration (built-in entries first)."""
+        return list(self._entries)
+
     def entries(self, pattern: str = "*") -> list[Entry]:
         return [self._entries[n] for n in self.names(pattern)]
 

@@ -6,44 +6,13 @@ import datetime as _dt
 import os
 import platform
 import subprocess
-from fractions import Fraction
 from pathlib import Path
 
 import torch
 
+from ._version import __version__
 from .errors import ConfigError
-
-
-def parse_fraction(value: str | float | int, name: str = "value") -> float:
-    """Parse ``"8/255"``, ``"0.031"`` or a number into a float."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    try:
-        return float(Fraction(str(value).strip()))
-    except (ValueError, ZeroDivisionError):
-        raise ConfigError(f"{name} must be a number or a fraction like 8/255, got {value!r}") from None
-
-
-def check_eps(eps: float, name: str = "eps") -> float:
-    """Perturbation budgets live in pixel space, so they must lie in [0, 1]."""
-    eps = parse_fraction(eps, name)
-    if not 0.0 <= eps <= 1.0:
-        raise ConfigError(f"{name} must lie in [0, 1] (pixel space, e.g. 8/255), got {eps:g}")
-    return eps
-
-
-def check_step(step: float, name: str = "step size") -> float:
-    """A step size in pixel space: in (0, 1]. A zero step would train or attack with no perturbation at all."""
-    step = parse_fraction(step, name)
-    if not 0.0 < step <= 1.0:
-        raise ConfigError(f"{name} must lie in (0, 1] (pixel space, e.g. 2/255), got {step:g}")
-    return step
-
-
-def check_positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-    return value
+from .rules import check_positive_int, parse_fraction  # noqa: F401  (their home is rules.py)
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -91,8 +60,6 @@ def git_commit() -> str | None:
 
 def provenance(device: torch.device, precision: str) -> dict:
     """How a result was obtained: versions, device, precision, date."""
-    from ._version import __version__
-
     return {
         "robustode_version": __version__,
         "git_commit": git_commit(),

@@ -10,7 +10,7 @@ from torch import nn
 
 from robustode.attacks import AutoAttack, build
 from robustode.errors import ConfigError
-from robustode.evaluation import evaluate
+from robustode.api import evaluate
 
 TINY = "autoattack-dev(apgd_steps=5, apgdt_steps=5, fab_steps=5, square_queries=20)"
 

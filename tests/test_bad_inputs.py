@@ -62,7 +62,7 @@ API = [  # (what is wrong, ro.train keyword arguments, error type, words in the 
     ("lr inf", {"lr": float("inf")}, ConfigError, "lr must be a number >= 0"),
     ("lr negative", {"lr": -1.0}, ConfigError, "lr must be a number >= 0"),
     ("batch size 0", {"batch_size": 0}, ConfigError, "batch_size must be a positive integer"),
-    ("unknown schedule", {"schedule": "linear"}, ConfigError, "unknown schedule"),
+    ("unknown schedule", {"schedule": "linear"}, ConfigError, "schedule must be one of multistep"),
     ("unknown setting", {"epocs": 3}, ConfigError, "unknown training setting(s) epocs"),
     ("unknown device", {"device": "tpu"}, ConfigError, "unknown device 'tpu'"),
     ("bad precision", {"precision": "fp16"}, ConfigError, "precision must be one of"),

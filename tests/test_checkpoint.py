@@ -8,7 +8,8 @@ from training_utils import Interrupting, Plain, Tiny, data, same_weights, tiny
 from robustode.defenses import create_defense
 from robustode.errors import CheckpointError, ConfigError
 from robustode.models import registry as model_registry
-from robustode.training import fit, load_checkpoint, load_model_from_checkpoint, save_checkpoint
+from robustode.api import fit
+from robustode.training import load_checkpoint, load_model_from_checkpoint, save_checkpoint
 
 
 def defense(spec):

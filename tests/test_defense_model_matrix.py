@@ -21,7 +21,7 @@ from robustode.data import make_synthetic
 from robustode.defenses import create_defense
 from robustode.errors import ConfigError
 from robustode.models import create, describe
-from robustode.training import fit
+from robustode.api import fit
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

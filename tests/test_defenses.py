@@ -188,8 +188,8 @@ def test_every_defense_runs_under_bf16_autocast(name):
 def test_training_attacks_run_in_the_loops_autocast_dtype(spec, monkeypatch):
     module = importlib.import_module(type(create_defense(spec)).__module__)
     dtypes = []
-    real = module.pgd
-    monkeypatch.setattr(module, "pgd", lambda *a, **kw: dtypes.append(kw["autocast_dtype"]) or real(*a, **kw))
+    real = module.run_pgd
+    monkeypatch.setattr(module, "run_pgd", lambda *a, **kw: dtypes.append(kw["autocast_dtype"]) or real(*a, **kw))
     model, defense, optimizers = setup(spec)
     defense.train_step(model, *blobs(16), optimizers, lambda: None)
     with torch.autocast("cpu", dtype=torch.bfloat16):

@@ -18,9 +18,12 @@ from robustode.api import train
 from robustode.data import DeviceLoader, make_synthetic
 from robustode.defenses import Natural, create_defense
 from robustode.defenses.awp import ascent_gradients, perturbed_parameters
-from robustode.evaluation import evaluate, evaluate_sharded
+from robustode.api import evaluate
+from robustode.attacks import build
+from robustode.evaluation import evaluate_sharded
+from robustode.threat import ThreatModel
 from robustode.models.contract import LayerOneModel, Normalize
-from robustode.training import fit
+from robustode.api import fit
 
 # Batch norm would normalize each rank's shard by its own statistics: no batch norm here, so the
 # two runs must agree up to the order of float sums.
@@ -91,7 +94,8 @@ def worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
     results["batch_norm"] = watching.stats
     model = NoNorm()
     model.load_state_dict(results["natural"])
-    evaluation = evaluate_sharded(model, tiny_data(), attacks=("fgsm",), quiet=True, masking_checks=False)
+    evaluation = evaluate_sharded(model, tiny_data(), [build("fgsm")], ThreatModel(), quiet=True,
+                                  masking_checks=False)
     results["eval"] = (evaluation.clean_acc, evaluation.robust["fgsm"], evaluation.n, evaluation.per_point)
     _, record = train(NoNorm(), "natural", tiny_data(), attacks=("fgsm",), records_dir=os.path.join(out_dir, "records"),
                       **SETTINGS)

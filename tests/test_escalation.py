@@ -12,7 +12,8 @@ from torch import nn
 
 from robustode.attacks import build
 from robustode.attacks.eot import correct_on_draws, is_randomized
-from robustode.evaluation import escalation, evaluate
+from robustode.api import evaluate
+from robustode.evaluation import escalation
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 pgd_module = importlib.import_module("robustode.attacks.pgd")  # the package's name pgd is the function

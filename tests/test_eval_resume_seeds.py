@@ -12,7 +12,9 @@ from robustode.attacks import AutoAttack, build
 from robustode.cli import main
 from robustode.data import make_synthetic
 from robustode.errors import ConfigError
-from robustode.evaluation import escalation, evaluate
+from robustode.api import evaluate
+from robustode.evaluation import escalation
+from robustode.training import surrogate
 from robustode.records import load_record
 
 pytestmark = pytest.mark.usefixtures("one_thread", "data_dir")
@@ -118,7 +120,7 @@ def tiny_cnn() -> nn.Module:
 
 def test_without_a_surrogate_one_is_trained_for_a_custom_32x32_model(monkeypatch):
     monkeypatch.setattr(escalation, "SQUARE", "square(n_queries=20)")
-    monkeypatch.setattr(escalation, "SURROGATE_EPOCHS", 1)
+    monkeypatch.setattr(surrogate, "SURROGATE_EPOCHS", 1)
     data = make_synthetic(32, 16, seed=0)
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 4, 3, stride=4), nn.Flatten(), nn.Linear(4 * 8 * 8, 10)).eval()

@@ -12,7 +12,8 @@ from torch import nn
 from robustode.attacks import Attack, pgd
 from robustode.data.types import DataSet, Split
 from robustode.errors import ConfigError, DataError, UnknownNameError
-from robustode.evaluation import EvalResult, evaluate
+from robustode.api import evaluate
+from robustode.evaluation import EvalResult
 from robustode.evaluation.attack_loop import batch_seed
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py

@@ -13,7 +13,7 @@ from training_utils import data, tiny
 
 from robustode.defenses import FGSMRS, create_defense
 from robustode.defenses.trades import trades_attack
-from robustode.training import fit
+from robustode.api import fit
 
 
 @dataclass

@@ -14,10 +14,12 @@ from torch import nn
 from training_utils import Plain, Tiny, data, same_weights, tiny
 
 import robustode.evaluation
+import robustode.training.trainer
 from robustode.defenses import create_defense
 from robustode.defenses.awp import WeightPerturbation, ascent_gradients, descend, perturbed_parameters
 from robustode.errors import ConfigError
-from robustode.training import fit, load_checkpoint
+from robustode.api import fit
+from robustode.training import load_checkpoint
 from robustode.training.averaging import WeightAverage
 
 
@@ -67,8 +69,8 @@ class Watched(Tiny):
 
 def test_the_loop_updates_the_average_after_every_step_and_returns_saves_and_evaluates_it(tmp_path, monkeypatch):
     evaluated = []
-    original = robustode.evaluation.evaluate_sharded
-    monkeypatch.setattr(robustode.evaluation, "evaluate_sharded",
+    original = robustode.training.trainer.evaluate_sharded
+    monkeypatch.setattr(robustode.training.trainer, "evaluate_sharded",
                         lambda model, *a, **k: evaluated.append(model) or original(model, *a, **k))
     torch.manual_seed(0)
     live = Watched()

@@ -22,7 +22,8 @@ from robustode.data import DataSet, make_synthetic
 from robustode.defenses import create_defense
 from robustode.errors import CheckpointError, ConfigError
 from robustode.records import load_record
-from robustode.training import TrainConfig, fit, load_checkpoint
+from robustode.api import fit
+from robustode.training import TrainConfig, load_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread", "data_dir")
 
@@ -207,9 +208,9 @@ def test_holdout_keeps_training_images_out_for_the_periodic_evaluation(monkeypat
 
     seen = []
 
-    def evaluate(model, held_out, attacks, **kw):
+    def evaluate(model, held_out, attacks, threat, **kw):
         seen.append(held_out.images.clone())
-        return type("R", (), {"clean_acc": 0.5, "robust": {attacks[0]: 0.25}})()
+        return type("R", (), {"clean_acc": 0.5, "robust": {attacks[0].name: 0.25}})()
 
     monkeypatch.setattr(robustode.evaluation.sharded, "evaluate", evaluate)
     ds = data(n_train=64)

@@ -13,15 +13,8 @@ import robustode as ro
 from robustode.defenses import create_defense
 from robustode.errors import ConfigError
 from robustode.records import load_record, run_record
-from robustode.training import (
-    DefenseSetup,
-    RunInfo,
-    TrainConfig,
-    TrainResult,
-    TrainSettings,
-    fit,
-    load_checkpoint,
-)
+from robustode.api import fit
+from robustode.training import DefenseSetup, RunInfo, TrainConfig, TrainResult, TrainSettings, load_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 
 from robustode.data import load_dataset
-from robustode.evaluation import evaluate
-from robustode.training import fit
+from robustode.api import evaluate
+from robustode.api import fit
 
 pytestmark = pytest.mark.slow
 

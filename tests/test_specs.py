@@ -7,7 +7,8 @@ import pytest
 from training_utils import tiny
 
 import robustode as ro
-from robustode.attacks import attacks, build, parse_spec, pgd, split_specs
+from robustode.attacks import attacks, build, parse_spec, split_specs
+from robustode.attacks.pgd import _run_recorded as run_recorded
 from robustode.cli import main
 from robustode.cli.parser import build_parser
 from robustode.data import make_synthetic
@@ -15,7 +16,7 @@ from robustode.defenses import create_defense
 from robustode.errors import ConfigError, UnknownNameError
 from robustode.records import load_record
 from robustode.registry import spec_value
-from robustode.training import fit
+from robustode.api import fit
 
 pytestmark = pytest.mark.usefixtures("one_thread", "data_dir")
 
@@ -36,7 +37,7 @@ def test_spec_parsing_and_registry_defaults():
     assert parse_spec("pgd-50(restarts=5, eps=8/255, norm=l2, early_stop=true)") == (
         "pgd-50", {"restarts": 5, "eps": 8 / 255, "norm": "l2", "early_stop": True})
     attack = build("pgd-20")
-    assert attack.name == "pgd-20" and attack.fn is pgd
+    assert attack.name == "pgd-20" and attack.fn is run_recorded  # run_pgd on the checked settings
     assert attack.settings == dict(eps=8 / 255, alpha=2 / 255, steps=20, norm="linf", random_start=True,
                                    restarts=1, early_stop=False, autocast_dtype=None)
     assert split_specs(" pgd-20(restarts=5, norm=l2),autoattack,, torchattacks:CW(c=1, steps=5)") == [

@@ -15,7 +15,7 @@ from training_utils import data, tiny
 from robustode.defenses import create_defense
 from robustode.defenses.base import Defense, Preset
 from robustode.defenses.common import output, sgd_step
-from robustode.training import fit
+from robustode.api import fit
 
 # Ops that copy a value from the device to the host (a sync on CUDA) or whose output shape depends on data.
 SYNCING = {"_local_scalar_dense", "item", "nonzero", "masked_select", "unique", "_unique2", "equal"}

@@ -15,7 +15,7 @@ from robustode.data import make_synthetic
 from robustode.defenses import YOPO
 from robustode.errors import ConfigError
 from robustode.split import split_model
-from robustode.training import fit
+from robustode.api import fit
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

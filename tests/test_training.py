@@ -14,7 +14,8 @@ from training_utils import Plain, data, same_weights, tiny
 import robustode.evaluation.sharded
 from robustode.defenses import create_defense
 from robustode.errors import ConfigError
-from robustode.training import fit, load_checkpoint
+from robustode.api import fit
+from robustode.training import load_checkpoint
 from robustode.training.optim import param_groups, sgd_factory
 
 
@@ -63,10 +64,10 @@ def test_the_cuda_settings_bf16_autocast_and_channels_last_also_run_on_cpu():
 def fake_evaluate(robust_by_call, pause=0.0):
     calls = []
 
-    def evaluate(model, held_out, attacks, **kw):
+    def evaluate(model, held_out, attacks, threat, **kw):
         calls.append(len(held_out))
         time.sleep(pause)
-        return SimpleNamespace(clean_acc=0.9, robust={attacks[0]: robust_by_call[len(calls) - 1]})
+        return SimpleNamespace(clean_acc=0.9, robust={attacks[0].name: robust_by_call[len(calls) - 1]})
 
     return evaluate, calls
 
@@ -88,7 +89,7 @@ def test_periodic_evaluation_uses_the_shared_evaluator_and_leaves_training_untou
     plain = fit(tiny(), Plain(), ds, quiet=True)
     evaluated = fit(tiny(), Plain(), ds, eval_every=1, eval_n=8, quiet=True)
     assert same_weights(plain.model, evaluated.model)  # evaluation draws from its own random stream
-    direct = robustode.evaluation.evaluate(evaluated.model, ds.test.subset(8), attacks=("pgd-20",), seed=0,
+    direct = robustode.evaluate(evaluated.model, ds.test.subset(8), attacks=("pgd-20",), seed=0,
                                           masking_checks=False, quiet=True)
     last = evaluated.history[-1]
     assert (last["eval_clean"], last["eval_robust"]) == (direct.clean_acc, direct.robust["pgd-20"])

@@ -11,8 +11,9 @@ from .adapter import TorchAttack
 from .autoattack import AutoAttack, AutoAttackConfig
 from .eot import EOT_DRAWS, correct_on_draws
 from .fgsm import fgsm
-from .pgd import pgd, project
-from .spec import Attack, FunctionAttack, Outcome, attacks, build, parse_spec, split_specs
+from .pgd import pgd, project, run_pgd
+from .spec import Attack, FunctionAttack, Outcome, attacks, build, build_all, parse_spec, split_specs
 
 __all__ = ["EOT_DRAWS", "Attack", "AutoAttack", "AutoAttackConfig", "FunctionAttack", "Outcome", "TorchAttack",
-           "attacks", "build", "correct_on_draws", "fgsm", "parse_spec", "pgd", "project", "split_specs"]
+           "attacks", "build", "build_all", "correct_on_draws", "fgsm", "parse_spec", "pgd", "project", "run_pgd",
+           "split_specs"]

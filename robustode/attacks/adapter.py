@@ -5,7 +5,8 @@ from __future__ import annotations
 import inspect
 
 from ..errors import ConfigError, UnknownNameError
-from ..utils import check_eps
+from ..rules import BUDGET
+from ..threat import DEFAULT_EPS
 from .guards import frozen_parameters, preserved_mode, preserved_rng
 from .spec import Attack, attacks
 
@@ -16,6 +17,8 @@ _NOTES = {"AutoAttack": "torchattacks' AutoAttack runs its components with 10 it
 
 def torchattacks_class(name: str):
     """The torchattacks attack class called ``name`` (any case: "CW", "cw")."""
+    # torchattacks is optional at run time (robustode imports and trains without it; only these attacks need
+    # it), so it is imported where it is used.
     import torchattacks
     from torchattacks.attack import Attack as Base
 
@@ -42,7 +45,7 @@ class TorchAttack(Attack):
         >>> x_adv = cw(model, x, y)
     """
 
-    def __init__(self, class_name: str, eps=8 / 255, blackbox: bool = False, **kwargs):
+    def __init__(self, class_name: str, eps=DEFAULT_EPS, blackbox: bool = False, **kwargs):
         self.cls = torchattacks_class(class_name)
         params = inspect.signature(self.cls.__init__).parameters
         unknown = sorted(set(kwargs) - set(params) - {"self"})
@@ -51,7 +54,7 @@ class TorchAttack(Attack):
             raise ConfigError(f"torchattacks.{self.cls.__name__} takes no setting {', '.join(unknown or ['model'])} "
                               f"(it takes: {accepted})")
         if "eps" in params:
-            kwargs["eps"] = check_eps(kwargs.get("eps", eps))
+            kwargs["eps"] = BUDGET(kwargs.get("eps", eps), "eps")
         for key, value in kwargs.items():
             _check_type(self.cls.__name__, key, value, params[key].default)
         self.kwargs = kwargs
@@ -85,13 +88,13 @@ def _check_type(cls: str, key: str, value, default) -> None:
 
 
 @attacks.register("torchattacks:")
-def torchattacks_attack(class_name: str, eps=8 / 255, **kwargs):
+def torchattacks_attack(class_name: str, eps=DEFAULT_EPS, **kwargs):
     """Any torchattacks attack class, e.g. torchattacks:CW(c=1, steps=50)."""
     return TorchAttack(class_name, eps=eps, **kwargs)
 
 
 @attacks.register("square")
-def square(eps=8 / 255, norm="Linf", n_queries=5000, n_restarts=1, p_init=0.8, seed=0, resc_schedule=False):
+def square(eps=DEFAULT_EPS, norm="Linf", n_queries=5000, n_restarts=1, p_init=0.8, seed=0, resc_schedule=False):
     """Square Attack (black-box, score-based; 5,000 queries, p_init 0.8, seed 0, as in standard AutoAttack)."""
     return TorchAttack("Square", eps=eps, blackbox=True, norm=_torchattacks_norm(norm), n_queries=n_queries,
                        n_restarts=n_restarts, p_init=p_init, seed=seed, resc_schedule=resc_schedule)

@@ -9,7 +9,9 @@ from dataclasses import asdict, dataclass
 import torch
 
 from ..errors import ConfigError
-from ..utils import check_eps, check_positive_int
+from ..rules import BUDGET, COUNT, Choice, check_fields, rule
+from ..threat import DEFAULT_EPS
+from ..utils import check_positive_int
 from .adapter import _torchattacks_norm
 from .eot import correct_on_draws
 from .guards import frozen_parameters, preserved_mode, preserved_rng
@@ -24,20 +26,24 @@ PRECISIONS = ("float32", "bf16")
 class AutoAttackConfig:
     """Component settings; the defaults are the standard AutoAttack (Croce & Hein, 2020)."""
 
-    eps: float = 8 / 255
+    eps: float = rule(DEFAULT_EPS, BUDGET)
     norm: str = "linf"
-    apgd_steps: int = 100  # APGD-CE, one run, no restarts
-    apgdt_targets: int = 9  # APGD-T (targeted DLR loss), one run per target class
-    apgdt_steps: int = 100
-    fab_targets: int = 9  # FAB-T
-    fab_steps: int = 100
-    square_queries: int = 5000  # Square, black-box
+    apgd_steps: int = rule(100, COUNT)  # APGD-CE, one run, no restarts
+    apgdt_targets: int = rule(9, COUNT)  # APGD-T (targeted DLR loss), one run per target class
+    apgdt_steps: int = rule(100, COUNT)
+    fab_targets: int = rule(9, COUNT)  # FAB-T
+    fab_steps: int = rule(100, COUNT)
+    square_queries: int = rule(5000, COUNT)  # Square, black-box
     seed: int = 0
-    version: str = "standard"  # "rand": APGD-CE and APGD-DLR with EOT, for randomized models
-    eot_iter: int = 20  # rand: gradient draws per step, and the draws a point must survive
+    # "rand": APGD-CE and APGD-DLR with EOT, for randomized models
+    version: str = rule("standard", Choice(VERSIONS), label="AutoAttack version")
+    eot_iter: int = rule(20, COUNT)  # rand: gradient draws per step, and the draws a point must survive
     # "bf16": components under bf16 autocast, every break re-checked in float32 (faster on GPUs, and a
     # break is never a rounding artifact; but bf16 gradients may miss breaks: not the standard AA).
-    precision: str = "float32"
+    precision: str = rule("float32", Choice(PRECISIONS), label="AutoAttack precision")
+
+    def __post_init__(self):
+        check_fields(self)
 
     @property
     def standard(self) -> bool:
@@ -85,14 +91,7 @@ class AutoAttack(Attack):
     """
 
     def __init__(self, config: AutoAttackConfig, name: str = "autoattack"):
-        check_eps(config.eps)
         _torchattacks_norm(config.norm)
-        for field in ("apgd_steps", "apgdt_targets", "apgdt_steps", "fab_targets", "fab_steps", "square_queries",
-                      "eot_iter"):
-            check_positive_int(getattr(config, field), field)
-        if config.version not in VERSIONS or config.precision not in PRECISIONS:
-            raise ConfigError(f"AutoAttack version must be one of {', '.join(VERSIONS)} and precision one of "
-                              f"{', '.join(PRECISIONS)}, got {config.version!r} and {config.precision!r}")
         self.config = config
         settings = {"attack": "autoattack", **asdict(config), "standard": config.standard}
         if config.version == "rand":
@@ -104,7 +103,7 @@ class AutoAttack(Attack):
 
     def components(self, model, num_classes: int) -> list[tuple[str, object, bool]]:
         """(name, torchattacks attack, is black-box) in the order they run."""
-        import torchattacks
+        import torchattacks  # optional at run time: only AutoAttack and the torchattacks: specs need it
 
         c = self.config
         if num_classes < 4:
@@ -181,13 +180,12 @@ def _config(**settings) -> AutoAttackConfig:
     unknown = sorted(set(settings) - set(known))
     if unknown:
         raise ConfigError(f"AutoAttack takes no setting {', '.join(unknown)} (it takes: {', '.join(known)})")
-    settings["eps"] = check_eps(settings.get("eps", 8 / 255))
     settings["norm"] = str(settings.get("norm", "linf")).lower()
     return AutoAttackConfig(**settings)
 
 
 @attacks.register("autoattack")
-def autoattack(eps=8 / 255, eot=1, **settings):
+def autoattack(eps=DEFAULT_EPS, eot=1, **settings):
     """Standard AutoAttack: APGD-CE, APGD-T (9 targets), FAB-T (9 targets), Square (5,000 queries).
 
     ``eot`` > 1 (the evaluator's choice for a randomized model) gives the rand version with that many draws.
@@ -198,13 +196,13 @@ def autoattack(eps=8 / 255, eot=1, **settings):
 
 
 @attacks.register("autoattack-rand")
-def autoattack_rand(eps=8 / 255, eot=20, **settings):
+def autoattack_rand(eps=DEFAULT_EPS, eot=20, **settings):
     """AutoAttack's rand version for randomized models: APGD-CE and APGD-DLR with EOT over 20 draws."""
     return AutoAttack(_config(eps=eps, **{"version": "rand", "eot_iter": eot, **settings}), name="autoattack-rand")
 
 
 @attacks.register("autoattack-dev")
-def autoattack_dev(eps=8 / 255, eot=1, **settings):
+def autoattack_dev(eps=DEFAULT_EPS, eot=1, **settings):
     """Cheap NON-STANDARD AutoAttack for development (20 steps, 3 targets, 500 queries)."""
     if check_positive_int(eot, "eot") > 1:
         settings = {"version": "rand", "eot_iter": eot, **settings}

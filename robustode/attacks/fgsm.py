@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import torch
 
-from ..utils import check_eps, check_positive_int
-from .pgd import pgd
+from ..rules import BUDGET
+from ..threat import DEFAULT_EPS
+from ..utils import check_positive_int
+from .pgd import run_pgd
 from .spec import FunctionAttack, attacks
 
 
-def fgsm(model, x, y, *, eps=8 / 255, eot=1) -> torch.Tensor:
+def fgsm(model, x, y, *, eps=DEFAULT_EPS, eot=1) -> torch.Tensor:
     r"""FGSM in the paper 'Explaining and Harnessing Adversarial Examples'
     [https://arxiv.org/abs/1412.6572]
 
@@ -28,14 +30,18 @@ def fgsm(model, x, y, *, eps=8 / 255, eot=1) -> torch.Tensor:
         >>> x_adv = fgsm(model, x, y, eps=8/255)
         >>> robust_acc = (model(x_adv).argmax(1) == y).float().mean()
     """
-    eps = check_eps(eps)
-    return pgd(model, x, y, eps=eps, alpha=eps, steps=1, random_start=False, eot=eot)
+    return _fgsm(model, x, y, eps=BUDGET(eps, "eps"), eot=check_positive_int(eot, "eot"))
+
+
+def _fgsm(model, x, y, *, eps, eot=1) -> torch.Tensor:
+    """``fgsm`` on checked settings."""
+    return run_pgd(model, x, y, eps=eps, alpha=eps, steps=1, random_start=False, eot=eot)
 
 
 @attacks.register("fgsm")
-def fgsm_attack(eps=8 / 255, eot=1):
+def fgsm_attack(eps=DEFAULT_EPS, eot=1):
     """FGSM: one signed-gradient step of size eps (default 8/255)."""
-    settings = {"eps": check_eps(eps)}
+    settings = {"eps": BUDGET(eps, "eps")}
     if check_positive_int(eot, "eot") > 1:
         settings["eot"] = eot
-    return FunctionAttack("fgsm", fgsm, settings)
+    return FunctionAttack("fgsm", _fgsm, settings)

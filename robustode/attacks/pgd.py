@@ -8,15 +8,16 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
-from ..utils import check_eps, check_positive_int, parse_fraction
+from ..rules import BUDGET
+from ..threat import DEFAULT_EPS, NORMS
+from ..utils import check_positive_int, parse_fraction
 from .spec import FunctionAttack, attacks
 
-NORMS = ("linf", "l2")
 _DTYPES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16,
            "fp16": torch.float16, "float32": None, "fp32": None}
 
 
-def pgd(model, x, y, *, eps=8 / 255, alpha=2 / 255, steps=20, norm="linf", random_start=True,
+def pgd(model, x, y, *, eps=DEFAULT_EPS, alpha=2 / 255, steps=20, norm="linf", random_start=True,
         restarts=1, early_stop=False, autocast_dtype=None, eot=1) -> torch.Tensor:
     r"""PGD in the paper 'Towards Deep Learning Models Resistant to Adversarial Attacks'
     [https://arxiv.org/abs/1706.06083]
@@ -54,7 +55,15 @@ def pgd(model, x, y, *, eps=8 / 255, alpha=2 / 255, steps=20, norm="linf", rando
         >>> robust_acc = (model(x_adv).argmax(1) == y).float().mean()
     """
     eps, alpha, steps, norm, restarts, dtype = check_settings(eps, alpha, steps, norm, restarts, autocast_dtype)
-    eot = check_positive_int(eot, "eot")
+    return run_pgd(model, x, y, eps=eps, alpha=alpha, steps=steps, norm=norm, random_start=random_start,
+                   restarts=restarts, early_stop=early_stop, autocast_dtype=dtype, eot=check_positive_int(eot, "eot"))
+
+
+def run_pgd(model, x, y, *, eps, alpha, steps, norm="linf", random_start=True, restarts=1, early_stop=False,
+            autocast_dtype=None, eot=1) -> torch.Tensor:
+    """``pgd`` on settings already checked (``check_settings``): the hot path of training-time attacks and
+    of attacks built from specs, which check their settings once."""
+    dtype = autocast_dtype
     x = x.detach()
     best, best_fooled, best_loss = None, None, None
     for _ in range(restarts):
@@ -67,7 +76,7 @@ def pgd(model, x, y, *, eps=8 / 255, alpha=2 / 255, steps=20, norm="linf", rando
 
 def check_settings(eps, alpha, steps, norm, restarts=1, autocast_dtype=None):
     """Validate PGD settings; returns them normalized (norm lower-case, dtype resolved)."""
-    eps = check_eps(eps)
+    eps = BUDGET(eps, "eps")
     alpha = _check_alpha(alpha, eps)
     steps = check_positive_int(steps, "steps")
     restarts = check_positive_int(restarts, "restarts")
@@ -195,10 +204,10 @@ def _keep_worst(model, x_adv, y, dtype, best, best_fooled, best_loss):
 
 
 @attacks.register("pgd-K", pattern=r"pgd-(?P<steps>\d+)")
-def pgd_family(steps=20, eps=8 / 255, alpha=None, norm="linf", random_start=True, restarts=1,
+def pgd_family(steps=20, eps=DEFAULT_EPS, alpha=None, norm="linf", random_start=True, restarts=1,
                early_stop=False, autocast_dtype=None, eot=1):
     """PGD with K steps (eps 8/255, step eps/4 = 2/255, one uniform random start), float32."""
-    eps = check_eps(eps)
+    eps = BUDGET(eps, "eps")
     alpha = eps / 4 if alpha is None else alpha
     eps, alpha, steps, norm, restarts, dtype = check_settings(eps, alpha, steps, norm, restarts, autocast_dtype)
     settings = dict(eps=eps, alpha=alpha, steps=steps, norm=norm, random_start=bool(random_start),
@@ -206,7 +215,12 @@ def pgd_family(steps=20, eps=8 / 255, alpha=None, norm="linf", random_start=True
                     autocast_dtype=None if dtype is None else str(dtype).removeprefix("torch."))
     if check_positive_int(eot, "eot") > 1:  # recorded only when used: a deterministic model's settings stay as they were
         settings["eot"] = eot
-    return FunctionAttack(f"pgd-{steps}", pgd, settings)
+    return FunctionAttack(f"pgd-{steps}", _run_recorded, settings)
+
+
+def _run_recorded(model, x, y, *, autocast_dtype=None, **settings):
+    """``run_pgd`` on an attack's checked, recorded settings (its autocast dtype by name)."""
+    return run_pgd(model, x, y, autocast_dtype=_DTYPES.get(autocast_dtype), **settings)
 
 
 attacks.add("pgd", pgd_family)

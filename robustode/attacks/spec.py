@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 import torch
 
+from ..errors import ConfigError
 from ..registry import Registry, parse_spec, split_specs
 
 attacks = Registry("attack")
@@ -38,10 +39,18 @@ class Attack:
     """
 
     blackbox: bool = False
+    defaults: dict | None = None  # what ``build`` filled in (e.g. eps): set for attacks built from a spec
 
     def __init__(self, name: str, settings: dict):
         self.name = name
         self.settings = settings
+
+    def with_eot(self, draws: int) -> Attack:
+        """This attack against a randomized model: its spec built again with ``eot=draws`` (where its
+        factory takes ``eot``); an attack not built from a spec, or ``draws`` 1, is itself."""
+        if draws == 1 or self.defaults is None:
+            return self
+        return build(self.name, **{**self.defaults, "eot": draws})
 
     def __call__(self, model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -74,7 +83,19 @@ def build(spec: str | Attack, **defaults: Any) -> Attack:
         return spec
     attack = attacks.create(spec, defaults)
     attack.name = spec.strip()
+    attack.defaults = dict(defaults)
     return attack
 
 
-__all__ = ["Attack", "FunctionAttack", "Outcome", "attacks", "build", "parse_spec", "split_specs"]
+def build_all(specs, **defaults: Any) -> list[Attack]:
+    """The attacks of one evaluation, each built once (``build``); their names must differ."""
+    built = [build(spec, **defaults) for spec in ((specs,) if isinstance(specs, (str, Attack)) else specs)]
+    names = [a.name for a in built]
+    if not built:
+        raise ConfigError("the evaluation needs at least one attack, e.g. pgd-20")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"attack names must be unique, got {names}")
+    return built
+
+
+__all__ = ["Attack", "FunctionAttack", "Outcome", "attacks", "build", "build_all", "parse_spec", "split_specs"]

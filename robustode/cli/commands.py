@@ -85,19 +85,27 @@ def _train_one(args, spec: str, seed: int) -> None:
     from ..errors import TrainingError
 
     run_dir = Path(args.out) / run_name(args, seed)
-    settings = {k: v for k, v in {
-        "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "schedule": args.schedule,
-        "precision": args.precision, "max_seconds": args.max_seconds,
-        "cycle_momentum": args.cycle_momentum}.items() if v is not None}
     _, record = train(
         args.model, spec, args.dataset, eps=args.eps, attacks=args.attacks, n=args.n,
         eval_batch_size=args.eval_batch_size, masking_checks=args.masking_checks, data_dir=args.data_dir,
         train_subset=args.train_subset, out_dir=run_dir, resume=args.resume, records_dir=args.records,
-        quiet=args.quiet, command=command_line(args), seed=seed, device=args.device, compile=args.compile,
-        eval_every=args.eval_every, eval_n=args.eval_n, keep_best=args.keep_best, holdout=args.holdout, **settings)
+        quiet=args.quiet, command=command_line(args), config=train_config(args, seed))
     show_summary(record, run_dir)
     if record.training.stop_kind == "diverged":
         raise TrainingError(f"{record.training.stopped_early}; the record in {run_dir} evaluates those weights")
+
+
+# `robustode train`'s flags that are TrainConfig fields of the same name; unset ones (None) keep the preset.
+CONFIG_FLAGS = ("epochs", "batch_size", "lr", "schedule", "precision", "max_seconds", "cycle_momentum", "device",
+                "compile", "eval_every", "eval_n", "keep_best", "holdout")
+
+
+def train_config(args, seed: int):
+    """The TrainConfig of one run of `robustode train`, built here from its flags."""
+    from ..training import TrainConfig
+
+    values = {flag: getattr(args, flag) for flag in CONFIG_FLAGS}
+    return TrainConfig(seed=seed, **{k: v for k, v in values.items() if v is not None})
 
 
 def cmd_eval(args) -> int:

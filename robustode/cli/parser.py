@@ -4,13 +4,29 @@ from __future__ import annotations
 
 import argparse
 
+from ..data import datasets
+from ..defenses import defenses
 from ..errors import ConfigError
 from ..registry import split_specs
-from ..utils import check_eps, parse_fraction
+from ..rules import BUDGET
+from ..threat import DEFAULT_EPS
+from ..training.config import PRECISIONS
+from ..training.schedules import SCHEDULES
+from ..utils import parse_fraction
 
 EPILOG = "Budgets and step sizes accept fractions: --eps 8/255, --defense 'pgd-10(alpha=2/255)'."
-DEFENSE_HELP = ("natural, pgd-K, free-M, yopo-M-N, fgsm-rs, trades-K, mart-K, n-fgsm or grad-align, optionally "
-                "with settings in parentheses: 'pgd-10(alpha=2/255)' (see `robustode list defenses`)")
+
+
+def defense_help() -> str:
+    """The defense forms, from the registry (a defense you registered is listed too)."""
+    *forms, last = defenses.in_order()
+    return (f"{', '.join(forms)} or {last}, optionally with settings in parentheses: 'pgd-10(alpha=2/255)' "
+            "(see `robustode list defenses`)")
+
+
+def dataset_help(default_text: str) -> str:
+    names = [name + ("PATH" if name.endswith(":") else "") for name in datasets.names()]
+    return f"{', '.join(names[:-1])} or {names[-1]} (default: {default_text})"
 
 
 class Parser(argparse.ArgumentParser):
@@ -35,7 +51,7 @@ def _checked(parse):
 
 @_checked
 def budget(text: str) -> float:
-    return check_eps(text, "the value")
+    return BUDGET(text, "the value")
 
 
 @_checked
@@ -112,9 +128,7 @@ def _command(sub, name: str, summary: str, description: str, epilog: str | None 
 
 
 def _data_options(p: Parser, default: str | None, default_text: str) -> None:
-    p.add_argument("--dataset", default=default, metavar="NAME",
-                   help="cifar10, cifar100, svhn, cifar10-jpeg, imagefolder:PATH or synthetic "
-                        f"(default: {default_text})")
+    p.add_argument("--dataset", default=default, metavar="NAME", help=dataset_help(default_text))
     p.add_argument("--data-dir", metavar="DIR",
                    help="where data sets live (default: $ROBUSTODE_DATA, else ~/.cache/robustode)")
 
@@ -145,7 +159,7 @@ def _train(sub) -> None:
                  "  robustode train --model lm_resnet20 --defense yopo-5-3 --dataset cifar10 --n 1000",
                  EPILOG)
     p.add_argument("--model", required=True, help="model name (see `robustode list models`)")
-    p.add_argument("--defense", required=True, metavar="SPEC", help=DEFENSE_HELP)
+    p.add_argument("--defense", required=True, metavar="SPEC", help=defense_help())
     _data_options(p, "cifar10", "cifar10")
     p.add_argument("--train-subset", type=positive_int, metavar="N",
                    help="train on the first N training images")
@@ -153,7 +167,7 @@ def _train(sub) -> None:
     p.add_argument("--batch-size", type=positive_int, metavar="B",
                    help="minibatch size (default: the preset)")
     p.add_argument("--lr", type=positive_number, help="peak learning rate (default: the preset)")
-    p.add_argument("--schedule", choices=["multistep", "cyclic", "cosine", "constant"],
+    p.add_argument("--schedule", choices=list(SCHEDULES),
                    help="learning-rate schedule (default: the preset)")
     p.add_argument("--eps", type=budget,
                    help="budget of the defense and the final evaluation, e.g. 8/255 (default: the "
@@ -163,7 +177,7 @@ def _train(sub) -> None:
     seeds.add_argument("--seed", type=count, default=0, help="random seed (default: 0)")
     seeds.add_argument("--seeds", type=seed_list, metavar="LIST",
                        help="one run per seed, e.g. 0,1,2 (the leaderboard groups them: mean +- std)")
-    p.add_argument("--precision", choices=["bf16", "float32"], help="default: bf16 on CUDA, float32 on CPU")
+    p.add_argument("--precision", choices=PRECISIONS, help="default: bf16 on CUDA, float32 on CPU")
     p.add_argument("--compile", action="store_true", help="torch.compile the model for training")
     p.add_argument("--eval-every", type=count, default=0, metavar="E",
                    help="held-out PGD-20 every E data epochs (default: 0, only the final evaluation)")
@@ -212,7 +226,7 @@ def _eval(sub) -> None:
                  EPILOG)
     p.add_argument("--checkpoint", required=True, metavar="PATH", help="e.g. runs/NAME/checkpoints/last.pt")
     _data_options(p, None, "the one the model was trained on")
-    p.add_argument("--eps", type=budget, default=8 / 255, help="attack budget (default: 8/255)")
+    p.add_argument("--eps", type=budget, default=DEFAULT_EPS, help="attack budget (default: 8/255)")
     p.add_argument("--out", metavar="FILE",
                    help="record file to write (default: RUN/eval-record.json, or eval-record__N.json when taken)")
     p.add_argument("--force", action="store_true", help="replace an existing --out file (or RUN/eval-record.json)")

@@ -28,12 +28,8 @@ from .pgd import PGDTraining
 from .trades import TRADES
 from .yopo import YOPO
 
-BUILT_IN = ("natural", "pgd-K", "free-M", "yopo-M-N", "fgsm-rs", "trades-K", "mart-K", "n-fgsm", "grad-align")
-
-
 def _valid_forms() -> str:
-    extra = [n for n in defenses.names() if n not in BUILT_IN]  # user-registered entries
-    forms = ", ".join(BUILT_IN + tuple(extra))
+    forms = ", ".join(defenses.in_order())  # the built-in forms, then any you registered
     return f"valid forms: {forms} (K, M, N positive integers, e.g. pgd-10, free-8, yopo-5-3, trades-10, mart-10)"
 
 

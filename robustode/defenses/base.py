@@ -15,7 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from .modifiers import MODIFIERS, check_modifiers
+from ..rules import BELOW_ONE, BUDGET, COUNT0, NONNEG, check_fields, rule
+from ..threat import DEFAULT_EPS
+from .modifiers import MODIFIERS
 
 
 @dataclass(frozen=True)
@@ -86,15 +88,15 @@ class Defense:
       weights and evaluates and saves it (robustode.training.averaging;
       docs/fidelity.md#ema).
 
-    A subclass calls ``super().__post_init__()`` (it checks the modifiers) and
+    A subclass calls ``super().__post_init__()`` (it checks every field by its rule) and
     takes its training loss's cross-entropy from ``self.cross_entropy``.
     """
 
-    eps: float = 8 / 255
-    label_smoothing: float = 0.0  # smoothing factor of the training loss's labels
-    awp_gamma: float = 0.0  # AWP's relative weight perturbation ||v_l|| / ||w_l|| per weight tensor
-    awp_warmup: int = 0  # data epochs trained before AWP starts
-    ema_decay: float = 0.0  # decay of the weight average (e.g. 0.999)
+    eps: float = rule(DEFAULT_EPS, BUDGET)
+    label_smoothing: float = rule(0.0, BELOW_ONE)  # smoothing factor of the training loss's labels
+    awp_gamma: float = rule(0.0, NONNEG)  # AWP's relative weight perturbation ||v_l|| / ||w_l|| per weight tensor
+    awp_warmup: int = rule(0, COUNT0, label="awp_warmup (data epochs)")  # data epochs trained before AWP starts
+    ema_decay: float = rule(0.0, BELOW_ONE)  # decay of the weight average (e.g. 0.999)
 
     spec: ClassVar[str] = "?"  # set per instance by the factory, e.g. "pgd-10"
     preset: ClassVar[Preset] = Preset()
@@ -108,7 +110,18 @@ class Defense:
     single_step: ClassVar[bool] = False  # one attack step per batch: can overfit catastrophically
 
     def __post_init__(self):
-        check_modifiers(self)
+        self.validate()
+
+    def validate(self) -> None:
+        """Convert and check every field by the rule declared beside it, then the rules across fields.
+
+        ``__post_init__`` calls it; an entrance calls it again for a Defense it did not build (a subclass
+        whose ``__post_init__`` does not call super()'s). Train steps trust the fields it let through.
+        """
+        check_fields(self)
+        if self.awp_gamma > 0 and not self.supports_awp:
+            raise ConfigError(f"{type(self).__name__} does not take AWP (awp_gamma > 0): AWP perturbs the "
+                              "weights for a loss on fixed adversarial examples, as in pgd-K, trades-K and mart-K")
 
     @property
     def passes_per_batch(self) -> float:

@@ -6,12 +6,12 @@ from collections.abc import Callable
 
 import torch
 
-from ..errors import ConfigError
 from ..modes import bn_mode, frozen_bn_stats  # noqa: F401  (the defenses' mode switches, from here)
-from ..utils import check_positive_int, parse_fraction
+from ..rules import Choice
 from .base import StepOutput
 
 BN_MODES = ("eval", "train")
+BN_MODE = Choice(BN_MODES)  # the model's mode during a training-time attack
 
 
 def clip_delta(delta: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
@@ -65,24 +65,3 @@ def output(loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> StepOut
     """StepOutput from tensors only: no .item(), so no host sync per step."""
     correct = (logits.detach().argmax(1) == y).sum()
     return StepOutput(loss=loss.detach(), correct=correct, count=y.shape[0])
-
-
-# Field checks: hyperparameters may arrive as strings from the command line ("2/255").
-
-def as_count(value, name: str) -> int:
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    return check_positive_int(value, name)
-
-
-def as_positive(value, name: str, allow_zero: bool = False) -> float:
-    value = parse_fraction(value, name)
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ConfigError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value:g}")
-    return value
-
-
-def as_bn_mode(value: str, name: str = "bn_mode") -> str:
-    if value not in BN_MODES:
-        raise ConfigError(f"{name} must be one of {', '.join(BN_MODES)}, got {value!r}")
-    return value

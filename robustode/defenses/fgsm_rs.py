@@ -9,10 +9,10 @@ from typing import ClassVar
 
 import torch
 
-from ..attacks import pgd
-from ..utils import check_eps, check_step
+from ..attacks.pgd import run_pgd
+from ..rules import COUNT, POSITIVE, STEP, rule
 from .base import Defense, EpochStop, Preset, StepOutput
-from .common import active_autocast_dtype, as_bn_mode, as_count, as_positive, bn_mode, output, sgd_step
+from .common import BN_MODE, active_autocast_dtype, bn_mode, output, sgd_step
 
 log = logging.getLogger("robustode")
 
@@ -37,12 +37,12 @@ class FGSMRS(Defense):
         model, record = robustode.train("preact_resnet18", defense, "cifar10")
     """
 
-    alpha: float = 10 / 255
-    bn_mode: str = "train"
+    alpha: float = rule(10 / 255, STEP)
+    bn_mode: str = rule("train", BN_MODE)
     guard: bool = True
-    guard_drop: float = 0.2  # stop when guard-batch PGD-5 accuracy falls by more than this fraction
-    guard_steps: int = 5
-    guard_alpha: float = 2 / 255
+    guard_drop: float = rule(0.2, POSITIVE)  # stop when guard-batch PGD-5 accuracy falls by more than this fraction
+    guard_steps: int = rule(5, COUNT)
+    guard_alpha: float = rule(2 / 255, STEP)
 
     single_step: ClassVar[bool] = True  # one FGSM step: the report counts its collapsed seeds
     preset: ClassVar[Preset] = Preset(
@@ -54,12 +54,6 @@ class FGSMRS(Defense):
 
     def __post_init__(self):
         super().__post_init__()
-        self.eps = check_eps(self.eps)
-        self.alpha = check_step(self.alpha, "alpha")
-        self.guard_alpha = check_step(self.guard_alpha, "guard_alpha")
-        self.guard_drop = as_positive(self.guard_drop, "guard_drop")
-        self.guard_steps = as_count(self.guard_steps, "guard_steps")
-        self.bn_mode = as_bn_mode(self.bn_mode)
         self._guard_batch: tuple[torch.Tensor, torch.Tensor] | None = None
         self._previous: dict | None = None  # {"epoch", "acc", "model", "optimizers"} of the last good epoch
 
@@ -71,7 +65,7 @@ class FGSMRS(Defense):
         if self.guard and self._guard_batch is None:
             self._guard_batch = (x.detach().clone(), y.detach().clone())
         with bn_mode(model, self.bn_mode):
-            x_adv = pgd(model, x, y, eps=self.eps, alpha=self.alpha, steps=1,
+            x_adv = run_pgd(model, x, y, eps=self.eps, alpha=self.alpha, steps=1,
                         autocast_dtype=active_autocast_dtype(x))
         logits = model(x_adv)
         loss = self.cross_entropy(logits, y)
@@ -84,7 +78,7 @@ class FGSMRS(Defense):
         device = next(model.parameters()).device
         x, y = x.to(device), y.to(device)
         with bn_mode(model, "eval"), torch.autocast(device.type, enabled=False):
-            x_adv = pgd(model, x, y, eps=self.eps, alpha=self.guard_alpha, steps=self.guard_steps)
+            x_adv = run_pgd(model, x, y, eps=self.eps, alpha=self.guard_alpha, steps=self.guard_steps)
             with torch.no_grad():
                 correct = (model(x_adv).argmax(1) == y).sum().item()
         return correct / y.shape[0]

@@ -7,9 +7,9 @@ from typing import ClassVar
 
 import torch
 
-from ..utils import check_eps
+from ..rules import COUNT, rule
 from .base import Defense, Preset, StepOutput
-from .common import as_count, clip_delta, sgd_step
+from .common import clip_delta, sgd_step
 
 
 @dataclass
@@ -33,7 +33,7 @@ class Free(Defense):
         model, record = robustode.train("wrn34_10", defense, "cifar10")
     """
 
-    m: int = 8
+    m: int = rule(8, COUNT, label="m (M of free-M)")
     clip_to_image: bool = False  # also clip the carried delta to the current image's [0, 1] box
 
     legacy_defaults: ClassVar[dict] = {"clip_to_image": True}  # earlier runs clipped to the image box
@@ -45,8 +45,6 @@ class Free(Defense):
 
     def __post_init__(self):
         super().__post_init__()
-        self.eps = check_eps(self.eps)
-        self.m = as_count(self.m, "m (M of free-M)")
         self._delta: torch.Tensor | None = None
 
     @property

@@ -11,9 +11,9 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..kernels import closed_form_double_backward
-from ..utils import check_eps
+from ..rules import NONNEG, rule
 from .base import Defense, Preset, StepOutput
-from .common import as_positive, clip_delta, output, random_start, sgd_step
+from .common import clip_delta, output, random_start, sgd_step
 
 
 def input_gradient(model, x: torch.Tensor, y: torch.Tensor, delta: torch.Tensor,
@@ -62,7 +62,7 @@ class GradAlign(Defense):
         model, record = robustode.train("preact_resnet18", defense, "cifar10")
     """
 
-    lam: float | None = None  # weight of the alignment penalty; None: the authors' rule for eps
+    lam: float | None = rule(None, NONNEG.optional_())  # weight of the alignment penalty; None: the authors' rule for eps
 
     single_step: ClassVar[bool] = True  # one FGSM step: the report counts its collapsed seeds
     compiles: ClassVar[bool] = False  # double backprop: torch.compile cannot run it
@@ -74,10 +74,8 @@ class GradAlign(Defense):
 
     def __post_init__(self):
         super().__post_init__()
-        self.eps = check_eps(self.eps)
         if self.lam is None:
             self.lam = 0.02 * 10 ** (self.eps * 255 / 8)
-        self.lam = as_positive(self.lam, "lam", allow_zero=True)
         # Batch norm's, convolutions' and ReLUs' double backwards in closed form (robustode.kernels.double_backward);
         # False: torch's, the reference.
         self.closed_form = True

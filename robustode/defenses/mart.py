@@ -8,10 +8,10 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from ..utils import check_eps, check_step
+from ..rules import BUDGET, COUNT, NONNEG, STEP, rule
 from .awp import descend
 from .base import Defense, Preset, StepOutput
-from .common import as_bn_mode, as_count, as_positive, bn_mode, output, sign_ascent
+from .common import BN_MODE, bn_mode, output, sign_ascent
 
 
 def mart_loss(logits: torch.Tensor, logits_adv: torch.Tensor, y: torch.Tensor, beta: float,
@@ -53,11 +53,11 @@ class MART(Defense):
         model, record = robustode.train("preact_resnet18", defense, "cifar10")
     """
 
-    eps: float = 0.031
-    step_size: float = 0.007
-    steps: int = 10
-    beta: float = 5.0
-    bn_mode: str = "eval"
+    eps: float = rule(0.031, BUDGET)
+    step_size: float = rule(0.007, STEP)
+    steps: int = rule(10, COUNT, label="steps (K of mart-K)")
+    beta: float = rule(5.0, NONNEG)
+    bn_mode: str = rule("eval", BN_MODE)
 
     supports_awp: ClassVar[bool] = True
     preset: ClassVar[Preset] = Preset(
@@ -66,13 +66,6 @@ class MART(Defense):
         "lr x0.1 when epoch >= 75, x0.01 >= 90, x0.001 >= 100) and mart.py",
     )
 
-    def __post_init__(self):
-        super().__post_init__()
-        self.eps = check_eps(self.eps)
-        self.step_size = check_step(self.step_size, "step_size")
-        self.steps = as_count(self.steps, "steps (K of mart-K)")
-        self.beta = as_positive(self.beta, "beta", allow_zero=True)
-        self.bn_mode = as_bn_mode(self.bn_mode)
 
     @property
     def passes_per_batch(self) -> float:

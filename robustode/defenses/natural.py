@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ..utils import check_eps
 from .base import Defense, Preset, StepOutput
 from .common import output, sgd_step
 
@@ -35,9 +34,6 @@ class Natural(Defense):
 
     preset: ClassVar[Preset] = yopo_baseline("natural")
 
-    def __post_init__(self):
-        super().__post_init__()
-        self.eps = check_eps(self.eps)
 
     def train_step(self, model, x, y, optimizers, on_step) -> StepOutput:
         logits = model(x)

@@ -8,9 +8,9 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from ..utils import check_eps, check_step
+from ..rules import NONNEG, STEP, rule
 from .base import Defense, Preset, StepOutput
-from .common import as_positive, output, random_start, sgd_step
+from .common import output, random_start, sgd_step
 
 
 @dataclass
@@ -32,8 +32,8 @@ class NFGSM(Defense):
         model, record = robustode.train("preact_resnet18", defense, "cifar10")
     """
 
-    k: float = 2.0  # noise magnitude in units of eps
-    alpha: float | None = None  # FGSM step; None: eps (the paper's alpha = eps)
+    k: float = rule(2.0, NONNEG)  # noise magnitude in units of eps
+    alpha: float | None = rule(None, STEP.optional_())  # FGSM step; None: eps (the paper's alpha = eps)
 
     single_step: ClassVar[bool] = True  # one FGSM step: the report counts its collapsed seeds
     preset: ClassVar[Preset] = Preset(
@@ -45,9 +45,7 @@ class NFGSM(Defense):
 
     def __post_init__(self):
         super().__post_init__()
-        self.eps = check_eps(self.eps)
-        self.k = as_positive(self.k, "k", allow_zero=True)
-        self.alpha = self.eps if self.alpha is None else check_step(self.alpha, "alpha")
+        self.alpha = self.eps if self.alpha is None else self.alpha
 
     @property
     def passes_per_batch(self) -> float:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ..attacks import pgd
-from ..utils import check_eps, check_step
+from ..attacks.pgd import run_pgd
+from ..rules import COUNT, NONNEG, STEP, rule
 from .awp import descend
 from .base import Defense, Preset, StepOutput
-from .common import active_autocast_dtype, as_bn_mode, as_count, as_positive, bn_mode, output
+from .common import BN_MODE, active_autocast_dtype, bn_mode, output
 from .natural import yopo_baseline
 
 
@@ -32,22 +32,14 @@ class PGDTraining(Defense):
         model, record = robustode.train("wrn34_10", defense, "cifar10")
     """
 
-    steps: int = 10
-    alpha: float = 2 / 255
-    bn_mode: str = "eval"
-    clean_weight: float = 0.0
+    steps: int = rule(10, COUNT, label="steps (K of pgd-K)")
+    alpha: float = rule(2 / 255, STEP)
+    bn_mode: str = rule("eval", BN_MODE)
+    clean_weight: float = rule(0.0, NONNEG)
 
     preset: ClassVar[Preset] = yopo_baseline("pgd10")
 
     supports_awp: ClassVar[bool] = True
-
-    def __post_init__(self):
-        super().__post_init__()
-        self.eps = check_eps(self.eps)
-        self.alpha = check_step(self.alpha, "alpha")
-        self.steps = as_count(self.steps, "steps (K of pgd-K)")
-        self.bn_mode = as_bn_mode(self.bn_mode)
-        self.clean_weight = as_positive(self.clean_weight, "clean_weight", allow_zero=True)
 
     @property
     def passes_per_batch(self) -> float:
@@ -55,7 +47,7 @@ class PGDTraining(Defense):
 
     def train_step(self, model, x, y, optimizers, on_step) -> StepOutput:
         with bn_mode(model, self.bn_mode):
-            x_adv = pgd(model, x, y, eps=self.eps, alpha=self.alpha, steps=self.steps,
+            x_adv = run_pgd(model, x, y, eps=self.eps, alpha=self.alpha, steps=self.steps,
                         autocast_dtype=active_autocast_dtype(x))
         loss, logits = descend(model, lambda: self.objective(model, x, x_adv, y), optimizers, on_step,
                                self.awp_now())

@@ -8,10 +8,10 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from ..utils import check_eps, check_step
+from ..rules import BUDGET, COUNT, NONNEG, STEP, rule
 from .awp import descend
 from .base import Defense, Preset, StepOutput
-from .common import as_bn_mode, as_count, as_positive, bn_mode, output, sign_ascent
+from .common import BN_MODE, bn_mode, output, sign_ascent
 
 
 def kl_batchmean(logits_clean: torch.Tensor, logits_adv: torch.Tensor) -> torch.Tensor:
@@ -58,11 +58,11 @@ class TRADES(Defense):
         model, record = robustode.train("wrn34_10", defense, "cifar10")
     """
 
-    eps: float = 0.031
-    step_size: float = 0.007
-    steps: int = 10
-    beta: float = 6.0
-    bn_mode: str = "eval"
+    eps: float = rule(0.031, BUDGET)
+    step_size: float = rule(0.007, STEP)
+    steps: int = rule(10, COUNT, label="steps (K of trades-K)")
+    beta: float = rule(6.0, NONNEG)
+    bn_mode: str = rule("eval", BN_MODE)
     kl_target_forward: bool = True  # a third train-mode forward, of x, for the KL target (trades.py)
 
     supports_awp: ClassVar[bool] = True
@@ -73,13 +73,6 @@ class TRADES(Defense):
         "lr x0.1 when epoch >= 75) and trades.py",
     )
 
-    def __post_init__(self):
-        super().__post_init__()
-        self.eps = check_eps(self.eps)
-        self.step_size = check_step(self.step_size, "step_size")
-        self.steps = as_count(self.steps, "steps (K of trades-K)")
-        self.beta = as_positive(self.beta, "beta", allow_zero=True)
-        self.bn_mode = as_bn_mode(self.bn_mode)
 
     @property
     def passes_per_batch(self) -> float:

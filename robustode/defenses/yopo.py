@@ -9,12 +9,12 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..utils import check_eps, check_step
+from ..rules import COUNT, STEP, rule
 from ..split import LayerSplit, split_model
 from ..split.affine import layer_one_is_affine, weight_gradient_product
 from ..split.discovery import example_batch
 from .base import Defense, Preset, StepOutput
-from .common import as_count, clip_delta, frozen_bn_stats, random_start
+from .common import clip_delta, frozen_bn_stats, random_start
 
 
 def hamiltonian(layer_one: Callable, x: torch.Tensor, eta: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
@@ -82,19 +82,15 @@ class YOPO(Defense):
         model, record = robustode.train("wrn34_10", defense, "cifar10")
     """
 
-    m: int = 5
-    n: int = 3
-    sigma: float = 2 / 255
+    m: int = rule(5, COUNT, label="m (M of yopo-M-N)")
+    n: int = rule(3, COUNT, label="n (N of yopo-M-N)")
+    sigma: float = rule(2 / 255, STEP)
     nonlinear_layer_one: bool = False
     first: str | None = None
     stats_forward: bool = False  # the authors' extra no-grad train-mode forward per minibatch (BN: m + 1 updates)
 
     def __post_init__(self):
         super().__post_init__()
-        self.eps = check_eps(self.eps)
-        self.sigma = check_step(self.sigma, "sigma")
-        self.m = as_count(self.m, "m (M of yopo-M-N)")
-        self.n = as_count(self.n, "n (N of yopo-M-N)")
         self._prepared: PreparedSplit | None = None
         self.closed_form = True
         self.last_path: str | None = None

@@ -6,9 +6,10 @@ reason string: ODE blocks with adaptive solvers and stochastic blocks are where 
 field has been fooled before). The stages, each only on the points still robust:
 
 1. ``square``: the standard black-box Square attack (5,000 queries), which needs no gradient;
-2. ``transfer``: PGD-20 (5 restarts) on a surrogate, replayed on the model; the surrogate is the
-   one given, else the same architecture (a registered robustode model; otherwise ``resnet20``
-   for 3x32x32 images) trained naturally on the training split for a short budget;
+2. ``transfer``: PGD-20 (5 restarts) on a surrogate, replayed on the model; ``surrogate`` is a
+   module, or a callable ``(model, data, device) -> (module or None, how)`` that makes one (the
+   entrances pass robustode.training.surrogate.train_surrogate: the same architecture trained
+   naturally for a short budget); without one the stage is skipped and says so;
 3. ``autoattack-rand`` (randomized models only): APGD-CE and APGD-DLR with EOT over 20 draws.
 
 A stage's verdict counts a point robust only if it is correct on every draw of a randomized model.
@@ -22,17 +23,15 @@ import time
 import torch
 from torch import nn
 
-from ..attacks import build, pgd
+from ..attacks import build
+from ..attacks.pgd import run_pgd
 from ..attacks.eot import correct_on_draws
 from ..attacks.spec import Attack
 from .attack_loop import load_batch
+from .result import fraction, set_intervals
 
 SQUARE = "square"  # the standard black-box attack: 5,000 queries
 RANDOMIZED = "autoattack-rand"  # APGD-CE and APGD-DLR with EOT over 20 draws
-SURROGATE = "resnet20"  # the stand-in architecture for a custom model on 3x32x32 images
-SURROGATE_IMAGES = 10_000  # training images the surrogate sees at most
-SURROGATE_EPOCHS = 10
-SURROGATE_SECONDS = 120.0  # the surrogate's training budget
 
 
 NOT_MASKING = ("outside_threat_model",)  # a broken attack, not a fooled one: escalating would not help
@@ -52,10 +51,8 @@ def reasons(result, model) -> list[str]:
 def escalate(model, x_all, y_all, result, why: list[str], *, data, batch_size: int, device, draws: int,
              surrogate=None, console=None) -> None:
     """Run the stages on ``result``'s still-robust points; update its worst case, intervals and stages."""
-    from .evaluator import fraction, set_intervals
-
     stages = [("square", build(SQUARE, eps=result.eps), None)]
-    surrogate, how = (surrogate, "given") if surrogate is not None else train_surrogate(model, data, device)
+    surrogate, how = _surrogate(surrogate, model, data, device)
     stages.append(("transfer", TransferAttack(surrogate, result.eps) if surrogate is not None else None, how))
     if result.randomized:
         stages.append(("autoattack-rand", build(RANDOMIZED, eps=result.eps, eot=draws), None))
@@ -77,6 +74,15 @@ def escalate(model, x_all, y_all, result, why: list[str], *, data, batch_size: i
         _say(console, f"  {name}: broke {result.escalation[-1]['broken']} of them; worst case now "
                       f"{result.worst_case:.2%}")
     set_intervals(result)
+
+
+def _surrogate(surrogate, model, data, device) -> tuple[nn.Module | None, str]:
+    """(the transfer stage's surrogate or None, how it was made or why there is none)."""
+    if surrogate is None:
+        return None, "no surrogate given: pass surrogate= (a module, or a callable that trains one)"
+    if isinstance(surrogate, nn.Module):
+        return surrogate, "given"
+    return surrogate(model, data, device)
 
 
 def _attack_points(model, x_all, y_all, mask, attack: Attack, batch_size, device, draws) -> torch.Tensor:
@@ -107,31 +113,9 @@ class TransferAttack(Attack):
     def __call__(self, model, x, y):
         device = next(iter(self.surrogate.parameters())).device
         self.surrogate.eval()
-        x_adv = pgd(self.surrogate, x.to(device), y.to(device), eps=self.settings["eps"],
+        x_adv = run_pgd(self.surrogate, x.to(device), y.to(device), eps=self.settings["eps"],
                     alpha=self.settings["eps"] / 4, steps=20, restarts=5)
         return x_adv.to(x.device)
-
-
-def train_surrogate(model, data, device) -> tuple[nn.Module | None, str]:
-    """(a naturally trained stand-in for ``model``, how it was made) or (None, why there is none)."""
-    from ..models import create
-    from ..training import fit
-
-    train = getattr(data, "train", None)
-    if train is None:
-        return None, "no training split to train a surrogate on: pass surrogate= to evaluate"
-    name = getattr(model, "robustode_name", None)
-    if name is None and tuple(train.images.shape[1:]) != (3, 32, 32):
-        return None, "no surrogate architecture for this model and input shape: pass surrogate= to evaluate"
-    kwargs = getattr(model, "robustode_kwargs", {}) if name else {}
-    surrogate = create(name or SURROGATE, num_classes=data.num_classes, **kwargs)
-    subset = type(data)(data.name, train.subset(min(SURROGATE_IMAGES, len(train))), data.test, data.classes,
-                        data.kind, data.source, data.meta)
-    trained = fit(surrogate, "natural", subset, epochs=SURROGATE_EPOCHS, schedule="cosine", lr=0.1,
-                  batch_size=128, max_seconds=SURROGATE_SECONDS, device=str(device), quiet=True)
-    how = (f"{name or SURROGATE} trained naturally for {trained.data_epochs} epoch(s) on "
-           f"{len(subset.train)} training images ({trained.train_seconds:.0f} s)")
-    return trained.model.eval(), how
 
 
 def _say(console, text: str) -> None:

@@ -1,103 +1,70 @@
 """``evaluate``: clean and robust accuracy with 95% intervals, the worst case per point, the
 gradient-masking flags, EOT for randomized models and, when something looks wrong, escalation.
 
-    result = evaluate(model, dataset)                   # clean + PGD-20, all test images
-    result = evaluate(model, "cifar10", attacks=("pgd-20", "autoattack"), n=1000)
+    threat = ThreatModel()                              # L-inf, eps 8/255
+    result = evaluate(model, dataset, build_all(["pgd-20", "autoattack"], eps=threat.eps), threat, n=1000)
     result.clean_acc, result.robust["pgd-20"], result.intervals["pgd-20"], result.worst_case
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
-from dataclasses import dataclass, field, fields
+from collections.abc import Sequence
 
 import torch
 from rich.console import Console
 
 from ..attacks.eot import EOT_DRAWS, is_randomized
 from ..attacks.guards import preserved_mode, preserved_rng
-from ..attacks.spec import Attack, build
+from ..attacks.spec import Attack
 from ..errors import ConfigError, DataError
-from ..stats import interval
-from ..utils import check_eps, check_positive_int, device_name, provenance, resolve_device, synchronize
+from ..threat import ThreatModel
+from ..utils import check_positive_int, device_name, provenance, resolve_device, synchronize
 from . import escalation, masking
 from .attack_loop import load_batch, run_attacks
+from .result import EvalResult, fraction, set_intervals
 from .state import EvalState
 
 log = logging.getLogger("robustode")
 
-INTERVAL_METHOD = "wilson"  # 95% Wilson score intervals (robustode.stats)
-
-
-@dataclass
-class EvalResult:
-    clean_acc: float  # fractions in [0, 1]
-    robust: dict[str, float]  # attack spec -> fraction correct clean AND after the attack (never above clean)
-    worst_case: float  # a point counts only if clean, every attack and every escalation stage leave it correct
-    n: int
-    batch_size: int
-    eps: float
-    attack_settings: dict[str, dict]
-    seconds: float  # wall-clock of the whole evaluation, masking checks and escalation included
-    device: str
-    precision: str = "float32"
-    tf32: bool = False  # CUDA float32 convolutions/matmuls may run as TF32 (torch's setting, recorded)
-    seed: int = 0
-    flags: dict = field(default_factory=dict)
-    provenance: dict = field(default_factory=dict)
-    per_point: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)  # "clean", attacks, stages
-    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)  # 95%: clean, attacks, worst_case
-    interval_method: str = INTERVAL_METHOD
-    randomized: bool = False  # two eval-mode forwards of one batch differed: attacked with EOT
-    escalation: list[dict] = field(default_factory=list)  # the stages run because something looked wrong
-    attack_seconds: dict[str, float] = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        """JSON-friendly dict (per-point tensors left out)."""
-        return copy.deepcopy({f.name: getattr(self, f.name) for f in fields(self) if f.name != "per_point"})
-
-
-def evaluate(model, data="cifar10", attacks=("pgd-20",), n=None, batch_size=256, device=None, eps=8 / 255,
-             quiet=False, masking_checks=True, seed=0, data_dir=None, escalate=True, surrogate=None,
-             state=None) -> EvalResult:
+def evaluate(model, data, attacks: Sequence[Attack], threat: ThreatModel, *, n=None, batch_size=256, device=None,
+             quiet=False, masking_checks=True, seed=0, escalate=True, surrogate=None, state=None) -> EvalResult:
     """Clean and robust accuracy of ``model`` on the first ``n`` test images (unshuffled).
 
+    The entrance ``robustode.evaluate`` takes names and specs; this takes them built.
+
     model: images in [0, 1] -> logits (B, num_classes); put in eval mode and restored after.
-    data: a registered data set name ("cifar10", see ``ro.list_datasets()``; found in ``data_dir``),
-        a DataSet (its test split), a Split (uint8) or an (x, y) pair of tensors (x float in [0, 1]).
-    attacks: a spec string or a list of them ("pgd-20", "pgd-50(restarts=5)", "autoattack",
-        "torchattacks:CW(c=1)") or Attack objects; ``eps`` applies to every attack whose spec
-        does not set its own. A point is robust only if it is correct clean and after the attack.
+    data: a DataSet (its test split), a Split (uint8) or an (x, y) pair of tensors (x float in [0, 1]).
+    attacks: built Attack objects (robustode.attacks.build_all). A point is robust only if it is
+        correct clean and after the attack.
+    threat: the threat model; the masking checks and escalation attack within its eps.
     n: number of test images (default: all).
     device: default, the model's own; a device given moves the model there.
     masking_checks: run the gradient-masking checks on the first 256 points (masking.py).
     seed: the attacks' random starts derive from it per attack and batch; the caller's RNG is restored.
     escalate: when a masking flag fires, the model is randomized, or it declares an adaptive or
         stochastic part, attack the points still robust further: Square, a transfer attack from
-        ``surrogate`` (default: the same architecture trained naturally for a short budget) and,
-        for randomized models, AutoAttack's rand version (escalation.py). Every stage is kept.
+        ``surrogate`` (a module, or a callable that trains one) and, for randomized models,
+        AutoAttack's rand version (escalation.py). Every stage is kept.
     state: a file to keep per-point progress in; an interrupted evaluation resumes from it.
     A randomized model (two eval-mode forwards differ) is attacked with EOT over 20 draws, and a
     point is robust only if correct on every draw. Runs in float32 without autocast. Flags that
     fire are logged as warnings, and escalations as they happen, unless ``quiet``.
     """
-    eps, batch_size = check_eps(eps), check_positive_int(batch_size, "batch_size")
-    _build_attacks(attacks, eps, 1)  # an unknown or malformed attack fails before any data is loaded
+    batch_size = check_positive_int(batch_size, "batch_size")
     device = _device(model, device)
-    dataset = _load(data, data_dir)
-    x_all, y_all, num_classes = _data(dataset, n)
+    x_all, y_all, num_classes = _data(data, n)
     start = time.perf_counter()
     console = Console(stderr=True, quiet=quiet)
     with preserved_mode(model), preserved_rng(seed), torch.autocast(device.type, enabled=False):
         model.eval()
         model.to(device)
-        run_state, result = _attack(model, x_all, y_all, num_classes, attacks, eps, batch_size, device, seed,
-                                    masking_checks, state, console)
+        run_state, result = _attack(model, x_all, y_all, num_classes, list(attacks), threat.eps, batch_size, device,
+                                    seed, masking_checks, state, console)
         why = escalation.reasons(result, model) if escalate else []
         if why:
-            escalation.escalate(model, x_all, y_all, result, why, data=dataset, batch_size=batch_size,
+            escalation.escalate(model, x_all, y_all, result, why, data=data, batch_size=batch_size,
                                 device=device, draws=EOT_DRAWS if result.randomized else 1, surrogate=surrogate,
                                 console=console)
     synchronize(device)
@@ -119,32 +86,20 @@ def _attack(model, x_all, y_all, num_classes, attacks, eps, batch_size, device, 
     if randomized:
         console.print(f"randomized model: two eval-mode forwards differ; attacking with EOT over {draws} draws, "
                       "a point robust only if correct on every draw", highlight=False, markup=False)
-    built = _build_attacks(attacks, eps, draws)
+        attacks = [attack.with_eot(draws) for attack in attacks]
     key = {"n": len(y_all), "eps": eps, "seed": seed, "batch_size": batch_size, "draws": draws,
-           "attacks": {a.name: a.settings for a in built}}
+           "attacks": {a.name: a.settings for a in attacks}}
     run_state = EvalState(state, key, -(-len(y_all) // batch_size))
     if run_state.resumed:
         console.print(f"resuming the evaluation saved in {state}", highlight=False, markup=False)
-    found = run_attacks(model, x_all, y_all, built, batch_size=batch_size, device=device, draws=draws, seed=seed,
+    found = run_attacks(model, x_all, y_all, attacks, batch_size=batch_size, device=device, draws=draws, seed=seed,
                         state=run_state, quiet=console.quiet)
     checks = None
     if masking_checks:
         checks = masking.subset_checks(model, *load_batch(x_all, y_all, 0, masking.SUBSET, device), eps=eps,
                                        seed=seed)
-    return run_state, _result(found, built, batch_size, eps, device, seed, masking.flags(checks, found, built),
+    return run_state, _result(found, attacks, batch_size, eps, device, seed, masking.flags(checks, found, attacks),
                               randomized)
-
-
-def _build_attacks(attacks, eps, draws: int) -> list[Attack]:
-    """Attack objects from specs; for a randomized model (``draws`` > 1) each spec that takes ``eot`` gets it."""
-    if isinstance(attacks, (str, Attack)):
-        attacks = (attacks,)
-    defaults = {"eps": eps, **({"eot": draws} if draws > 1 else {})}
-    built = [build(a, **defaults) for a in attacks]
-    names = [a.name for a in built]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"attack names must be unique, got {names}")
-    return built
 
 
 def _result(found, attacks, batch_size, eps, device, seed, flags, randomized) -> EvalResult:
@@ -164,16 +119,6 @@ def _result(found, attacks, batch_size, eps, device, seed, flags, randomized) ->
     return result
 
 
-def set_intervals(result: EvalResult) -> None:
-    """The 95% interval of clean, every attack and the worst case, from the per-point results."""
-    names = ["clean", *result.robust, "worst_case"]
-    result.intervals = {k: interval(int(result.per_point[k].sum()), result.n, result.interval_method) for k in names}
-
-
-def fraction(mask: torch.Tensor) -> float:
-    return int(mask.sum()) / len(mask)
-
-
 def _device(model, device) -> torch.device:
     if device is not None:
         return resolve_device(device)
@@ -181,14 +126,6 @@ def _device(model, device) -> torch.device:
     if tensor is None:
         tensor = next(iter(model.buffers()), None)
     return tensor.device if tensor is not None else torch.device("cpu")
-
-
-def _load(data, data_dir):
-    if isinstance(data, str):
-        from ..data import load_dataset
-
-        return load_dataset(data, data_dir=data_dir)
-    return data
 
 
 def _data(data, n):

@@ -11,10 +11,11 @@ from ..data.loader import shard_bounds
 from ..dist import all_gather, broadcast, context
 from ..errors import DataError
 from . import escalation
-from .evaluator import EvalResult, evaluate, fraction, set_intervals
+from .evaluator import evaluate
+from .result import EvalResult, fraction, set_intervals
 
 
-def evaluate_sharded(model, data, **kwargs) -> EvalResult:
+def evaluate_sharded(model, data, attacks, threat, **kwargs) -> EvalResult:
     """``evaluate``, each data-parallel rank on its shard of the test points, gathered on every rank.
 
     Per-point correctness is gathered in order, so every accuracy equals a single
@@ -26,7 +27,7 @@ def evaluate_sharded(model, data, **kwargs) -> EvalResult:
     """
     ctx = context()
     if not ctx.enabled:
-        return evaluate(model, data, **kwargs)
+        return evaluate(model, data, attacks, threat, **kwargs)
     n, escalate, surrogate = kwargs.pop("n", None), kwargs.pop("escalate", True), kwargs.pop("surrogate", None)
     test = data.test if hasattr(data, "test") else data
     if n is not None and n > len(test):
@@ -37,7 +38,7 @@ def evaluate_sharded(model, data, **kwargs) -> EvalResult:
     part = replace(data, test=shard) if hasattr(data, "test") else shard
     if not ctx.main:
         kwargs["masking_checks"] = False
-    mine = evaluate(model, part, escalate=False, **kwargs)
+    mine = evaluate(model, part, attacks, threat, escalate=False, **kwargs)
     first = broadcast(mine if ctx.main else None)  # rank 0's result carries the masking checks
     merged = _merge(first, all_gather((mine.per_point, mine.flags, mine.seconds)), total)
     why = escalation.reasons(merged, model) if escalate else []

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from fractions import Fraction
 
 from ..records import Record
+from ..threat import eps_text
 from .rows import Row, seed_rows
 from .significance import mark_significance
 
@@ -25,14 +25,6 @@ DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "svhn": "SVHN",
 def dataset_label(name: str, kind: str) -> str:
     """``CIFAR-10``, ``CIFAR-10 (JPEG copy)``, ``synthetic (not a benchmark)``."""
     return DATASET_NAMES.get(name, name) + KIND_SUFFIX[kind]
-
-
-def eps_text(eps: float) -> str:
-    """8/255 for the usual budgets, else the decimal."""
-    frac = Fraction(eps).limit_denominator(255)
-    if frac.denominator == 255 and abs(float(frac) - eps) < 1e-9:
-        return f"{frac.numerator}/255"
-    return f"{eps:g}"
 
 
 def method(record: Record) -> str:

@@ -21,6 +21,8 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, first_line
+from ..models import create
+from .run import RunInfo
 
 FORMAT = "robustode-checkpoint"
 VERSION = 2  # 2: with a payload digest; version 1 (no digest) still loads, unverified
@@ -111,9 +113,6 @@ def load_model_from_checkpoint(path: str | Path, device="cpu") -> nn.Module:
 
 def model_from_state(state: dict, source: str | Path, device="cpu") -> nn.Module:
     """The registered model of a loaded checkpoint, with its weights, on ``device``."""
-    from ..models import create
-    from .run import RunInfo
-
     setup = RunInfo.from_dict(state["config"], str(source)).model
     if not setup.name:
         raise CheckpointError(

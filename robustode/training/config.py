@@ -10,10 +10,15 @@ import torch
 
 from ..dist import local_device
 from ..errors import ConfigError
-from ..utils import check_positive_int, resolve_device
+from ..rules import COUNT, COUNT0, FINITE_NONNEG, OPEN_UNIT, POSITIVE, Choice, check_fields, rule
+from ..utils import resolve_device
 from .schedules import SCHEDULES
 
 PRECISIONS = ("bf16", "float32")
+SCHEDULE = Choice(tuple(SCHEDULES))
+# Training settings come as Python values (the CLI parses its flags itself): no spec text to parse.
+INT1, INT0, RATE, PEAK = COUNT.typed_(), COUNT0.typed_(), FINITE_NONNEG.typed_(), OPEN_UNIT.typed_()
+BUDGET_SECONDS = POSITIVE.typed_().optional_()
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 PRESET_KEYS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "schedule", "milestones", "gamma",
                "cyclic_peak", "cycle_momentum", "momentum_min")
@@ -28,15 +33,19 @@ TRAJECTORY_KEYS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "sc
 class TrainConfig:
     """The training settings asked for; a field left ``None`` takes the defense's paper preset."""
 
-    epochs: int | None = None  # nominal epochs; Free-m passes over the data ceil(epochs / m) times
-    batch_size: int | None = None  # training minibatch size (the global one under torchrun)
-    lr: float | None = None  # peak learning rate (the defense may scale some groups, e.g. YOPO's layer one)
-    momentum: float | None = None  # SGD momentum
-    weight_decay: float | None = None  # L2 weight decay, except on the groups that get 0
-    schedule: str | None = None  # multistep | cyclic | cosine | constant, as a function of nominal epochs
+    # nominal epochs; Free-m passes over the data ceil(epochs / m) times
+    epochs: int | None = rule(None, INT1)
+    batch_size: int | None = rule(None, INT1)  # training minibatch size (the global one under torchrun)
+    # peak learning rate (the defense may scale some groups, e.g. YOPO's layer one)
+    lr: float | None = rule(None, RATE)
+    momentum: float | None = rule(None, RATE)  # SGD momentum
+    weight_decay: float | None = rule(None, RATE)  # L2 weight decay, except on the groups that get 0
+    # multistep | cyclic | cosine | constant, as a function of nominal epochs
+    schedule: str | None = rule(None, SCHEDULE)
     milestones: tuple[float, ...] | None = None  # nominal epochs at which multistep multiplies lr by gamma
-    gamma: float | None = None  # multistep factor
-    cyclic_peak: float | None = None  # fraction of the run where cyclic peaks (Wong et al.'s train_fgsm.py: 0.5)
+    gamma: float | None = rule(None, RATE)  # multistep factor
+    # fraction of the run where cyclic peaks (Wong et al.'s train_fgsm.py: 0.5)
+    cyclic_peak: float | None = rule(None, PEAK)
     # Momentum moving against the lr multiplier f: momentum - (momentum - momentum_min) * f, per optimizer
     # step, as torch CyclicLR's cycle_momentum (FGSM-RS's preset: 0.9 -> 0.8 at the lr peak -> 0.9);
     # only with the cyclic schedule (see _momentum_cycle).
@@ -46,25 +55,28 @@ class TrainConfig:
     no_wd_norms: bool = False  # no weight decay on normalization layers and biases
     seed: int = 0  # seeds torch, numpy and random at the start (the model is built by the caller)
     device: str | None = None  # None or "auto": CUDA when available, else CPU
-    precision: str | None = None  # "bf16" (autocast) or "float32"; None: bf16 on CUDA, float32 on CPU
+    # "bf16" (autocast) or "float32"; None: bf16 on CUDA, float32 on CPU
+    precision: str | None = rule(None, Choice(PRECISIONS))
     channels_last: bool | None = None  # None: on for CUDA, off for CPU
     # torch.compile for training (the original module is saved); compiling counts in epoch 1. True, or a
     # mode: "max-autotune", "max-autotune-no-cudagraphs", "reduce-overhead" (CUDA graphs).
     compile: bool | str = False
     augment: bool = True  # random crop (pad 4) and horizontal flip, on the device
     drop_last: bool = False  # drop the last incomplete minibatch of each data epoch
-    eval_every: int = 0  # data epochs between held-out evaluations (and one at the end); 0: never
-    eval_n: int = 1000  # held-out test images for those evaluations (the first eval_n)
+    eval_every: int = rule(0, INT0)  # data epochs between held-out evaluations (and one at the end); 0: never
+    eval_n: int = rule(1000, INT1)  # held-out test images for those evaluations (the first eval_n)
     eval_attack: str = "pgd-20"  # the attack of those evaluations
-    eval_batch_size: int = 256  # minibatch of those evaluations
+    eval_batch_size: int = rule(256, INT1)  # minibatch of those evaluations
     # The last N training images, kept out of training, are the held-out set of those evaluations and of
     # keep_best; 0: the first eval_n test images (then choosing the best checkpoint peeks at the test set).
-    holdout: int = 0
-    checkpoint_every: int = 1  # data epochs between checkpoints (and one at the end)
+    holdout: int = rule(0, INT0, label="holdout (training images kept out)")
+    checkpoint_every: int = rule(1, INT1)  # data epochs between checkpoints (and one at the end)
     keep_best: bool = False  # keep checkpoints/best.pt by held-out robust accuracy (Rice et al. 2020)
-    max_seconds: float | None = None  # training-time budget; the run stops cleanly once it is spent
+    # training-time budget; the run stops cleanly once it is spent
+    max_seconds: float | None = rule(None, BUDGET_SECONDS)
     deterministic: bool = False  # deterministic kernels (slower on CUDA); CPU runs are deterministic anyway
-    log_every: int = 50  # minibatches between progress updates (each one reads back from the device)
+    # minibatches between progress updates (each one reads back from the device)
+    log_every: int = rule(50, INT1)
 
     def replace(self, **overrides):
         """A copy with some fields changed; an unknown name raises ConfigError."""
@@ -182,33 +194,17 @@ def _is_int(value) -> bool:
 
 
 def _check(c: TrainSettings) -> None:
-    for name in ("epochs", "batch_size", "checkpoint_every", "log_every", "eval_n", "eval_batch_size"):
-        check_positive_int(getattr(c, name), name)
-    if not _is_int(c.holdout) or c.holdout < 0:
-        raise ConfigError(f"holdout must be an integer >= 0 (training images kept out), got {c.holdout!r}")
-    if not _is_int(c.eval_every) or c.eval_every < 0:
-        raise ConfigError(f"eval_every must be an integer >= 0, got {c.eval_every!r}")
-    for name in ("lr", "momentum", "weight_decay", "gamma"):
-        value = getattr(c, name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
-            raise ConfigError(f"{name} must be a number >= 0 (and finite), got {value!r}")
+    """Every field by its rule (declared beside it, in TrainConfig), then the rules across fields."""
+    check_fields(c)
     if c.nesterov and c.momentum == 0:
         raise ConfigError("nesterov needs momentum > 0")
-    if c.schedule not in SCHEDULES:
-        raise ConfigError(f"unknown schedule {c.schedule!r}; known: {', '.join(SCHEDULES)}")
     low = c.momentum_min
     if c.cycle_momentum and not (_is_number(low) and 0 <= low <= c.momentum):
         raise ConfigError(f"momentum_min must lie in [0, momentum={c.momentum:g}] when the momentum cycles, "
                           f"got {c.momentum_min!r} (or set cycle_momentum=False)")
-    if not 0.0 < c.cyclic_peak < 1.0:
-        raise ConfigError(f"cyclic_peak must lie strictly between 0 and 1, got {c.cyclic_peak!r}")
     if any(m <= 0 for m in c.milestones):
         raise ConfigError(f"milestones are nominal epochs > 0, got {list(c.milestones)}")
-    if c.precision not in PRECISIONS:
-        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {c.precision!r}")
     if not isinstance(c.compile, bool) and c.compile not in COMPILE_MODES:
         raise ConfigError(f"compile must be True, False or one of {', '.join(COMPILE_MODES)}, got {c.compile!r}")
-    if c.max_seconds is not None and not c.max_seconds > 0:
-        raise ConfigError(f"max_seconds must be > 0 (or None for no budget), got {c.max_seconds!r}")
     if c.keep_best and c.eval_every == 0:
         raise ConfigError("keep_best needs held-out evaluations: set eval_every to 1 or more")

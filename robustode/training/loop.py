@@ -13,7 +13,6 @@ from .. import dist
 from ..checks import check_for_training
 from ..data.types import DataSet
 from ..defenses.base import Defense
-from ..defenses.modifiers import check_modifiers
 from ..errors import ConfigError
 from ..utils import resolve_device
 from .checkpoint import load_checkpoint
@@ -25,15 +24,16 @@ from .runlog import RunLog, check_run_dir, epoch_line
 from .trainer import Trainer
 
 
-def fit(model: nn.Module | str, defense, data: DataSet, *, config: TrainConfig | None = None,
-        out_dir: str | os.PathLike | None = None, resume: bool = False, quiet: bool = False,
-        **overrides) -> TrainResult:
+def fit(model: nn.Module, defense: Defense, data: DataSet, config: TrainConfig = TrainConfig(), *,
+        out_dir: str | os.PathLike | None = None, resume: bool = False, quiet: bool = False) -> TrainResult:
     """Train ``model`` on ``data.train`` with ``defense``; the loop every defense shares.
 
+    The entrances (``robustode.train`` / ``robustode.fit``, ``robustode train``) build its arguments from
+    names; this takes them built and checked.
+
     Args:
-        model: an ``nn.Module`` (images in [0, 1]) or a registered model name, built
-            here after seeding with ``num_classes = data.num_classes``.
-        defense: a ``Defense`` or a spec such as ``"pgd-10"``, ``"yopo-5-3"``, ``"pgd-10(alpha=2/255)"``.
+        model: an ``nn.Module`` (images in [0, 1] -> logits).
+        defense: a ``Defense`` (``create_defense("pgd-10")``), or any object with ``train_step``.
         data: a ``DataSet``; the periodic evaluation takes the first ``eval_n`` test images, or, with
             ``holdout=N``, the last N training images, kept out of training.
         config: a ``TrainConfig``; unset fields take the defense's paper preset.
@@ -42,17 +42,15 @@ def fit(model: nn.Module | str, defense, data: DataSet, *, config: TrainConfig |
             and final.pt (a run stopped inside an epoch by ``max_seconds``).
         resume: continue the run in ``out_dir`` from checkpoints/last.pt, exactly.
         quiet: no console output.
-        overrides: TrainConfig fields, e.g. ``epochs=5, lr=0.05``.
 
     On Ctrl-C the last checkpoint (the last completed epoch) stays on disk; resume continues from it.
     Under ``torchrun --nproc_per_node=N`` every process trains on its shard of each
     minibatch of ``batch_size`` (the global batch) and only rank 0 writes (see
     robustode.training.data_parallel).
 
-        result = fit("resnet20", "pgd-7", load_dataset("cifar10"), epochs=10, out_dir="runs/r20")
+        result = fit(create_model("resnet20"), create_defense("pgd-7"), load_dataset("cifar10"),
+                     TrainConfig(epochs=10), out_dir="runs/r20")
     """
-    defense = _as_defense(defense)
-    config = (config or TrainConfig()).replace(**overrides)
     ctx = dist.setup(resolve_device(config.device))  # under torchrun: join its process group
     run_dir, saved, config = _open_run(out_dir, resume, config, ctx)
     settings = config.resolve(defense, world_size=ctx.world_size)
@@ -111,10 +109,8 @@ def hold_out(data: DataSet, holdout: int) -> tuple[DataSet, object]:
 
 
 def _prepared(model, defense, data: DataSet, settings) -> tuple[nn.Module, str | None]:
-    """The model built (a registered name), on its device and checked; the defense prepared for it (YOPO
-    finds and verifies its layer one). Returns the model and what the defense says about it."""
-    if isinstance(model, str):
-        model = _create_model(model, data.num_classes, settings.seed)
+    """The model on its device and checked; the defense prepared for it (YOPO finds and verifies its layer
+    one). Returns the model and what the defense says about it."""
     if isinstance(model, nn.Module):
         model = model.to(settings.device)  # checked where it will train (a CUDA-only model fails on the CPU)
     example = check_for_training(model, data)
@@ -162,25 +158,6 @@ def run_epochs(trainer: Trainer, log: RunLog) -> None:
         raise
     if trainer.stop is not None:
         log.info(f"stopped: {trainer.stop.reason}")
-
-
-def _as_defense(defense):
-    if isinstance(defense, str):
-        from ..defenses import create_defense
-
-        return create_defense(defense)
-    if not callable(getattr(defense, "train_step", None)):
-        raise ConfigError(f"defense must be a Defense or a spec like 'pgd-10', got {type(defense).__name__}")
-    if isinstance(defense, Defense):
-        check_modifiers(defense)  # also for a subclass whose __post_init__ does not call super()'s
-    return defense
-
-
-def _create_model(name: str, num_classes: int, seed: int) -> nn.Module:
-    from ..models import create
-
-    torch.manual_seed(seed)  # the initial weights follow the run's seed
-    return create(name, num_classes=num_classes)  # create() tags it, so checkpoints can rebuild it
 
 
 def _assumed(defense) -> dict:

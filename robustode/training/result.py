@@ -8,6 +8,7 @@ from pathlib import Path
 
 from torch import nn
 
+from .checkpoint import load_checkpoint
 from .run import RunInfo
 
 
@@ -66,8 +67,6 @@ class TrainResult:
     @classmethod
     def from_checkpoint(cls, checkpoint: str | os.PathLike | dict, model: nn.Module | None = None) -> TrainResult:
         """The result of the run as its checkpoint (a path, or a loaded state) records it."""
-        from .checkpoint import load_checkpoint
-
         state = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
         source = "checkpoint" if isinstance(checkpoint, dict) else str(checkpoint)
         stop = state.get("stop")

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
+from ..models import count_parameters
 from ..records.migrate import single_step_before_v3
 from ..records.schema import DatasetInfo, Provenance
 from ..utils import provenance
@@ -31,8 +32,6 @@ class ModelSetup:
 
     @classmethod
     def of(cls, model: nn.Module, num_classes: int) -> ModelSetup:
-        from ..models import count_parameters
-
         kwargs = _plain(getattr(model, "robustode_kwargs", {}))
         return cls(getattr(model, "robustode_name", None), kwargs, type(model).__qualname__, num_classes,
                    count_parameters(model))

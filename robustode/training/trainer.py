@@ -1,8 +1,7 @@
 """The state of one training run and the pieces of its epoch; everything a checkpoint captures.
 
-The loop that strings the pieces together is ``run_epochs`` in loop.py:
-train epoch (timed, with the defense's end of epoch) -> held-out evaluation (not
-timed) -> checkpoint (not timed) -> log.
+The loop that strings the pieces together is ``run_epochs`` in loop.py: train epoch (timed, with the
+defense's end of epoch) -> held-out evaluation (not timed) -> checkpoint (not timed) -> log.
 """
 
 from __future__ import annotations
@@ -15,8 +14,12 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
+from ..attacks import build
+from ..data import DeviceLoader
 from ..dist import all_max, broadcast_module, context
+from ..evaluation import evaluate_sharded
 from ..progress import duration
+from ..threat import ThreatModel
 from .averaging import weight_average
 from .checkpoint import load_checkpoint, load_optimizer, rng_state, save_checkpoint, set_rng_state, to_device
 from .cost import FlopCount, peak_memory, reset_peak_memory
@@ -29,15 +32,15 @@ from .tally import Tally
 
 LOSS_SCALE = 100.0  # warn when the training loss exceeds its initial value this many times
 ESTIMATE_AFTER = 10  # minibatches of this process's first epoch behind the time estimate
+HELD_OUT = ThreatModel()  # the periodic evaluations' threat model: a curve at the standard budget, not the verdict
 
 
 class Trainer:
     def __init__(self, model, defense, data, run: RunInfo, log, run_dir=None, held_out=None):
-        from ..data import DeviceLoader
-
         s = self.settings = run.train
         self.run, self.defense, self.data = run, defense, data
         self.held_out = data.test if held_out is None else held_out  # the periodic evaluations' points
+        self.eval_attack = build(s.eval_attack, eps=HELD_OUT.eps) if s.eval_every else None  # built once
         self.log, self.run_dir = log, run_dir
         self.device = torch.device(s.device)
         self.dist = context()
@@ -213,14 +216,11 @@ class Trainer:
 
     def evaluate_held_out(self) -> dict:
         """Held-out clean and robust accuracy (the evaluator seeds itself and restores the training RNG)."""
-        from ..evaluation import evaluate_sharded
-
-        s = self.settings
-        held_out = self.held_out.subset(min(s.eval_n, len(self.held_out)))
-        result = evaluate_sharded(self.evaluated, held_out, attacks=(s.eval_attack,),
+        s, held_out = self.settings, self.held_out.subset(min(self.settings.eval_n, len(self.held_out)))
+        result = evaluate_sharded(self.evaluated, held_out, [self.eval_attack], HELD_OUT,
                                   batch_size=s.eval_batch_size, device=self.device, quiet=True,
                                   masking_checks=False, escalate=False, seed=s.seed)  # a curve, not the verdict
-        return {"eval_clean": result.clean_acc, "eval_robust": result.robust[s.eval_attack]}
+        return {"eval_clean": result.clean_acc, "eval_robust": result.robust[self.eval_attack.name]}
 
     def keep_best(self, row: dict) -> None:
         if not self.settings.keep_best or row.get("eval_robust") is None:

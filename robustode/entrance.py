@@ -1,0 +1,100 @@
+"""Names become objects here, once each: the model, the defense, the threat model, the attacks, the data
+and the training settings. The Python API (api.py) and the CLI call these; below them every function
+takes objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from .attacks.spec import Attack, build_all
+from .data import DataSet, load_dataset
+from .defenses import create_defense
+from .defenses.base import Defense
+from .errors import ConfigError, DataError
+from .models import create as create_model
+from .models import registry as model_registry
+from .models import select_output
+from .threat import DEFAULT_EPS, ThreatModel
+from .training import TrainConfig
+from .utils import check_positive_int
+
+DEFAULT_ATTACKS = ("pgd-20",)
+
+
+def check_model_name(model: nn.Module | str, output) -> None:
+    """A registered name is checked now, before any data is loaded (it is built once the class count is known)."""
+    if isinstance(model, str):
+        model_registry.resolve(model)
+        if output is not None:
+            raise ConfigError("output= picks the logits of your own model; a registered model returns them")
+
+
+def build_model(model: nn.Module | str, num_classes: int, seed: int, output=None) -> nn.Module:
+    """Your module with its logits picked, or the registered model built from ``seed`` (its initial weights
+    follow the run's seed; ``create`` tags it, so checkpoints can rebuild it)."""
+    if not isinstance(model, str):
+        return select_output(model, output)
+    check_model_name(model, output)
+    torch.manual_seed(seed)
+    return create_model(model, num_classes=num_classes)
+
+
+def build_defense(defense: str | Defense, eps=None, options: dict | None = None) -> Defense:
+    """A Defense from a spec such as "yopo-5-3" or "pgd-10(alpha=2/255)", with ``eps`` and ``options`` set;
+    a Defense given is checked by its own rules (a subclass may not have called them)."""
+    if isinstance(defense, str):
+        settings = dict(options or {})
+        if eps is not None:
+            settings["eps"] = eps
+        return create_defense(defense, **settings)
+    if eps is not None or options:
+        raise ConfigError("eps and defense_options apply to a defense spec; set them on your Defense instead")
+    if not callable(getattr(defense, "train_step", None)):
+        raise ConfigError(f"defense must be a Defense or a spec like 'pgd-10', got {type(defense).__name__}")
+    if isinstance(defense, Defense):
+        defense.validate()
+    return defense
+
+
+def build_threat(eps=None, norm: str = "linf") -> ThreatModel:
+    """The threat model of an evaluation: ``eps`` (default 8/255) in ``norm``."""
+    return ThreatModel(norm=norm, eps=DEFAULT_EPS if eps is None else eps)
+
+
+def build_attacks(attacks: Sequence[str | Attack] | str | Attack, threat: ThreatModel) -> list[Attack]:
+    """The evaluation's attacks, each built once; ``threat.eps`` applies where a spec sets no eps of its own."""
+    return build_all(attacks, eps=threat.eps)
+
+
+def train_config(config: TrainConfig | None, settings: dict) -> TrainConfig:
+    """The training settings: ``config`` (or the defaults) with ``settings`` (TrainConfig fields) set."""
+    return (config or TrainConfig()).replace(**settings)
+
+
+def load_data(data: str | DataSet, data_dir=None, train_subset=None, test_subset=None) -> DataSet:
+    """A DataSet as given, or loaded by name (see ``robustode list datasets``); optionally cut."""
+    if not isinstance(data, (str, DataSet)):
+        raise ConfigError(f"data must be a data set name (see `robustode list datasets`) or a DataSet, got a "
+                          f"{type(data).__name__}; wrap your own tensors as robustode.data.DataSet("
+                          "name, Split(uint8 images, labels), ...)")
+    if isinstance(data, str):
+        return load_dataset(data, data_dir=data_dir, train_subset=train_subset, test_subset=test_subset)
+    if train_subset is None and test_subset is None:
+        return data
+    return DataSet(data.name, data.train.subset(train_subset, f"{data.name} training set"),
+                   data.test.subset(test_subset, f"{data.name} test set"), data.classes, data.kind,
+                   data.source, data.meta)
+
+
+def check_n(n: int | None, dataset: DataSet) -> None:
+    """``n`` test points exist."""
+    if n is None:
+        return
+    check_positive_int(n, "n")
+    if n > len(dataset.test):
+        raise DataError(f"asked to evaluate n={n} test images, but the {dataset.name} test set has only "
+                        f"{len(dataset.test)}")
