@@ -54,20 +54,24 @@ def imports(path: Path) -> set[str]:
 def cycle(package: Path) -> list[str] | None:
     """An import circle among the modules of ``package`` (a folder), as [a, b, ..., a], or None."""
     modules = {dotted(p): p for p in package.rglob("*.py")}
-    edges = {m: sorted(imports(p) & modules.keys() - {m}) for m, p in modules.items()}
+    return first_circle({m: set(imports(p) & modules.keys() - {m}) for m, p in modules.items()})
+
+
+def first_circle(edges: dict[str, set[str]]) -> list[str] | None:
+    """A circle in the graph ``edges`` (node -> nodes it imports), as [a, b, ..., a], or None."""
     state: dict[str, str] = {}  # "open" while on the path, "done" after
 
-    def visit(module: str, path: list[str]) -> list[str] | None:
-        state[module] = "open"
-        for target in edges[module]:
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        state[node] = "open"
+        for target in sorted(edges[node]):
             if state.get(target) == "open":
                 return path[path.index(target):] + [target]
             if target not in state and (found := visit(target, path + [target])):
                 return found
-        state[module] = "done"
+        state[node] = "done"
         return None
 
-    return next((found for m in sorted(modules) if m not in state and (found := visit(m, [m]))), None)
+    return next((found for n in sorted(edges) if n not in state and (found := visit(n, [n]))), None)
 
 
 @pytest.mark.parametrize("package", ["defenses", "split", "kernels"])
@@ -91,3 +95,26 @@ def test_the_split_and_the_kernels_sit_below_the_defenses(package):
     reach = {str(p.relative_to(ROOT)): sorted(i for i in imports(p) if i.startswith("robustode.defenses"))
              for p in (ROOT / package).rglob("*.py")}
     assert {p: found for p, found in reach.items() if found} == {}
+
+
+def package_edges() -> dict[str, set[str]]:
+    """Which of robustode's top-level packages and modules each one imports (itself left out)."""
+    top = {p.stem if p.suffix else p.name for p in ROOT.iterdir() if p.suffix == ".py" or (p / "__init__.py").exists()}
+    edges: dict[str, set[str]] = {name: set() for name in top}
+    for path in ROOT.rglob("*.py"):
+        source = dotted(path).split(".")
+        if len(source) < 2:
+            continue
+        for target in imports(path):
+            parts = target.split(".")
+            if parts[0] == "robustode" and len(parts) > 1 and parts[1] in top and parts[1] != source[1]:
+                edges[source[1]].add(parts[1])
+    return edges
+
+
+def test_no_import_circle_between_packages():
+    edges = package_edges()
+    assert "evaluation" in edges["training"] and "training" not in edges["evaluation"]  # the scan sees imports
+    assert first_circle(edges) is None
+    circle = first_circle({**edges, "evaluation": edges["evaluation"] | {"training"}})  # as it was before
+    assert circle is not None and {"evaluation", "training"} <= set(circle)
