@@ -8,6 +8,7 @@ permissions the user's umask gives (not mkstemp's private 0600).
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import tempfile
@@ -50,15 +51,39 @@ def _link_new(tmp: Path, path: Path) -> None:
         os.replace(tmp, path)
 
 
-def check_output_file(path: str | os.PathLike, *, force: bool = False, what: str = "output file") -> Path:
-    """Refuse, before any work, an output file that could not be written or would be replaced unasked."""
+def check_output_file(path: str | os.PathLike, *, force: bool = False, what: str = "output file",
+                      record: bool = False) -> Path:
+    """Refuse, before any work, an output file that could not be written or would be replaced unasked;
+    unless it is a ``record``, also one in a folder of records (a report there would be read as a bad
+    record, or replace one)."""
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"{what} {path} is a directory; give a file name")
     if path.exists() and not force:
         raise ConfigError(f"{what} {path} exists; not overwriting it (pass --force / force=True to replace it)")
+    if not record and holds_records(path.parent):
+        raise ConfigError(f"{what} {path}: {path.parent} is a folder of records, and this file is not one; "
+                          "write it elsewhere")
     check_output_dir(path.parent, what=f"the folder of {what} {path}")
     return path
+
+
+def holds_records(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` holds result records: JSON objects with a ``schema_version``, or their per-point
+    files (``points-*.npz``)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return False
+    if next(folder.glob("points-*.npz"), None) is not None:
+        return True
+    for path in folder.glob("*.json"):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # unreadable or not JSON: not a record
+            continue
+        if isinstance(data, dict) and "schema_version" in data:
+            return True
+    return False
 
 
 def check_output_dir(path: str | os.PathLike, *, what: str = "output folder") -> Path:

@@ -114,7 +114,7 @@ def cmd_eval(args) -> int:
     from ..records import save, save_in, save_new
 
     default = run_directory(Path(args.checkpoint)) / "eval-record.json"
-    out = check_output_file(args.out, force=args.force, what="--out") if args.out else default
+    out = check_output_file(args.out, force=args.force, what="--out", record=True) if args.out else default
     check_output_dir(out.parent, what="the record's folder")
     if args.records:
         check_output_dir(args.records, what="--records")
@@ -167,7 +167,7 @@ def run_directory(checkpoint: Path) -> Path:
 def cmd_leaderboard(args) -> int:
     from ..report import write_report
 
-    text = write_report(args.records, args.format, args.out, cost=args.cost)
+    text = write_report(args.records, args.format, args.out, cost=args.cost, force=args.force)
     if args.out:
         console.print(f"wrote {args.out}")
     else:

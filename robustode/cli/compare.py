@@ -31,7 +31,7 @@ def cmd_combine(args) -> int:
     from ..files import check_output_file
     from ..records import combine, load_record, save
 
-    out = check_output_file(args.out, force=args.force, what="--out")
+    out = check_output_file(args.out, force=args.force, what="--out", record=True)
     merged = combine([load_record(path) for path in args.records])
     save(merged.record, out, overwrite=args.force, points=merged.points)
     ev = merged.record.evaluation

@@ -63,7 +63,8 @@ def leaderboard(sub) -> None:
                    help="folder of record files (default: leaderboard/records)")
     p.add_argument("--format", choices=["md", "html", "json", "csv"], default="md", metavar="FORMAT",
                    help="md (default), html, json or csv")
-    p.add_argument("--out", metavar="FILE", help="file to write (default: print it)")
+    p.add_argument("--out", metavar="FILE", help="file to write, outside the records folder (default: print it)")
+    p.add_argument("--force", action="store_true", help="replace an existing --out file")
     p.add_argument("--cost", choices=["seconds", "gpu-seconds", "flops", "passes"], default="seconds",
                    help="the Pareto plot's cost axis: training seconds (default), GPU-seconds (seconds x "
                         "data-parallel processes), counted training FLOPs, or forward+backward passes per image")

@@ -1,7 +1,7 @@
 """Leaderboard reports from a folder of records: Markdown, HTML, JSON, CSV.
 
     from robustode.report import write_report
-    write_report("leaderboard/records", "md", "leaderboard/LEADERBOARD.md")
+    write_report("leaderboard/records", "md", "leaderboard/LEADERBOARD.md", force=True)  # regenerate it
     write_report("leaderboard/records", "html", "board.html", cost="gpu-seconds")
 
 A table holds only comparable runs (one data set and training-set size, model,
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from pathlib import Path
 
 from ..errors import ConfigError
 from ..files import check_output_file, write_atomic
@@ -43,14 +44,17 @@ def render(records: Iterable[Record], fmt: str, cost: str = "seconds") -> str:
 
 
 def write_report(records_dir: str | os.PathLike, fmt: str, out: str | os.PathLike | None = None,
-                 cost: str = "seconds") -> str:
-    """Load every record in ``records_dir`` and render it; write to ``out`` when given.
+                 cost: str = "seconds", force: bool = False) -> str:
+    """Load every record in ``records_dir`` and render it; write to ``out`` when given (an existing file
+    only with ``force``; never into a folder of records).
 
     A bad record file raises RecordError naming it: a report never leaves one out.
     """
     cost_named(cost)  # a bad choice fails before any file is read
     if out is not None:
-        check_output_file(out, force=True, what="report file")  # a report is regenerated: replacing it is its use
+        if Path(out).resolve().parent == Path(records_dir).resolve():
+            raise ConfigError(f"report file {out} would lie among the records it reports on; write it elsewhere")
+        check_output_file(out, force=force, what="report file")
     text = render(load_records(records_dir), fmt, cost)
     if out is not None:
         write_atomic(out, text)  # a reader never sees half a report
