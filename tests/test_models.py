@@ -13,9 +13,10 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread
 
 
 CONCRETE = [entry.name for entry in models.registry.entries() if entry.pattern is None]
+BIG = {"dm_wrn70_16"}  # 267M parameters, 11 s on this CPU: run with -m slow (tests/test_dm_wrn.py covers its family)
 
 
-@pytest.mark.parametrize("name", CONCRETE)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in BIG else n for n in CONCRETE])
 def test_every_model_forward_backward_and_layer_one_split(name):
     torch.manual_seed(0)
     model = create(name).eval()  # eval: stochastic-depth models would drop blocks in train mode

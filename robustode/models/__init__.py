@@ -24,15 +24,18 @@ Optional hooks the training loop honours: ``no_weight_decay_parameters()``
 mean-field tau). Register your own model with ``@register_model("name")`` on
 a factory ``f(num_classes=10, normalize=True, ...)``.
 
-Families: WideResNet (wrn34_10, wrn28_10, wrn16_1, any "wrnD_K"),
+Families: WideResNet (wrn34_10, wrn28_10, wrn16_1, any "wrnD_K"), Swish WideResNet with
+RobustBench's module names (dm_wrn28_10, dm_wrn70_16, any "dm_wrnD_K"),
 preact_resnet18, plain CIFAR ResNets (resnet20 ... resnet110), LM-ResNet
 (lm_resnet20 ... lm_resnet110, lm_resnet56_sd, lm_resnet110_sd), mean-field
 ResNet (meanfield_resnet20 ... meanfield_resnet110), Heun ResNet (rk2_resnet20,
 rk2_resnet56), small-step ResNet (stepsize_resnet20, stepsize_resnet56),
-Macaron ViT and its plain twin (macaron_vit, vit, macaron_vit_tiny, vit_tiny).
+Macaron ViT and its plain twin (macaron_vit, vit, macaron_vit_tiny, vit_tiny); continuous depth
+(robustode.models.solver: solver settings are model settings): ODE-Net (ode_net16_1, any
+"ode_netW_B"), TisODE (tisode16_1), SODEF-style (sodef_net16).
 """
 
-from . import cifar_resnet, lm_resnet, meanfield, preact, rk_resnet, vit, wrn  # noqa: F401  (they register)
+from . import cifar_resnet, dm_wrn, lm_resnet, meanfield, ode_net, preact, rk_resnet, sodef, vit, wrn  # noqa: F401
 from .contract import LayerOneModel, Normalize, SelectOutput, follows_contract, normalization, select_output
 from .wrn import load_reference_state_dict, wide_resnet
 from .zoo import count_parameters, create, describe, register_model, registry

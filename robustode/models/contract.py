@@ -32,12 +32,16 @@ CIFAR10_STD = (0.2471, 0.2435, 0.2616)
 
 
 class Normalize(nn.Module):
-    """(x - mean) / std with mean and std as buffers; the model's first operation."""
+    """(x - mean) / std with mean and std as buffers; the model's first operation.
 
-    def __init__(self, mean=CIFAR10_MEAN, std=CIFAR10_STD):
+    ``persistent=False`` keeps them out of the state dict, for architectures whose published
+    checkpoints carry no normalization (RobustBench's DMWideResNet).
+    """
+
+    def __init__(self, mean=CIFAR10_MEAN, std=CIFAR10_STD, persistent: bool = True):
         super().__init__()
-        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=persistent)
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=persistent)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
