@@ -1,22 +1,33 @@
-"""Progress for long work, on a terminal and off one.
+"""Progress for long work, on a terminal and off one, with an ETA from the measured rate.
 
-On a terminal a transient rich bar; elsewhere (CI, nohup, slurm, a pipe) a plain
-line on stderr every ``every`` updates, with the rate and an ETA, so a log file
-shows that the work moves and how long it has left. Quiet: nothing.
+On a terminal a transient rich bar that redraws itself several times a second; elsewhere (CI, nohup,
+slurm, a pipe) a plain line on stderr at least every ``interval`` seconds (30 by default, or
+$ROBUSTODE_PROGRESS_SECONDS), with the rate and an ETA, so a log file shows that the work moves and
+how long it has left. Quiet: nothing. ``update(done)`` is cheap: call it after every step, and pass
+stats only when you have them (they are kept until the next ones).
 
-    with Progress(total=len(loader), description="epoch 1/36", every=50) as progress:
+    with Progress(total=len(loader), description="epoch 1/36") as progress:
         for i, batch in enumerate(loader, 1):
             ...
-            progress.update(i, "loss 2.1012")
+            progress.update(i, "loss 2.1012" if progress.wants_line else None)
 """
 
 from __future__ import annotations
 
+import os
 import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as Bar
+
+INTERVAL = 30.0  # seconds between plain progress lines off a terminal
+LIVE_STATS = 2.0  # seconds between fresh stats on a live bar
+WINDOW = 20.0  # seconds of recent work the rate is measured over
 
 
 def duration(seconds: float) -> str:
@@ -30,27 +41,87 @@ def duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
+_REPORT: ContextVar[Callable[[str], None] | None] = ContextVar("robustode_report", default=None)
+
+
+@contextmanager
+def reporting(to: Callable[[str], None]) -> Iterator[None]:
+    """Within the block, ``report(text)`` goes to ``to`` (a progress bar's stats): work made of parts, such as
+    AutoAttack's components, says which part runs without a progress object in its signature."""
+    token = _REPORT.set(to)
+    try:
+        yield
+    finally:
+        _REPORT.reset(token)
+
+
+def report(text: str) -> None:
+    """Say what runs now, to the progress around it (nothing outside ``reporting``)."""
+    to = _REPORT.get()
+    if to is not None:
+        to(text)
+
+
+def line_interval() -> float:
+    """Seconds between plain progress lines: $ROBUSTODE_PROGRESS_SECONDS, else 30."""
+    text = os.environ.get("ROBUSTODE_PROGRESS_SECONDS", "")
+    try:
+        return max(0.0, float(text)) if text else INTERVAL
+    except ValueError:
+        return INTERVAL
+
+
+class Eta:
+    """Time left, from the rate over the last ``window`` seconds of work: a slow start (compilation,
+    warm-up) is forgotten once enough later work is measured, and a change of pace shows within a window."""
+
+    def __init__(self, total: int, clock: Callable[[], float] = time.perf_counter, window: float = WINDOW):
+        self.total, self.clock, self.window = total, clock, window
+        self.start = clock()
+        self.samples: deque[tuple[float, int]] = deque([(self.start, 0)])
+
+    def add(self, done: int) -> None:
+        now = self.clock()
+        self.samples.append((now, done))
+        while len(self.samples) > 2 and now - self.samples[1][0] >= self.window:
+            self.samples.popleft()  # keep one sample at least a window old: the rate spans the window
+
+    def seconds_left(self) -> float | None:
+        """None until some work is measured."""
+        (t0, d0), (t1, d1) = self.samples[0], self.samples[-1]
+        if d1 <= d0 or t1 <= t0:
+            return None
+        return (self.total - d1) * (t1 - t0) / (d1 - d0)
+
+    def elapsed(self) -> float:
+        return self.clock() - self.start
+
+
 class Progress:
-    """``update(done, stats)`` draws a bar (terminal) or prints a line every ``every`` updates (elsewhere)."""
+    """``update(done, stats)`` moves a bar (terminal) or prints a line every ``interval`` seconds (elsewhere)."""
 
     def __init__(self, total: int, description: str, *, console: Console | None = None, quiet: bool = False,
-                 every: int = 1, unit: str = "batches"):
+                 unit: str = "batches", interval: float | None = None, clock: Callable[[], float] = time.perf_counter):
         self.console = console or Console(stderr=True)
-        self.total, self.description, self.every, self.unit = total, description, max(1, every), unit
+        self.total, self.description, self.unit = total, description, unit
+        self.interval = line_interval() if interval is None else interval
         self.quiet = quiet or self.console.quiet
         self.live = not self.quiet and self.console.is_terminal
+        self.clock = clock
+        self.stats = ""
         self._bar: Bar | None = None
-        self._start = 0.0
-        self._updates = 0
+        self._eta: Eta | None = None
+        self._last_line = 0.0
 
     def __enter__(self) -> Progress:
-        self._start = time.perf_counter()
+        self._eta = Eta(self.total, self.clock)
+        self._last_line = self._eta.start
         if self.live:
             self._bar = Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), TextColumn("{task.fields[stats]}"), console=self.console,
-                            transient=True)
+                            TimeElapsedColumn(), TextColumn("{task.fields[eta]}"), TextColumn("{task.fields[stats]}"),
+                            console=self.console, transient=True, refresh_per_second=4)
             self._bar.__enter__()
-            self._task = self._bar.add_task(self.description, total=self.total, stats="")
+            self._task = self._bar.add_task(self.description, total=self.total, stats="", eta="")
         return self
 
     def __exit__(self, *exc) -> None:
@@ -59,22 +130,32 @@ class Progress:
 
     @property
     def wants_line(self) -> bool:
-        """Whether the next update prints a plain line (callers skip costly stats otherwise)."""
-        return not self.quiet and not self.live and (self._updates + 1) % self.every == 0
+        """Whether the next update shows fresh stats (a line is due off a terminal, or a live bar's stats are
+        LIVE_STATS seconds old): callers skip costly stats (a host sync) otherwise."""
+        if self.quiet:
+            return False
+        return self.clock() - self._last_line >= (LIVE_STATS if self.live else self.interval)
 
-    def update(self, done: int, stats: str = "") -> None:
+    def update(self, done: int, stats: str | None = None) -> None:
         if self.quiet:
             return
+        self._eta.add(done)
+        if stats is not None:
+            self.stats = stats
         if self._bar is not None:
-            self._bar.update(self._task, completed=done, stats=stats)
+            if stats is not None:
+                self._last_line = self.clock()
+            self._bar.update(self._task, completed=done, stats=self.stats, eta=self._eta_text())
             return
-        self._updates += 1
-        if self._updates % self.every == 0 and done < self.total:
-            self.console.print(self.line(done, stats), markup=False, highlight=False, soft_wrap=True)
+        if self.clock() - self._last_line >= self.interval and done < self.total:
+            self._last_line = self.clock()
+            self.console.print(self.line(done), markup=False, highlight=False, soft_wrap=True)
 
-    def line(self, done: int, stats: str = "") -> str:
-        elapsed = time.perf_counter() - self._start
-        eta = elapsed / done * (self.total - done) if done else 0.0
-        parts = [f"{self.description}: {done}/{self.total} {self.unit}", stats, f"{duration(elapsed)} elapsed",
-                 f"eta {duration(eta)}"]
+    def _eta_text(self) -> str:
+        left = self._eta.seconds_left()
+        return "" if left is None else f"eta {duration(left)}"
+
+    def line(self, done: int) -> str:
+        parts = [f"{self.description}: {done}/{self.total} {self.unit}", self.stats,
+                 f"{duration(self._eta.elapsed())} elapsed", self._eta_text()]
         return "  ".join(p for p in parts if p)

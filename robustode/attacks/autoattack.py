@@ -14,6 +14,7 @@ from ..threat import DEFAULT_EPS
 from ..utils import check_positive_int
 from .adapter import _torchattacks_norm
 from .eot import correct_on_draws
+from ..progress import report
 from .guards import frozen_parameters, preserved_mode, preserved_rng
 from .pgd import project
 from .spec import Attack, Outcome, attacks
@@ -132,7 +133,8 @@ class AutoAttack(Attack):
         return self.run(model, x, y).x_adv
 
     def run(self, model, x, y) -> Outcome:
-        """x_adv, the per-point verdict (clean-correct and survived every part) and the black-box-only breaks."""
+        """x_adv, the per-point verdict (clean-correct and survived every part) and the black-box-only breaks;
+        each component is named on the progress line as it starts (robustode.progress.report)."""
         x, c = x.detach(), self.config
         with frozen_parameters(model), preserved_mode(model), preserved_rng(c.seed):
             model.eval()
@@ -142,10 +144,12 @@ class AutoAttack(Attack):
             x_adv, blackbox_fooled = x.clone(), torch.zeros_like(robust)
             # In bf16 the components see float32 logits of a bf16 forward (torchattacks' numpy code needs them).
             target = Float32Logits(model) if c.precision == "bf16" else model
-            for _, attack, blackbox in self.components(target, logits.shape[1]):
+            parts = self.components(target, logits.shape[1])
+            for k, (name, attack, blackbox) in enumerate(parts, 1):
                 idx = robust.nonzero().squeeze(1)
                 if len(idx) == 0:
                     break
+                report(f"{name} ({k}/{len(parts)}) on {len(idx)} of {len(x)} points")
                 attack.set_device(x.device)
                 with self._precision(x.device):
                     candidate = attack(x[idx], y[idx]).detach()

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..attacks.eot import correct_on_draws
-from ..progress import Progress
+from ..progress import Progress, reporting
 from .state import EvalState
 
 
@@ -51,11 +51,12 @@ def run_attacks(model, x_all, y_all, attacks, *, batch_size: int, device, draws:
     found = Found(torch.cat(clean))
     for i, attack in enumerate(attacks):
         label = f"evaluating {attack.name} ({i + 1}/{len(attacks)}) on {n} points"
-        with Progress(len(starts), label, quiet=quiet, every=max(1, len(starts) // 10)) as progress:
+        with Progress(len(starts), label, quiet=quiet) as progress:
             for b, lo in enumerate(starts):
                 if not state.done(attack.name, b):
                     torch.manual_seed(batch_seed(seed, i, b))
-                    _one_batch(model, x_all, y_all, attack, lo, b, batch_size, device, draws, found, state)
+                    with reporting(lambda text, b=b: progress.update(b, f"{attack.name}: {text}")):  # its parts
+                        _one_batch(model, x_all, y_all, attack, lo, b, batch_size, device, draws, found, state)
                 if progress.wants_line:
                     done = state.get(f"robust:{attack.name}")[: min(lo + batch_size, n)]
                     progress.update(b + 1, f"{attack.name} {done.mean():.1%} so far")

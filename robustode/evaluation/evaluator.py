@@ -19,6 +19,7 @@ from ..attacks.eot import EOT_DRAWS, is_randomized
 from ..attacks.guards import preserved_mode, preserved_rng
 from ..attacks.spec import Attack
 from ..errors import ConfigError, DataError
+from ..progress import Progress
 from ..threat import ThreatModel
 from ..utils import check_positive_int, device_name, provenance, resolve_device, synchronize
 from . import escalation, masking
@@ -96,8 +97,10 @@ def _attack(model, x_all, y_all, num_classes, attacks, eps, batch_size, device, 
                         state=run_state, quiet=console.quiet)
     checks = None
     if masking_checks:
-        checks = masking.subset_checks(model, *load_batch(x_all, y_all, 0, masking.SUBSET, device), eps=eps,
-                                       seed=seed)
+        x, y = load_batch(x_all, y_all, 0, masking.SUBSET, device)
+        with Progress(masking.CHECKS, f"gradient-masking checks on {len(y)} points", console=console,
+                      unit="checks") as progress:
+            checks = masking.subset_checks(model, x, y, eps=eps, seed=seed, status=progress.update)
     return run_state, _result(found, attacks, batch_size, eps, device, seed, masking.flags(checks, found, attacks),
                               randomized)
 

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from ..attacks.pgd import pgd
 
+CHECKS = 4  # three PGD runs and the gradient checks
 SUBSET = 256  # points for the zero-gradient, ascent, steps and eps checks
 MORE_STEPS = 50  # PGD-20 against PGD-50: the checks cost about a tenth of a full PGD-20 run
 TOLERANCE = 0.01  # a flag fires only beyond one percentage point (noise on a small subset)
@@ -44,15 +45,20 @@ MESSAGES = {
 }
 
 
-def subset_checks(model, x, y, *, eps: float, seed: int = 0) -> dict:
-    """Zero-gradient and ascent fractions and the PGD steps/eps checks on the points given (eval mode)."""
+def subset_checks(model, x, y, *, eps: float, seed: int = 0, status=None) -> dict:
+    """Zero-gradient and ascent fractions and the PGD steps/eps checks on the points given (eval mode);
+    ``status(done, text)`` hears of each of the CHECKS parts as it starts."""
     accuracy = {}
-    for key, (radius, steps) in {"pgd20": (eps, 20), "pgd_more": (eps, MORE_STEPS),
-                                 "pgd20_2eps": (min(2 * eps, 1.0), 20)}.items():
+    runs = {"pgd20": (eps, 20), "pgd_more": (eps, MORE_STEPS), "pgd20_2eps": (min(2 * eps, 1.0), 20)}
+    for k, (key, (radius, steps)) in enumerate(runs.items()):
+        if status is not None:
+            status(k, f"PGD-{steps} at {'2*eps' if key == 'pgd20_2eps' else 'eps'}")
         torch.manual_seed(seed)  # one start per run: the runs differ only in steps or radius
         x_adv = pgd(model, x, y, eps=radius, alpha=radius / 4, steps=steps)
         with torch.no_grad():
             accuracy[key] = (model(x_adv).argmax(1) == y).float().mean().item()
+    if status is not None:
+        status(len(runs), "input gradients")
     zero, ascent = gradient_checks(model, x, y, step=eps / 4)
     return {"subset": len(x), "zero_grad_fraction": zero, "ascent_fraction": ascent, "more_steps": MORE_STEPS,
             **accuracy}

@@ -75,7 +75,7 @@ class RunLog:
         self.info(f"warning: {message}")
 
     def progress(self, total: int, description: str) -> Progress:
-        """A Progress whose ``update(done, stats)`` the trainer calls every log_every minibatches."""
+        """A Progress the trainer updates every minibatch (stats when a line is due, or every log_every)."""
         return Progress(total, description, console=self.console, quiet=self.quiet, unit="minibatches")
 
     def write_config(self, config: dict) -> None:

@@ -41,9 +41,7 @@ class Trainer:
         self.run, self.defense, self.data = run, defense, data
         self.held_out = data.test if held_out is None else held_out  # the periodic evaluations' points
         self.eval_attack = build(s.eval_attack, eps=HELD_OUT.eps) if s.eval_every else None  # built once
-        self.log, self.run_dir = log, run_dir
-        self.device = torch.device(s.device)
-        self.dist = context()
+        self.log, self.run_dir, self.device, self.dist = log, run_dir, torch.device(s.device), context()
         fmt = torch.channels_last if s.channels_last else torch.preserve_format
         self.model = model.to(self.device, memory_format=fmt)
         broadcast_module(self.model)  # data-parallel ranks start from rank 0's weights
@@ -104,10 +102,13 @@ class Trainer:
                 tally.add(out)
                 if self.initial_loss is None:  # one read-back per run: the scale the loss is watched against
                     self.initial_loss = all_max(float(out.loss))
-                if self.watch and (i % s.log_every == 0 or i == self.estimate_at) and i < n:
+                # Stats cost a host sync: every log_every, or when a line is due (ranks must agree: one process)
+                due = i % s.log_every == 0 or i == self.estimate_at or (progress.wants_line and not self.dist.enabled)
+                if self.watch and due and i < n:
                     stop = self._read_back(e, i, n, tally, progress)
                     if stop is not None:
                         break
+                progress.update(i)
         loss, acc, count = tally.totals()
         stop = stop or self._end_epoch(e, loss)
         seconds = all_max(tally.elapsed())  # the slowest rank's time
@@ -123,9 +124,7 @@ class Trainer:
         s = self.settings
         loss, acc, _ = tally.totals()
         elapsed = all_max(tally.elapsed())
-        if i % s.log_every == 0:
-            progress.update(i, f"loss {loss:.4f} acc {acc:.1%} lr {self.lr:.4g} "
-                               f"{i * s.batch_size / elapsed:.0f} img/s")
+        progress.update(i, f"loss {loss:.4f} acc {acc:.1%} lr {self.lr:.4g} {i * s.batch_size / elapsed:.0f} img/s")
         if i == self.estimate_at:
             self.estimate_at = None
             total = elapsed / i * (n * (s.data_epochs - e) + n - i) + elapsed

@@ -1,0 +1,104 @@
+"""Progress: an ETA from the measured rate (checked with a fake clock), lines off a terminal by time."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from rich.console import Console
+
+from robustode.progress import Eta, Progress, duration
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def run(eta: Eta, clock: Clock, steps, seconds_per_step) -> None:
+    for _ in steps:
+        clock.now += seconds_per_step
+        eta.add(eta.samples[-1][1] + 1)
+
+
+def test_the_eta_is_within_25_percent_after_10_percent_of_steady_work_despite_a_slow_start():
+    clock = Clock()
+    eta = Eta(1000, clock, window=20.0)
+    run(eta, clock, range(5), 10.0)  # a warm-up: 5 steps at 10 s (compilation), then 1 s a step
+    run(eta, clock, range(95), 1.0)  # 10% done
+    truth = 900 * 1.0
+    assert abs(eta.seconds_left() - truth) <= 0.25 * truth
+    assert eta.seconds_left() == pytest.approx(truth, rel=0.01)  # the warm-up has left the window
+
+
+def test_the_eta_follows_a_change_of_pace():
+    clock = Clock()
+    eta = Eta(1000, clock, window=20.0)
+    run(eta, clock, range(200), 0.5)
+    assert eta.seconds_left() == pytest.approx(800 * 0.5, rel=0.01)
+    run(eta, clock, range(100), 2.0)  # four times slower from step 200 on
+    assert eta.seconds_left() == pytest.approx(700 * 2.0, rel=0.05)
+
+
+def test_no_eta_before_any_work_is_measured():
+    clock = Clock()
+    eta = Eta(10, clock)
+    assert eta.seconds_left() is None
+    clock.now = 3.0
+    eta.add(0)
+    assert eta.seconds_left() is None
+
+
+def plain_console() -> tuple[Console, io.StringIO]:
+    out = io.StringIO()
+    return Console(file=out, force_terminal=False, width=200), out
+
+
+def test_off_a_terminal_a_line_is_printed_every_interval_seconds_with_the_latest_stats():
+    console, out = plain_console()
+    clock = Clock()
+    with Progress(100, "epoch 1/2", console=console, interval=30.0, clock=clock, unit="minibatches") as progress:
+        for i in range(1, 100):
+            clock.now += 1.0  # one second a minibatch: a line at 30, 60, 90 s
+            stats = f"loss {i}" if progress.wants_line else None
+            progress.update(i, stats)
+    lines = out.getvalue().splitlines()
+    assert [line.split(":")[1].split()[0] for line in lines] == ["30/100", "60/100", "90/100"]
+    assert "loss 30" in lines[0] and "loss 90" in lines[2]
+    assert lines[0].endswith(f"eta {duration(70.0)}") and "30.0 s elapsed" in lines[0]
+
+
+def test_quiet_progress_prints_nothing_and_wants_no_stats():
+    console, out = plain_console()
+    clock = Clock()
+    with Progress(10, "x", console=console, quiet=True, interval=0.0, clock=clock) as progress:
+        clock.now = 100.0
+        assert not progress.wants_line
+        progress.update(5, "stats")
+    assert out.getvalue() == ""
+
+
+def test_the_interval_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("ROBUSTODE_PROGRESS_SECONDS", "5")
+    assert Progress(10, "x", console=plain_console()[0]).interval == 5.0
+    monkeypatch.setenv("ROBUSTODE_PROGRESS_SECONDS", "soon")
+    assert Progress(10, "x", console=plain_console()[0]).interval == 30.0
+
+
+def test_an_evaluation_names_autoattacks_components_and_the_masking_checks_as_they_run(monkeypatch, capsys):
+    import torch
+    from torch import nn
+
+    import robustode as ro
+    from robustode.data import make_synthetic
+
+    monkeypatch.setenv("ROBUSTODE_PROGRESS_SECONDS", "0")  # a line at every update
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, stride=4), nn.Flatten(), nn.Linear(4 * 8 * 8, 10))
+    tiny_aa = "autoattack(apgd_steps=2, apgdt_targets=1, apgdt_steps=2, fab_targets=1, fab_steps=2, square_queries=5)"
+    ro.evaluate(model, make_synthetic(16, 16, seed=0), attacks=[tiny_aa], n=16, batch_size=8, escalate=False)
+    err = capsys.readouterr().err
+    assert "apgd-ce (1/4) on" in err and "gradient-masking checks on 16 points: 0/4 checks  PGD-20 at eps" in err
