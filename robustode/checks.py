@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from .attacks.eot import EOT_DRAWS
 from .data import DataSet
 from .errors import ConfigError, first_line
 from .models.contract import select_output
@@ -91,7 +92,7 @@ def check_model(model: nn.Module, data=None, num_classes: int | None = None,
       the traced layer one; none (warn) is right for a model trained on [0, 1] pixels,
       wrong for weights trained on normalized input.
     - eval determinism: two eval-mode forwards of one batch agree to 1e-5; else the model
-      is randomized (warn: its evaluation needs EOT).
+      is randomized (warn: the evaluator attacks it with EOT and escalates, by itself).
     - batch norm: how many batch-norm layers (attacks during training use the defense's bn_mode).
     - yopo split: layer one found and ``rest(layer_one(x)) == model(x)`` verified
       (robustode.split); if not, warn with the reason (only YOPO needs it).
@@ -180,8 +181,10 @@ def _determinism(model: nn.Module, x: torch.Tensor, out) -> Check:
     gap = difference(out, model(x))
     if gap is None:
         return Check("eval determinism", "ok", "two eval-mode forwards agree")
-    return Check("eval determinism", "warn", f"randomized: two eval-mode forwards differ ({gap}); its "
-                                             "evaluation needs EOT (robustode's attacks see one draw per step)")
+    return Check("eval determinism", "warn", f"randomized: two eval-mode forwards differ ({gap}); robustode's "
+                                             f"evaluation will switch to EOT by itself (gradients averaged over "
+                                             f"{EOT_DRAWS} draws, a point robust only if correct on every draw) "
+                                             "and escalate to AutoAttack's rand version")
 
 
 def _split(model: nn.Module, x: torch.Tensor):

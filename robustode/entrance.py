@@ -18,6 +18,7 @@ from .errors import ConfigError, DataError
 from .models import create as create_model
 from .models import registry as model_registry
 from .models import select_output
+from .rules import BUDGET
 from .threat import DEFAULT_EPS, ThreatModel
 from .training import TrainConfig
 from .utils import check_positive_int
@@ -48,8 +49,8 @@ def build_defense(defense: str | Defense, eps=None, options: dict | None = None)
     a Defense given is checked by its own rules (a subclass may not have called them)."""
     if isinstance(defense, str):
         settings = dict(options or {})
-        if eps is not None:
-            settings["eps"] = eps
+        if eps is not None:  # a bad eps is named as such, not as a bad defense spec
+            settings["eps"] = BUDGET(eps, "eps")
         return create_defense(defense, **settings)
     if eps is not None or options:
         raise ConfigError("eps and defense_options apply to a defense spec; set them on your Defense instead")

@@ -85,7 +85,7 @@ def test_a_randomized_model_is_flagged_for_eot():
     report = ro.check_model(Randomized())
     assert report.ok and report["eval determinism"].status == "warn"
     assert report["eval determinism"].detail.startswith("randomized: two eval-mode forwards differ")
-    assert "needs EOT" in report["eval determinism"].detail
+    assert "evaluation will switch to EOT by itself (gradients averaged over 20 draws" in report["eval determinism"].detail
 
 
 def test_a_model_expecting_0_255_pixels_is_flagged():

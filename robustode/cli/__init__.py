@@ -6,6 +6,7 @@ and exits non-zero; a traceback means a bug in robustode.
 
 from __future__ import annotations
 
+import os
 import sys
 
 from ..errors import RobustodeError
@@ -28,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args) or 0
     except RobustodeError as err:
         return _fail(prog, str(err))
+    except BrokenPipeError:  # `robustode leaderboard | head` stopped reading: nothing is wrong, say nothing
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's exit flush would raise again
+        return 0
     except OSError as err:  # an unwritable --out, a full disk: the user's to fix, not a bug
         return _fail(prog, f"{err.strerror or err}" + (f": {err.filename}" if err.filename else ""))
     except KeyboardInterrupt:

@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
+console = Console(soft_wrap=True)  # piped output keeps each line whole (a path is never broken mid-name)
 
 
 def command_line(args) -> str:

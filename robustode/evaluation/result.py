@@ -7,7 +7,10 @@ from dataclasses import dataclass, field, fields
 
 import torch
 
+from ..progress import duration
 from ..stats import interval
+from ..text import accuracy_rows, table
+from ..threat import eps_text
 
 INTERVAL_METHOD = "wilson"  # 95% Wilson score intervals (robustode.stats)
 
@@ -34,6 +37,18 @@ class EvalResult:
     randomized: bool = False  # two eval-mode forwards of one batch differed: attacked with EOT
     escalation: list[dict] = field(default_factory=list)  # the stages run because something looked wrong
     attack_seconds: dict[str, float] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        """A short table: each accuracy with its interval, then how it was obtained and what fired."""
+        head = (f"evaluation of {self.n} points at eps {eps_text(self.eps)}, {duration(self.seconds)} on "
+                f"{self.device}" + (" (randomized: EOT)" if self.randomized else ""))
+        fired = ", ".join(self.flags.get("fired", [])) or "none"
+        stages = "".join(f"\nescalation {s['stage']}: broke {s['broken']} of {s['points']} points"
+                         for s in self.escalation if "broken" in s)
+        rows = accuracy_rows(self.clean_acc, self.robust, self.worst_case, self.intervals)
+        return f"{head}\n{table(['', 'accuracy', '95% interval'], rows)}\nmasking flags: {fired}{stages}"
+
+    __repr__ = __str__
 
     def to_dict(self) -> dict:
         """JSON-friendly dict (per-point tensors left out)."""

@@ -18,6 +18,7 @@ import torch
 
 from ..errors import RecordError
 from ..stats import interval, mcnemar_exact
+from ..text import pct, table
 from .build import Evaluated
 from .io import load_record_points, point_meta
 from .schema import Record
@@ -40,12 +41,23 @@ class Comparison:
         return self.p_value < SIGNIFICANCE
 
 
-def compare(a: Record, b: Record) -> list[Comparison]:
+class Comparisons(list):
+    """The rows of ``compare``: a list of Comparison that prints as a table."""
+
+    def __str__(self) -> str:
+        rows = [[c.metric, pct(c.a), pct(c.b), str(c.only_a), str(c.only_b), f"{c.p_value:.3g}",
+                 "yes" if c.significant else "no"] for c in self]
+        return table(["", "a", "b", "only a", "only b", "McNemar p", f"p < {SIGNIFICANCE}"], rows)
+
+    __repr__ = __str__
+
+
+def compare(a: Record, b: Record) -> Comparisons:
     """Clean, every attack both ran, and the worst case, point by point on the same test points."""
     same_points(a, b)
     pa, pb = load_record_points(a), load_record_points(b)
     metrics = ["clean", *(k for k in a.evaluation.robust if k in b.evaluation.robust), "worst_case"]
-    rows = []
+    rows = Comparisons()
     for metric in metrics:
         x, y = torch.as_tensor(pa[metric]), torch.as_tensor(pb[metric])
         only_a, only_b = int((x & ~y).sum()), int((~x & y).sum())

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..errors import RecordError
 from .migrate import from_v1, from_v2
+from .show import record_text
 
 SCHEMA_VERSION = 3
 READS = (1, 2, 3)
@@ -126,6 +127,11 @@ class Record:
     # The file this record was read from (set by load_record, never written): its per-example results lie
     # beside it. Not part of the record's value: two equal records read from two files are equal.
     path: Path | None = field(default=None, compare=False, metadata={"stored": False})
+
+    def __str__(self) -> str:
+        return record_text(self)
+
+    __repr__ = __str__
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

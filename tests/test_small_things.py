@@ -1,0 +1,81 @@
+"""Small things a user tripped on (issue 31): each named, each checked."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import robustode as ro
+from robustode.data import make_synthetic
+from robustode.errors import ConfigError
+
+
+@pytest.mark.parametrize("entrance", [ro.train, ro.fit])
+def test_a_bad_eps_is_named_as_the_eps_not_as_a_bad_defense_spec(entrance):
+    with pytest.raises(ConfigError) as info:
+        entrance("resnet20", "pgd-3", make_synthetic(8, 8, seed=0), eps="8/0")
+    assert str(info.value) == "eps must be a number or a fraction like 8/255, got '8/0'"
+
+
+def test_a_closed_pipe_ends_the_command_quietly():
+    done = subprocess.Popen([sys.executable, "-m", "robustode", "list"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    done.stdout.close()  # like `| head` before robustode wrote anything
+    stderr = done.stderr.read().decode()
+    assert done.wait(timeout=120) == 0 and stderr == ""
+
+
+@pytest.mark.parametrize("n", [7, 300, 500, 1000])  # at n = 7 the old formula gave 2.8e-17
+def test_a_wilson_bound_at_zero_or_all_successes_is_exactly_0_or_1(n):
+    from robustode.stats import wilson
+
+    assert wilson(0, n)[0] == 0.0 and wilson(n, n)[1] == 1.0
+    assert 0.0 < wilson(1, n)[0] < wilson(1, n)[1] < 1.0
+
+
+def test_piped_output_never_breaks_a_path_mid_name(capsys, tmp_path):
+    from pathlib import Path
+
+    from robustode.cli.commands import show_summary
+    from robustode.records import load_record
+
+    record = load_record(Path(__file__).parent / "fixtures" / "record_v2.json")
+    where = tmp_path / ("a-rather-long-folder-name-" * 4) / "eval-record.json"
+    show_summary(record, where)
+    assert f"results in {where}" in capsys.readouterr().out.splitlines()
+
+
+def test_an_evaluation_result_prints_as_a_short_table():
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, stride=4), nn.Flatten(), nn.Linear(4 * 8 * 8, 10))
+    result = ro.evaluate(model, make_synthetic(16, 32, seed=0), attacks=["fgsm"], n=32, quiet=True,
+                         masking_checks=False)
+    text = str(result)
+    assert repr(result) == text and "EvalResult(" not in text and len(text.splitlines()) == 6
+    lines = text.splitlines()
+    assert lines[0].startswith("evaluation of 32 points at eps 8/255")
+    lo, hi = result.intervals["fgsm"]
+    assert lines[3].split() == ["fgsm", f"{result.robust['fgsm']:.2%}", f"[{lo:.1%},", f"{hi:.1%}]"]
+    assert lines[-1] == "masking flags: none"
+
+
+def test_a_record_and_a_comparison_print_as_tables():
+    from pathlib import Path
+
+    from robustode.records import compare, load_record
+
+    record = load_record(Path(__file__).parent / "fixtures" / "record_v2.json")
+    text = str(record)
+    assert text.splitlines()[0] == f"{record.model.name} / {record.defense.spec} on {record.dataset.name} " \
+                                   f"({record.dataset.kind})"
+    assert f"clean     {record.evaluation.clean_acc:.2%}" in text and repr(record) == text
+    rows = compare(record, record)
+    assert isinstance(rows, list) and rows[0].metric == "clean" and rows[0].p_value == 1.0
+    assert str(rows).splitlines()[0].split() == ["a", "b", "only", "a", "only", "b", "McNemar", "p", "p", "<",
+                                                 "0.05"]
+    assert str(rows).splitlines()[1].split()[:2] == ["clean", f"{record.evaluation.clean_acc:.2%}"]
