@@ -13,7 +13,8 @@ and ``ro.register_attack``; see examples/custom_model.py.
 """
 
 from ._version import __version__
-from .api import check_model, evaluate, evaluate_checkpoint, fit, load_model, train, train_seeds
+from .api import (check_model, evaluate, evaluate_checkpoint, export_robustbench, fit, load_model, load_robustbench,
+                  train, train_seeds)
 from .attacks import attacks as _attacks
 from .data import datasets as _datasets
 from .data import load_dataset
@@ -42,6 +43,7 @@ __all__ = [
     "create_model",
     "evaluate",
     "evaluate_checkpoint",
+    "export_robustbench",
     "fit",
     "list_attacks",
     "list_datasets",
@@ -50,6 +52,7 @@ __all__ = [
     "load_dataset",
     "load_model",
     "load_record",
+    "load_robustbench",
     "register_attack",
     "register_defense",
     "register_model",

@@ -15,6 +15,8 @@ from .data import DataSet, load_dataset
 from .defenses import create_defense
 from .defenses.base import Defense
 from .errors import ConfigError, DataError
+from .interop.robustbench_keys import load_strict, read_checkpoint, to_robustode
+from .interop.robustbench_zoo import layout_of, model_for
 from .models import create as create_model
 from .models import registry as model_registry
 from .models import select_output
@@ -99,3 +101,14 @@ def check_n(n: int | None, dataset: DataSet) -> None:
     if n > len(dataset.test):
         raise DataError(f"asked to evaluate n={n} test images, but the {dataset.name} test set has only "
                         f"{len(dataset.test)}")
+
+
+def build_robustbench(name: str, checkpoint, trust_pickle: bool = False) -> nn.Module:
+    """The robustode model of RobustBench entry ``name`` (or of a robustode model with a RobustBench layout, such
+    as an exported "dm_wrn28_10"), with the checkpoint's weights loaded strictly, in eval mode."""
+    model_name = model_for(name)
+    layout = layout_of(model_name)
+    model = create_model(model_name, **({"normalize": False} if layout == "wrn" else {}))
+    load_strict(model, to_robustode(layout, read_checkpoint(checkpoint, trust_pickle)),
+                f"{checkpoint} as {name} ({model_name})")
+    return model.eval()

@@ -1,0 +1,1 @@
+"""Other projects' formats in and out: RobustBench's checkpoints and model-info files."""

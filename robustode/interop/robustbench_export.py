@@ -1,0 +1,78 @@
+"""robustode results in RobustBench's format: the model-info JSON and a plain state dict in its key layout.
+
+The JSON has the fields of RobustBench's model_info files, in their order, with accuracies as strings
+with two decimals ("92.44") as those files write them, and ``unreliable: true`` when a gradient-masking
+flag fired or escalation broke points AutoAttack left standing. The checkpoint goes where RobustBench's
+``load_model`` looks: ``models/<dataset>/<threat>/<Name>.pt``; the JSON beside it in
+``model_info/<dataset>/<threat>/<Name>.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError, RecordError
+from ..records import Record
+from ..threat import eps_text
+from .robustbench_keys import to_robustbench
+from .robustbench_zoo import layout_of
+
+ARCHITECTURES = {"dm": "WideResNet-{d}-{k} (SiLU)", "wrn": "WideResNet-{d}-{k}", "preact": "PreActResNet-18"}
+
+
+def percent(fraction: float) -> str:
+    return f"{100 * fraction:.2f}"
+
+
+def unreliable(record: Record) -> bool:
+    """A masking flag fired, or an escalation stage broke points the attacks had left robust."""
+    ev = record.evaluation
+    return bool(ev.flags.get("fired")) or any(stage.get("broken", 0) > 0 for stage in ev.escalation)
+
+
+def model_info(record: Record, name: str) -> dict:
+    """The model-info dict of ``record`` (RobustBench ranks by AutoAttack: a record without it is refused)."""
+    ev = record.evaluation
+    if ev.autoattack_acc is None:
+        raise RecordError(f"record {record.path or record.model.name} has no AutoAttack accuracy, and RobustBench "
+                          "ranks entries by AutoAttack: evaluate it with --attacks autoattack first")
+    layout, arch = layout_of(record.model.name), record.model.name
+    depth_width = arch.rsplit("wrn", 1)[-1].split("_") if layout != "preact" else ["18", "0"]
+    notes = [f"Evaluated by robustode {record.provenance.robustode_version} on the first {ev.n} test images of "
+             f"{record.dataset.name}; trained with {record.defense.spec} for {record.training.epochs} epochs."]
+    if not ev.autoattack_standard:
+        notes.append("Not the standard AutoAttack.")
+    if ev.worst_case_acc is not None and ev.worst_case_acc < ev.autoattack_acc:
+        notes.append(f"Worst case over all robustode attacks: {percent(ev.worst_case_acc)}%.")
+    return {"link": None, "name": name, "authors": None, "additional_data": False, "number_forward_passes": 1,
+            "dataset": "cifar10" if record.dataset.name == "cifar10" else record.dataset.name, "venue": None,
+            "architecture": ARCHITECTURES[layout].format(d=depth_width[0], k=depth_width[-1]),
+            "eps": eps_text(ev.eps), "clean_acc": percent(ev.clean_acc), "reported": None,
+            "autoattack_acc": percent(ev.autoattack_acc), "footnote": " ".join(notes),
+            "unreliable": unreliable(record)}
+
+
+def export(record: Record, model: nn.Module, out: str | Path, name: str) -> tuple[Path, Path]:
+    """Write ``out/model_info/<dataset>/<threat>/<name>.json`` and ``out/models/<dataset>/<threat>/<name>.pt``."""
+    if not name or "/" in name or name.startswith("."):
+        raise ConfigError(f"export name must be a plain file name, got {name!r}")
+    info = model_info(record, name)
+    threat = "Linf" if record.evaluation.norm == "linf" else "L2"
+    where = Path(out)
+    json_path = where / "model_info" / info["dataset"] / threat / f"{name}.json"
+    pt_path = where / "models" / info["dataset"] / threat / f"{name}.pt"
+    for path in (json_path, pt_path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            raise ConfigError(f"{path} exists; choose another --out or name")
+    layout, state = layout_of(record.model.name), model.state_dict()
+    if layout == "wrn" and any(k.startswith("stem.norm.") for k in state):
+        raise ConfigError(f"RobustBench's WideResNet takes unnormalized images, but this {record.model.name} "
+                          "normalizes inside; only models built with normalize=False export to that layout")
+    torch.save(to_robustbench(layout, state), pt_path)
+    json_path.write_text(json.dumps(info, indent=2) + "\n")
+    return json_path, pt_path
