@@ -32,7 +32,7 @@ from .data import DataSet
 from .defenses.base import Defense
 from .dist import context
 from .entrance import (DEFAULT_ATTACKS, build_attacks, build_defense, build_model, build_robustbench, build_threat,
-                       check_model_name, check_n, load_data, train_config)
+                       check_model_name, check_n, load_data, load_extra, train_config)
 from .errors import ConfigError, DataError
 from .evaluation import EvalResult, evaluate_sharded
 from .files import check_output_dir
@@ -55,7 +55,7 @@ def train(model: nn.Module | str, defense: str | Defense = "pgd-10", data: str |
           masking_checks: bool = True, data_dir=None, train_subset: int | None = None,
           test_subset: int | None = None, out_dir=None, resume: bool = False, records_dir=None,
           label: str | None = None, command: str | None = None, quiet: bool = False,
-          output: int | str | None = None, config: TrainConfig | None = None,
+          output: int | str | None = None, config: TrainConfig | None = None, extra_data=None,
           **settings) -> tuple[nn.Module, Record]:
     """Train ``model`` with ``defense`` on ``data``, evaluate it, and return (model, record).
 
@@ -77,7 +77,9 @@ def train(model: nn.Module | str, defense: str | Defense = "pgd-10", data: str |
         records_dir: also save the record there (e.g. "leaderboard/records"); label, command: stored in it.
         output: index or key of the logits of a model returning a tuple / list / dict (``SelectOutput``).
         config, settings: training settings, a ``ro.TrainConfig`` and/or its fields: epochs, batch_size,
-            lr, schedule, seed, device, compile, eval_every, max_seconds, ...
+            lr, schedule, seed, device, compile, eval_every, max_seconds, extra_fraction, ...
+        extra_data: extra training images mixed into every minibatch (``extra_fraction`` of it, 0.7 by
+            default): released .npz parts ("1m.npz" or a list) or a directory from ``robustode data convert``.
 
     Bad settings and untrainable models (ro.check_model's failures) raise a RobustodeError first.
     """
@@ -90,8 +92,10 @@ def train(model: nn.Module | str, defense: str | Defense = "pgd-10", data: str |
         check_output_dir(records_dir, what="records folder")
     dataset = load_data(data, data_dir, train_subset, test_subset)
     check_n(n, dataset)
+    extra = load_extra(extra_data, dataset)
     model = build_model(model, dataset.num_classes, config.seed, output)
-    trained = training.fit(model, defense, dataset, config, out_dir=out_dir, resume=resume, quiet=quiet)
+    trained = training.fit(model, defense, dataset, config, out_dir=out_dir, resume=resume, quiet=quiet,
+                           extra=extra)
     with run_lock(trained.run_dir):  # the record is the run's; under torchrun each rank evaluates its shard
         evaluation = evaluate_sharded(trained.model, dataset, attacks, threat, n=n, batch_size=eval_batch_size,
                                       device=trained.run.train.device, quiet=quiet, masking_checks=masking_checks,
@@ -105,7 +109,7 @@ def fit(model: nn.Module | str, defense: str | Defense = "pgd-10", data: str | D
         eps: float | str | None = None, defense_options: dict | None = None, data_dir=None,
         train_subset: int | None = None, test_subset: int | None = None, out_dir=None, resume: bool = False,
         quiet: bool = False, output: int | str | None = None, config: TrainConfig | None = None,
-        **settings) -> TrainResult:
+        extra_data=None, **settings) -> TrainResult:
     """``train`` without the final evaluation and record: names become objects, then the training loop.
 
         result = ro.fit("resnet20", "pgd-7", "cifar10", epochs=10, out_dir="runs/r20")
@@ -115,8 +119,10 @@ def fit(model: nn.Module | str, defense: str | Defense = "pgd-10", data: str | D
     check_model_name(model, output)
     defense = build_defense(defense, eps, defense_options)
     dataset = load_data(data, data_dir, train_subset, test_subset)
+    extra = load_extra(extra_data, dataset)
     model = build_model(model, dataset.num_classes, config.seed, output)
-    return training.fit(model, defense, dataset, config, out_dir=out_dir, resume=resume, quiet=quiet)
+    return training.fit(model, defense, dataset, config, out_dir=out_dir, resume=resume, quiet=quiet,
+                        extra=extra)
 
 
 def evaluate(model: nn.Module, data="cifar10", attacks=DEFAULT_ATTACKS, n: int | None = None, batch_size: int = 256,

@@ -12,6 +12,7 @@ from torch import nn
 
 from .attacks.spec import Attack, build_all
 from .data import DataSet, load_dataset
+from .data.extra import ExtraSet, open_extra
 from .defenses import create_defense
 from .defenses.base import Defense
 from .errors import ConfigError, DataError
@@ -112,3 +113,11 @@ def build_robustbench(name: str, checkpoint, trust_pickle: bool = False) -> nn.M
     load_strict(model, to_robustode(layout, read_checkpoint(checkpoint, trust_pickle)),
                 f"{checkpoint} as {name} ({model_name})")
     return model.eval()
+
+
+def load_extra(extra_data, dataset: DataSet) -> ExtraSet | None:
+    """The extra training set (generated images): .npz parts or a ``robustode data convert`` directory,
+    opened once and checked against ``dataset`` before any training; an ExtraSet is taken as it is."""
+    if extra_data is None or isinstance(extra_data, ExtraSet):
+        return extra_data
+    return open_extra(extra_data, dataset)

@@ -89,7 +89,7 @@ def _train_one(args, spec: str, seed: int) -> None:
         args.model, spec, args.dataset, eps=args.eps, attacks=args.attacks, n=args.n,
         eval_batch_size=args.eval_batch_size, masking_checks=args.masking_checks, data_dir=args.data_dir,
         train_subset=args.train_subset, out_dir=run_dir, resume=args.resume, records_dir=args.records,
-        quiet=args.quiet, command=command_line(args), config=train_config(args, seed))
+        quiet=args.quiet, command=command_line(args), config=train_config(args, seed), extra_data=args.extra_data)
     show_summary(record, run_dir)
     if record.training.stop_kind == "diverged":
         raise TrainingError(f"{record.training.stopped_early}; the record in {run_dir} evaluates those weights")
@@ -97,7 +97,7 @@ def _train_one(args, spec: str, seed: int) -> None:
 
 # `robustode train`'s flags that are TrainConfig fields of the same name; unset ones (None) keep the preset.
 CONFIG_FLAGS = ("epochs", "batch_size", "lr", "schedule", "precision", "max_seconds", "cycle_momentum", "device",
-                "compile", "eval_every", "eval_n", "keep_best", "holdout")
+                "compile", "eval_every", "eval_n", "keep_best", "holdout", "extra_fraction", "data_budget_gb")
 
 
 def train_config(args, seed: int):

@@ -8,7 +8,7 @@ from ..data import datasets
 from ..defenses import defenses
 from ..errors import ConfigError
 from ..registry import split_specs
-from ..rules import BUDGET
+from ..rules import BELOW_ONE, BUDGET, NONNEG
 from ..threat import DEFAULT_EPS
 from ..training.config import PRECISIONS
 from ..training.schedules import SCHEDULES
@@ -198,6 +198,7 @@ def _train(sub) -> None:
     p.set_defaults(run=cmd_train)
 
 
+    _extra_options(p)
 def _modifier_options(p: Parser) -> None:
     g = p.add_argument_group("modifiers (any defense; each sets the defense field named, e.g. pgd-10(ema_decay=...))")
     g.add_argument("--ema", type=below_one, metavar="DECAY",
@@ -232,3 +233,25 @@ def _eval(sub) -> None:
     p.add_argument("--force", action="store_true", help="replace an existing --out file (or RUN/eval-record.json)")
     _eval_options(p)
     p.set_defaults(run=cmd_eval)
+@_checked
+def fraction(text: str) -> float:
+    return BELOW_ONE(text, "the fraction")
+
+
+@_checked
+def gigabytes(text: str) -> float:
+    return NONNEG(text, "the budget")
+
+
+def _extra_options(p: Parser) -> None:
+    g = p.add_argument_group("extra data (e.g. generated images, Wang et al. 2023)")
+    g.add_argument("--extra-data", nargs="+", metavar="PATH",
+                   help="extra training images: released .npz parts (image uint8 NxHxWxC, label) or a directory "
+                        "from `robustode data convert`")
+    g.add_argument("--extra-fraction", type=fraction, metavar="F",
+                   help="share of extra images in every minibatch, floor(F x batch) (default: 0.7, or the recipe's)")
+    g.add_argument("--data-budget", dest="data_budget_gb", type=gigabytes, metavar="GIB",
+                   help="device memory the extra images may take; above it they are streamed from host memory "
+                        "(default: a quarter of the device's memory)")
+
+

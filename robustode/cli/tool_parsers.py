@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..errors import ConfigError
+from .data_cmd import data
 from .parser import _checked, _command, _data_options, _integer, positive_int
 
 
@@ -13,6 +14,7 @@ def add_all(sub) -> None:
     combine(sub)
     listing(sub)
     demo(sub)
+    data(sub)
 
 
 @_checked

@@ -58,6 +58,9 @@ class DatasetInfo:
     n_test: int = field(metadata=_POSITIVE)
     num_classes: int = field(metadata=_POSITIVE)
     source: str = ""  # where the data was read from
+    # The extra training set mixed into every minibatch (robustode.data.extra): source, count, shape,
+    # class histogram, digest and what it covers, fraction; None when there was none.
+    extra: dict | None = None
 
 
 @dataclass

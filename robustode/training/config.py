@@ -10,7 +10,8 @@ import torch
 
 from ..dist import local_device
 from ..errors import ConfigError
-from ..rules import COUNT, COUNT0, FINITE_NONNEG, OPEN_UNIT, POSITIVE, Choice, check_fields, rule
+from ..rules import (BELOW_ONE, COUNT, COUNT0, FINITE_NONNEG, NONNEG, OPEN_UNIT, POSITIVE, Choice, check_fields,
+                     rule)
 from ..utils import resolve_device
 from .schedules import SCHEDULES
 
@@ -26,7 +27,7 @@ PRESET_KEYS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "schedu
 # Settings that shape the training trajectory: a resumed run must keep them.
 TRAJECTORY_KEYS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "schedule", "milestones",
                    "gamma", "cyclic_peak", "cycle_momentum", "momentum_min", "nesterov", "no_wd_norms", "seed",
-                   "augment", "drop_last")
+                   "augment", "drop_last", "extra_fraction")
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,12 @@ class TrainConfig:
     deterministic: bool = False  # deterministic kernels (slower on CUDA); CPU runs are deterministic anyway
     # minibatches between progress updates (each one reads back from the device)
     log_every: int = rule(50, INT1)
+    # With extra data (fit's extra=): its share of every minibatch, floor(F x batch_size) images
+    # (Wang et al. 2023: 0.7); without extra data it is unused.
+    extra_fraction: float = rule(0.7, BELOW_ONE.typed_(), label="extra_fraction (share of extra images)")
+    # GiB of device memory the extra images may take there; above it they stay in host memory (or on disk,
+    # memory-mapped) and are streamed. None: a quarter of the device's memory (of the host's RAM on the CPU).
+    data_budget_gb: float | None = rule(None, NONNEG.typed_().optional_())
 
     def replace(self, **overrides):
         """A copy with some fields changed; an unknown name raises ConfigError."""

@@ -11,12 +11,14 @@ from torch import nn
 
 from .. import dist
 from ..checks import check_for_training
+from ..data.extra import ExtraSet
 from ..data.types import DataSet
 from ..defenses.base import Defense
 from ..errors import ConfigError
 from ..utils import resolve_device
 from .checkpoint import load_checkpoint
 from .config import TrainConfig
+from .feed import describe_feed, train_loader
 from .lock import run_lock
 from .result import TrainResult
 from .run import RunInfo
@@ -25,7 +27,8 @@ from .trainer import Trainer
 
 
 def fit(model: nn.Module, defense: Defense, data: DataSet, config: TrainConfig = TrainConfig(), *,
-        out_dir: str | os.PathLike | None = None, resume: bool = False, quiet: bool = False) -> TrainResult:
+        out_dir: str | os.PathLike | None = None, resume: bool = False, quiet: bool = False,
+        extra: ExtraSet | None = None) -> TrainResult:
     """Train ``model`` on ``data.train`` with ``defense``; the loop every defense shares.
 
     The entrances (``robustode.train`` / ``robustode.fit``, ``robustode train``) build its arguments from
@@ -42,6 +45,8 @@ def fit(model: nn.Module, defense: Defense, data: DataSet, config: TrainConfig =
             and final.pt (a run stopped inside an epoch by ``max_seconds``).
         resume: continue the run in ``out_dir`` from checkpoints/last.pt, exactly.
         quiet: no console output.
+        extra: an ``ExtraSet`` (``robustode.data.extra.open_extra``), e.g. generated images, mixed into every
+            minibatch at ``config.extra_fraction``; an epoch keeps the base set's minibatch count.
 
     On Ctrl-C the last checkpoint (the last completed epoch) stays on disk; resume continues from it.
     Under ``torchrun --nproc_per_node=N`` every process trains on its shard of each
@@ -59,12 +64,16 @@ def fit(model: nn.Module, defense: Defense, data: DataSet, config: TrainConfig =
     with run_lock(run_dir), _determinism(settings.deterministic):
         if run_dir is not None:
             check_run_dir(run_dir, resume)  # again, now that this process owns the directory
-        run = RunInfo.describe(settings, config, model, defense, data)
+        run = RunInfo.describe(settings, config, model, defense, data, extra)
         if saved is not None:
             _check_same_run(RunInfo.from_dict(saved["config"], str(run_dir)), run, run_dir, _assumed(defense))
         log = RunLog(run_dir, quiet or not ctx.main)
-        trainer = Trainer(model, defense, data, run, log, run_dir, held_out)
+        loader = train_loader(data.train, extra, settings, torch.device(settings.device), ctx.rank, ctx.world_size)
+        trainer = Trainer(model, defense, data, run, log, loader, run_dir, held_out)
         _start(trainer, saved, config, log, note)
+        feed = describe_feed(loader, settings, torch.device(settings.device))
+        if feed is not None:
+            log.info(feed)
         trainer.start_peak_memory()
         run_epochs(trainer, log)
         dist.broadcast_module(trainer.model)  # after a stop on rank 0's checkpoint, all return its weights

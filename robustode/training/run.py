@@ -68,10 +68,11 @@ class RunInfo:
 
     @classmethod
     def describe(cls, settings: TrainSettings, requested: TrainConfig, model: nn.Module, defense,
-                 data) -> RunInfo:
+                 data, extra=None) -> RunInfo:
         device = torch.device(settings.device)
+        mixed = None if extra is None else {**extra.describe(), "fraction": settings.extra_fraction}
         return cls(settings, requested, ModelSetup.of(model, data.num_classes), DefenseSetup.of(defense),
-                   DatasetInfo(**data.describe()), Provenance(**provenance(device, settings.precision)))
+                   DatasetInfo(**data.describe(), extra=mixed), Provenance(**provenance(device, settings.precision)))
 
     def to_dict(self) -> dict:
         """Plain JSON types, under the keys of the run_config dicts that checkpoints saved before RunInfo

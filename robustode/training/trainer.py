@@ -15,7 +15,6 @@ import numpy as np
 import torch
 
 from ..attacks import build
-from ..data import DeviceLoader
 from ..dist import all_max, broadcast_module, context
 from ..evaluation import evaluate_sharded
 from ..progress import duration
@@ -36,7 +35,7 @@ HELD_OUT = ThreatModel()  # the periodic evaluations' threat model: a curve at t
 
 
 class Trainer:
-    def __init__(self, model, defense, data, run: RunInfo, log, run_dir=None, held_out=None):
+    def __init__(self, model, defense, data, run: RunInfo, log, loader, run_dir=None, held_out=None):
         s = self.settings = run.train
         self.run, self.defense, self.data = run, defense, data
         self.held_out = data.test if held_out is None else held_out  # the periodic evaluations' points
@@ -49,9 +48,7 @@ class Trainer:
         self.net = self.model
         if s.compile:
             self.net = torch.compile(self.model, mode=None if s.compile is True else s.compile)
-        self.loader = DeviceLoader(data.train, s.batch_size, self.device, shuffle=True, augment=s.augment,
-                                   seed=s.seed, drop_last=s.drop_last, channels_last=s.channels_last,
-                                   rank=self.dist.rank, world_size=self.dist.world_size)
+        self.loader = loader  # a DeviceLoader or a MixedLoader (training/feed.py): len, iter, state_dict
         groups = param_groups(self.model, s.weight_decay, s.no_wd_norms)
         make = sgd_factory(s.lr, s.momentum, s.nesterov, self.device)
         self.optimizers = list(defense.optimizers(self.model, groups, make))
