@@ -163,6 +163,7 @@ def _train(sub) -> None:
     _data_options(p, "cifar10", "cifar10")
     p.add_argument("--train-subset", type=positive_int, metavar="N",
                    help="train on the first N training images")
+    _extra_options(p)
     p.add_argument("--epochs", type=positive_int, help="nominal epochs (default: the defense's paper preset)")
     p.add_argument("--batch-size", type=positive_int, metavar="B",
                    help="minibatch size (default: the preset)")
@@ -198,7 +199,28 @@ def _train(sub) -> None:
     p.set_defaults(run=cmd_train)
 
 
-    _extra_options(p)
+@_checked
+def fraction(text: str) -> float:
+    return BELOW_ONE(text, "the fraction")
+
+
+@_checked
+def gigabytes(text: str) -> float:
+    return NONNEG(text, "the budget")
+
+
+def _extra_options(p: Parser) -> None:
+    g = p.add_argument_group("extra data (e.g. generated images, Wang et al. 2023)")
+    g.add_argument("--extra-data", nargs="+", metavar="PATH",
+                   help="extra training images: released .npz parts (image uint8 NxHxWxC, label) or a directory "
+                        "from `robustode data convert`")
+    g.add_argument("--extra-fraction", type=fraction, metavar="F",
+                   help="share of extra images in every minibatch, floor(F x batch) (default: 0.7, or the recipe's)")
+    g.add_argument("--data-budget", dest="data_budget_gb", type=gigabytes, metavar="GIB",
+                   help="device memory the extra images may take; above it they are streamed from host memory "
+                        "(default: a quarter of the device's memory)")
+
+
 def _modifier_options(p: Parser) -> None:
     g = p.add_argument_group("modifiers (any defense; each sets the defense field named, e.g. pgd-10(ema_decay=...))")
     g.add_argument("--ema", type=below_one, metavar="DECAY",
@@ -233,25 +255,3 @@ def _eval(sub) -> None:
     p.add_argument("--force", action="store_true", help="replace an existing --out file (or RUN/eval-record.json)")
     _eval_options(p)
     p.set_defaults(run=cmd_eval)
-@_checked
-def fraction(text: str) -> float:
-    return BELOW_ONE(text, "the fraction")
-
-
-@_checked
-def gigabytes(text: str) -> float:
-    return NONNEG(text, "the budget")
-
-
-def _extra_options(p: Parser) -> None:
-    g = p.add_argument_group("extra data (e.g. generated images, Wang et al. 2023)")
-    g.add_argument("--extra-data", nargs="+", metavar="PATH",
-                   help="extra training images: released .npz parts (image uint8 NxHxWxC, label) or a directory "
-                        "from `robustode data convert`")
-    g.add_argument("--extra-fraction", type=fraction, metavar="F",
-                   help="share of extra images in every minibatch, floor(F x batch) (default: 0.7, or the recipe's)")
-    g.add_argument("--data-budget", dest="data_budget_gb", type=gigabytes, metavar="GIB",
-                   help="device memory the extra images may take; above it they are streamed from host memory "
-                        "(default: a quarter of the device's memory)")
-
-
