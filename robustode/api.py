@@ -42,6 +42,8 @@ from .threat import DEFAULT_EPS
 from .training import TrainConfig, TrainResult, load_checkpoint
 from .training.checkpoint import model_from_state
 from .training.lock import run_lock
+from .training.runlog import RunLog
+from .training.sanity import run_warnings
 from .training.surrogate import train_surrogate
 from .utils import check_positive_int, resolve_device
 
@@ -100,8 +102,12 @@ def train(model: nn.Module | str, defense: str | Defense = "pgd-10", data: str |
         evaluation = evaluate_sharded(trained.model, dataset, attacks, threat, n=n, batch_size=eval_batch_size,
                                       device=trained.run.train.device, quiet=quiet, masking_checks=masking_checks,
                                       surrogate=train_surrogate)
-        record = _save(run_record(trained, evaluation, label=label, command=command), trained.run_dir,
-                       records_dir)
+        warnings = run_warnings(trained, evaluation, dataset.num_classes)  # a run that learnt nothing says so
+        log = RunLog(trained.run_dir and Path(trained.run_dir), quiet or not context().main)
+        for warning in warnings:
+            log.warn(warning)
+        record = _save(run_record(trained, evaluation, label=label, command=command,
+                                  notes="; ".join(warnings) or None), trained.run_dir, records_dir)
     return trained.model, record
 
 
