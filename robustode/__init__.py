@@ -13,8 +13,7 @@ and ``ro.register_attack``; see examples/custom_model.py.
 """
 
 from ._version import __version__
-from .api import (check_model, evaluate, evaluate_checkpoint, export_robustbench, fit, load_model, load_robustbench,
-                  train, train_seeds)
+from .api import check_model, evaluate, evaluate_checkpoint, fit, load_model, train, train_seeds
 from .attacks import attacks as _attacks
 from .data import datasets as _datasets
 from .data import load_dataset
@@ -24,6 +23,7 @@ from .models import create as create_model
 from .models import list as list_models
 from .models import register_model
 from .records import combine, compare, load_record
+from .robustbench_api import evaluate_robustbench, export_robustbench, load_robustbench
 from .threat import ThreatModel
 from .training import TrainConfig
 
@@ -43,6 +43,7 @@ __all__ = [
     "create_model",
     "evaluate",
     "evaluate_checkpoint",
+    "evaluate_robustbench",
     "export_robustbench",
     "fit",
     "list_attacks",

@@ -31,12 +31,11 @@ from .checks import check_model
 from .data import DataSet
 from .defenses.base import Defense
 from .dist import context
-from .entrance import (DEFAULT_ATTACKS, build_attacks, build_defense, build_model, build_robustbench, build_threat,
+from .entrance import (DEFAULT_ATTACKS, build_attacks, build_defense, build_model, build_threat,
                        check_model_name, check_n, load_data, load_extra, train_config)
 from .errors import ConfigError, DataError
 from .evaluation import EvalResult, evaluate_sharded
 from .files import check_output_dir
-from .interop.robustbench_export import export
 from .records import DatasetInfo, Evaluated, Record, load_record, run_record, save, save_in
 from .threat import DEFAULT_EPS
 from .training import TrainConfig, TrainResult, load_checkpoint
@@ -243,33 +242,5 @@ def load_model(checkpoint: str | Path, device="cpu") -> nn.Module:
     return model_from_state(load_checkpoint(checkpoint), checkpoint, device)
 
 
-def load_robustbench(name: str, checkpoint: str | Path, *, trust_pickle: bool = False, device="cpu") -> nn.Module:
-    """A RobustBench CIFAR-10 checkpoint as a robustode model, loaded strictly, in eval mode.
-
-    ``name`` is a RobustBench entry ("Wang2023Better_WRN-28-10"; docs/robustbench.md lists those robustode
-    builds) or a robustode model with RobustBench's layout ("dm_wrn28_10", for a file ``ro.export_robustbench``
-    wrote). A file holding pickled objects is refused unless ``trust_pickle`` (loading it runs its code).
-
-        model = ro.load_robustbench("Wang2023Better_WRN-28-10", "models/cifar10/Linf/Wang2023Better_WRN-28-10.pt")
-    """
-    return build_robustbench(name, checkpoint, trust_pickle).to(device)
-
-
-def export_robustbench(record: str | Path | Record, checkpoint: str | Path, out: str | Path,
-                       name: str | None = None) -> tuple[Path, Path]:
-    """Write ``record`` (which must include AutoAttack) and the weights of ``checkpoint`` in RobustBench's format:
-    ``out/model_info/<dataset>/<threat>/<name>.json`` and ``out/models/<dataset>/<threat>/<name>.pt`` (a plain
-    state dict its constructor loads). Returns the two paths.
-
-        ro.export_robustbench("runs/x/record.json", "runs/x/checkpoints/last.pt", "rb", name="Me2026_WRN-28-10")
-    """
-    record = record if isinstance(record, Record) else load_record(record)
-    model = load_model(checkpoint)
-    if model.robustode_name != record.model.name:
-        raise ConfigError(f"checkpoint {checkpoint} holds a {model.robustode_name}, but the record evaluates a "
-                          f"{record.model.name}")
-    return export(record, model, out, name or record.label or f"robustode_{record.model.name}")
-
-
-__all__ = ["TrainConfig", "build_defense", "check_model", "evaluate", "evaluate_checkpoint", "export_robustbench",
-           "fit", "load_data", "load_model", "load_robustbench", "train", "train_seeds"]
+__all__ = ["TrainConfig", "build_defense", "check_model", "evaluate", "evaluate_checkpoint", "fit", "load_data",
+           "load_model", "train", "train_seeds"]

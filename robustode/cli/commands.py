@@ -110,9 +110,15 @@ def train_config(args, seed: int):
 
 def cmd_eval(args) -> int:
     from ..api import evaluate_checkpoint
+    from ..errors import ConfigError
     from ..files import check_output_dir, check_output_file
     from ..records import save, save_in, save_new
+    from .robustbench_cmd import cmd_eval_robustbench
 
+    if args.robustbench:
+        return cmd_eval_robustbench(args)
+    if args.trust_pickle:
+        raise ConfigError("--trust-pickle applies to --robustbench checkpoints; robustode's own never hold pickles")
     default = run_directory(Path(args.checkpoint)) / "eval-record.json"
     out = check_output_file(args.out, force=args.force, what="--out", record=True) if args.out else default
     check_output_dir(out.parent, what="the record's folder")

@@ -248,6 +248,11 @@ def _eval(sub) -> None:
                  "                 --attacks pgd-20,autoattack --n 1000",
                  EPILOG)
     p.add_argument("--checkpoint", required=True, metavar="PATH", help="e.g. runs/NAME/checkpoints/last.pt")
+    p.add_argument("--robustbench", metavar="NAME",
+                   help="the checkpoint is RobustBench entry NAME's .pt (e.g. Wang2023Better_WRN-28-10; "
+                        "docs/robustbench.md lists the entries robustode builds)")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="with --robustbench: load a file holding pickled objects (this runs code from it)")
     _data_options(p, None, "the one the model was trained on")
     p.add_argument("--eps", type=budget, default=DEFAULT_EPS, help="attack budget (default: 8/255)")
     p.add_argument("--out", metavar="FILE",

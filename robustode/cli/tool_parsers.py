@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..errors import ConfigError
 from .data_cmd import data
 from .parser import _checked, _command, _data_options, _integer, positive_int
+from .robustbench_cmd import export_parser
 
 
 def add_all(sub) -> None:
@@ -15,6 +16,7 @@ def add_all(sub) -> None:
     listing(sub)
     demo(sub)
     data(sub)
+    export_parser(sub)
 
 
 @_checked

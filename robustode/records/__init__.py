@@ -9,7 +9,7 @@ schemas read, ``io`` the atomic saves and strict loads, ``build`` the one place 
 record is made from a run (or by hand: ``make_record(model={...}, ...)``).
 """
 
-from .build import Evaluated, defense_family, make_record, run_record
+from .build import Evaluated, checkpoint_record, defense_family, make_record, run_record
 from .compare import Comparison, combine, compare
 from .io import load_record, load_record_points, load_records, record_filename, save, save_in, save_new
 from .schema import (
@@ -36,6 +36,7 @@ __all__ = [
                      "Provenance",
                      "Record",
                      "TrainingInfo",
+                     "checkpoint_record",
                      "combine",
                      "compare",
                      "defense_family",

@@ -61,10 +61,7 @@ def run_record(trained, evaluation, *, dataset: DatasetInfo | None = None, label
     ``dataset`` describes the data evaluated on when it is not the run's own (its
     ``n_train`` should stay the run's).
     """
-    run, ev = trained.run, evaluation
-    robust = dict(ev.robust)
-    # AutoAttack under any spec ("autoattack", "autoattack-dev", with settings): its own flag says standard.
-    aa = next((k for k in robust if ev.attack_settings.get(k, {}).get("attack") == "autoattack"), None)
+    run = trained.run
     train = run.train
     optimizer = {"lr": train.lr, "momentum": train.momentum, "weight_decay": train.weight_decay,
                  "schedule": train.schedule, "milestones": list(train.milestones), "gamma": train.gamma}
@@ -82,15 +79,38 @@ def run_record(trained, evaluation, *, dataset: DatasetInfo | None = None, label
                   "curve": [{k: _finite(row.get(k)) for k in CURVE} for row in trained.history],
                   "best_epoch": trained.best and trained.best["epoch"], "world_size": train.world_size,
                   "peak_memory_bytes": trained.peak_memory_bytes, "flops_per_image": trained.flops_per_image},
-        evaluation={"n": ev.n, "norm": "linf", "eps": ev.eps, "clean_acc": ev.clean_acc,
-                    "pgd20_acc": robust.get("pgd-20"), "autoattack_acc": robust.get(aa) if aa else None,
-                    "autoattack_standard": bool(aa and ev.attack_settings[aa].get("standard")), "robust": robust,
-                    "attack_settings": ev.attack_settings, "seconds": ev.seconds, "flags": ev.flags,
-                    "worst_case_acc": ev.worst_case, "intervals": {k: list(v) for k, v in ev.intervals.items()},
-                    "interval_method": ev.interval_method, "randomized": ev.randomized,
-                    "escalation": ev.escalation},
+        evaluation=evaluation_section(evaluation),
         provenance=dataclasses.asdict(run.provenance), label=label, notes=notes, command=command)
-    return Evaluated(record, ev.per_point)
+    return Evaluated(record, evaluation.per_point)
+
+
+def checkpoint_record(model: dict, defense: dict, evaluation, dataset: DatasetInfo, *, label: str | None = None,
+                      command: str | None = None, notes: str | None = None) -> Evaluated:
+    """The record of a checkpoint robustode did not train (a RobustBench entry): its evaluation, no training facts.
+
+    ``model`` is {"name", "params"}; ``defense`` names where the weights came from, e.g. {"spec":
+    "robustbench:Wang2023Better_WRN-28-10", "name": "robustbench", "single_step": False, "hyperparameters": {}}.
+    """
+    record = make_record(
+        model=model, defense=defense, dataset=dataclasses.asdict(dataset),
+        training={"epochs": 0, "batch_size": 1, "seed": evaluation.seed, "seconds": 0.0, "images_per_second": 0.0,
+                  "passes_per_image": 0.0},
+        evaluation=evaluation_section(evaluation), provenance=evaluation.provenance, label=label, notes=notes,
+        command=command)
+    return Evaluated(record, evaluation.per_point)
+
+
+def evaluation_section(ev) -> dict:
+    """The record's evaluation section from a robustode.evaluation.EvalResult."""
+    robust = dict(ev.robust)
+    # AutoAttack under any spec ("autoattack", "autoattack-dev", with settings): its own flag says standard.
+    aa = next((k for k in robust if ev.attack_settings.get(k, {}).get("attack") == "autoattack"), None)
+    return {"n": ev.n, "norm": "linf", "eps": ev.eps, "clean_acc": ev.clean_acc,
+            "pgd20_acc": robust.get("pgd-20"), "autoattack_acc": robust.get(aa) if aa else None,
+            "autoattack_standard": bool(aa and ev.attack_settings[aa].get("standard")), "robust": robust,
+            "attack_settings": ev.attack_settings, "seconds": ev.seconds, "flags": ev.flags,
+            "worst_case_acc": ev.worst_case, "intervals": {k: list(v) for k, v in ev.intervals.items()},
+            "interval_method": ev.interval_method, "randomized": ev.randomized, "escalation": ev.escalation}
 
 
 def _finite(value):

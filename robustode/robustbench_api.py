@@ -1,0 +1,82 @@
+"""RobustBench in and out, beside the API (api.py): its checkpoints as robustode models, evaluated by robustode's
+evaluator into records, and robustode's records and weights in its format.
+
+    model = ro.load_robustbench("Wang2023Better_WRN-28-10", "Wang2023Better_WRN-28-10.pt")
+    run = ro.evaluate_robustbench("Wang2023Better_WRN-28-10", "Wang2023Better_WRN-28-10.pt", attacks=["autoattack"])
+    ro.export_robustbench("runs/x/record.json", "runs/x/checkpoints/last.pt", "rb", name="Me2026_WRN-28-10")
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+from torch import nn
+
+from . import evaluation
+from .api import load_model
+from .data import DataSet
+from .entrance import DEFAULT_ATTACKS, build_attacks, build_robustbench, build_threat, check_n, load_data
+from .errors import ConfigError
+from .interop.robustbench_export import export, model_info
+from .records import DatasetInfo, Evaluated, Record, checkpoint_record, load_record
+from .threat import DEFAULT_EPS
+from .training.surrogate import train_surrogate
+from .utils import resolve_device
+
+
+def load_robustbench(name: str, checkpoint: str | Path, *, trust_pickle: bool = False, device="cpu") -> nn.Module:
+    """A RobustBench CIFAR-10 checkpoint as a robustode model, loaded strictly, in eval mode.
+
+    ``name`` is a RobustBench entry ("Wang2023Better_WRN-28-10"; docs/robustbench.md lists those robustode
+    builds) or a robustode model with RobustBench's layout ("dm_wrn28_10", for a file ``ro.export_robustbench``
+    wrote). A file holding pickled objects is refused unless ``trust_pickle`` (loading it runs its code).
+
+        model = ro.load_robustbench("Wang2023Better_WRN-28-10", "models/cifar10/Linf/Wang2023Better_WRN-28-10.pt")
+    """
+    return build_robustbench(name, checkpoint, trust_pickle).to(device)
+
+
+def evaluate_robustbench(name: str, checkpoint: str | Path, data: str | DataSet = "cifar10", *,
+                         attacks: Sequence[str] | str = DEFAULT_ATTACKS, n: int | None = None,
+                         eps: float | str = DEFAULT_EPS, trust_pickle: bool = False, batch_size: int = 256,
+                         device=None, data_dir=None, masking_checks: bool = True, quiet: bool = False,
+                         label: str | None = None, command: str | None = None) -> Evaluated:
+    """Evaluate a RobustBench checkpoint with robustode's evaluator; return its record and per-point results.
+
+        run = ro.evaluate_robustbench("Wang2023Better_WRN-28-10", "Wang2023Better_WRN-28-10.pt",
+                                      attacks=["pgd-20", "autoattack"], n=1000)
+    """
+    device = resolve_device(device)
+    threat = build_threat(eps)
+    built = build_attacks(attacks, threat)
+    model = build_robustbench(name, checkpoint, trust_pickle).to(device)
+    dataset = load_data(data, data_dir)
+    check_n(n, dataset)
+    result = evaluation.evaluate(model, dataset, built, threat, n=n, batch_size=batch_size, device=device,
+                                 quiet=quiet, masking_checks=masking_checks, surrogate=train_surrogate)
+    digest = hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()
+    return checkpoint_record(
+        {"name": model.robustode_name, "params": sum(p.numel() for p in model.parameters())},
+        {"spec": f"robustbench:{name}", "name": "robustbench", "single_step": False,
+         "hyperparameters": {"entry": name, "checkpoint": str(checkpoint), "sha256": digest}},
+        result, DatasetInfo(**dataset.describe()), label=label, command=command)
+
+
+def export_robustbench(record: str | Path | Record, checkpoint: str | Path, out: str | Path,
+                       name: str | None = None) -> tuple[Path, Path]:
+    """Write ``record`` (which must include AutoAttack) and the weights of ``checkpoint`` in RobustBench's format:
+    ``out/model_info/<dataset>/<threat>/<name>.json`` and ``out/models/<dataset>/<threat>/<name>.pt`` (a plain
+    state dict its constructor loads). Returns the two paths.
+
+        ro.export_robustbench("runs/x/record.json", "runs/x/checkpoints/last.pt", "rb", name="Me2026_WRN-28-10")
+    """
+    record = record if isinstance(record, Record) else load_record(record)
+    name = name or record.label or f"robustode_{record.model.name}"
+    model_info(record, name)  # a record without AutoAttack is refused before the weights are read
+    model = load_model(checkpoint)
+    if model.robustode_name != record.model.name:
+        raise ConfigError(f"checkpoint {checkpoint} holds a {model.robustode_name}, but the record evaluates a "
+                          f"{record.model.name}")
+    return export(record, model, out, name)
