@@ -31,7 +31,7 @@ from .checks import check_model
 from .data import DataSet
 from .defenses.base import Defense
 from .dist import context
-from .entrance import (DEFAULT_ATTACKS, build_attacks, build_defense, build_model, build_threat,
+from .entrance import (DEFAULT_ATTACKS, build_attacks, build_defense, build_eval_attack, build_model, build_threat,
                        check_model_name, check_n, load_data, load_extra, train_config)
 from .errors import ConfigError, DataError
 from .evaluation import EvalResult, evaluate_sharded
@@ -88,7 +88,8 @@ def train(model: nn.Module | str, defense: str | Defense = "pgd-10", data: str |
     check_model_name(model, output)
     defense = build_defense(defense, eps, defense_options)
     threat = build_threat(eps)
-    attacks = build_attacks(attacks, threat)
+    attacks, eval_attack = build_attacks(attacks, threat), build_eval_attack(config)
+    check_positive_int(eval_batch_size, "eval_batch_size")
     if records_dir is not None:
         check_output_dir(records_dir, what="records folder")
     dataset = load_data(data, data_dir, train_subset, test_subset)
@@ -96,7 +97,7 @@ def train(model: nn.Module | str, defense: str | Defense = "pgd-10", data: str |
     extra = load_extra(extra_data, dataset)
     model = build_model(model, dataset.num_classes, config.seed, output)
     trained = training.fit(model, defense, dataset, config, out_dir=out_dir, resume=resume, quiet=quiet,
-                           extra=extra)
+                           extra=extra, eval_attack=eval_attack)
     with run_lock(trained.run_dir):  # the record is the run's; under torchrun each rank evaluates its shard
         evaluation = evaluate_sharded(trained.model, dataset, attacks, threat, n=n, batch_size=eval_batch_size,
                                       device=trained.run.train.device, quiet=quiet, masking_checks=masking_checks,
@@ -122,12 +123,12 @@ def fit(model: nn.Module | str, defense: str | Defense = "pgd-10", data: str | D
     """
     config = train_config(config, settings)
     check_model_name(model, output)
-    defense = build_defense(defense, eps, defense_options)
+    defense, eval_attack = build_defense(defense, eps, defense_options), build_eval_attack(config)
     dataset = load_data(data, data_dir, train_subset, test_subset)
     extra = load_extra(extra_data, dataset)
     model = build_model(model, dataset.num_classes, config.seed, output)
     return training.fit(model, defense, dataset, config, out_dir=out_dir, resume=resume, quiet=quiet,
-                        extra=extra)
+                        extra=extra, eval_attack=eval_attack)
 
 
 def evaluate(model: nn.Module, data="cifar10", attacks=DEFAULT_ATTACKS, n: int | None = None, batch_size: int = 256,
@@ -145,7 +146,9 @@ def evaluate(model: nn.Module, data="cifar10", attacks=DEFAULT_ATTACKS, n: int |
         result.clean_acc, result.robust["pgd-20"], result.intervals["pgd-20"], result.worst_case
     """
     threat = build_threat(eps)
-    built = build_attacks(attacks, threat)  # an unknown or malformed attack fails before any data is loaded
+    built = build_attacks(attacks, threat, allow_none=True)  # a bad attack fails before any data is loaded
+    check_positive_int(batch_size, "batch_size")
+    device = None if device is None else resolve_device(device)
     dataset = load_data(data, data_dir) if isinstance(data, str) else data
     return evaluation.evaluate(model, dataset, built, threat, n=n, batch_size=batch_size, device=device,
                                quiet=quiet, masking_checks=masking_checks, seed=seed, escalate=escalate,

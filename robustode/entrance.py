@@ -24,14 +24,18 @@ from .models import select_output
 from .rules import BUDGET
 from .threat import DEFAULT_EPS, ThreatModel
 from .training import TrainConfig
+from .training.trainer import held_out_attack
 from .utils import check_positive_int
 
 DEFAULT_ATTACKS = ("pgd-20",)
 
 
 def check_model_name(model: nn.Module | str, output) -> None:
-    """A registered name is checked now, before any data is loaded (it is built once the class count is known)."""
-    if isinstance(model, str):
+    """A registered name is checked now, before any data is loaded (it is built once the class count is known);
+    so is the output key of your own model."""
+    if not isinstance(model, str):
+        select_output(model, output)
+    else:
         model_registry.resolve(model)
         if output is not None:
             raise ConfigError("output= picks the logits of your own model; a registered model returns them")
@@ -69,9 +73,16 @@ def build_threat(eps=None, norm: str = "linf") -> ThreatModel:
     return ThreatModel(norm=norm, eps=DEFAULT_EPS if eps is None else eps)
 
 
-def build_attacks(attacks: Sequence[str | Attack] | str | Attack, threat: ThreatModel) -> list[Attack]:
-    """The evaluation's attacks, each built once; ``threat.eps`` applies where a spec sets no eps of its own."""
-    return build_all(attacks, eps=threat.eps)
+def build_attacks(attacks: Sequence[str | Attack] | str | Attack, threat: ThreatModel, *,
+                  allow_none: bool = False) -> list[Attack]:
+    """The evaluation's attacks, each built once; ``threat.eps`` applies where a spec sets no eps of its own.
+    ``allow_none``: an empty list is a clean-only evaluation (``ro.evaluate``); training's needs one."""
+    return build_all(attacks, allow_none=allow_none, eps=threat.eps)
+
+
+def build_eval_attack(config: TrainConfig) -> Attack | None:
+    """The periodic held-out evaluations' attack (``config.eval_attack``), when there are any."""
+    return held_out_attack(config) if config.eval_every else None
 
 
 def train_config(config: TrainConfig | None, settings: dict) -> TrainConfig:

@@ -190,3 +190,48 @@ def test_help_texts_and_valid_forms_come_from_the_registries():
         defenses.remove("shield-K")
     assert "shield-K" not in defense_help()
     assert all(name.rstrip(":") in dataset_help("x") for name in ro.list_datasets())
+
+
+class Randomized(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = Net()
+
+    def forward(self, x):
+        return self.net(x + 0.01 * torch.randn_like(x))
+
+
+def test_a_randomized_model_gets_eot_only_for_attacks_built_from_strings():
+    data = make_synthetic(16, 8, seed=0)
+    given = build("pgd-2", eps=4 / 255)
+    given.name = "pgd-2 at 4/255"  # renamed: no longer a spec
+    result = ro.evaluate(Randomized(), data, attacks=["fgsm", given], n=8, quiet=True, masking_checks=False,
+                         escalate=False)
+    assert result.randomized
+    assert result.attack_settings["fgsm"]["eot"] == 20  # built here from its spec: rebuilt with EOT
+    assert "eot" not in result.attack_settings["pgd-2 at 4/255"]  # given as an object: used as it is
+
+
+def test_an_evaluation_without_attacks_is_clean_only():
+    result = ro.evaluate(Net(), make_synthetic(16, 8, seed=0), attacks=[], n=8, quiet=True, masking_checks=False)
+    assert result.robust == {} and result.worst_case == result.clean_acc
+    with pytest.raises(ConfigError, match="needs at least one attack"):
+        ro.train(Net(), "natural", make_synthetic(16, 8, seed=0), attacks=[])
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda: ro.train(Net(), "natural", "cifar10", output=1.5), "output must be an index or a key"),
+    (lambda: ro.train(Net(), "natural", "cifar10", eval_batch_size=0), "eval_batch_size must be a positive"),
+    (lambda: ro.fit(Net(), "natural", "cifar10", eval_every=1, eval_attack="nosuch-3"), "nosuch-3"),
+    (lambda: ro.evaluate(Net(), "cifar10", batch_size=0), "batch_size must be a positive integer"),
+    (lambda: ro.evaluate(Net(), "cifar10", device="cuda:99"), "cuda"),
+])
+def test_bad_input_fails_before_any_data_is_loaded(call, message, monkeypatch):
+    import robustode.entrance
+
+    def no_data(*a, **k):
+        raise AssertionError("the data was loaded before the bad input was found")
+
+    monkeypatch.setattr(robustode.entrance, "load_dataset", no_data)
+    with pytest.raises(ConfigError, match=message):
+        call()

@@ -79,3 +79,15 @@ def test_a_record_and_a_comparison_print_as_tables():
     assert str(rows).splitlines()[0].split() == ["a", "b", "only", "a", "only", "b", "McNemar", "p", "p", "<",
                                                  "0.05"]
     assert str(rows).splitlines()[1].split()[:2] == ["clean", f"{record.evaluation.clean_acc:.2%}"]
+
+
+def test_a_record_read_from_one_folder_and_saved_in_another_keeps_its_points(tmp_path):
+    from pathlib import Path
+
+    from robustode.records import load_record, load_record_points, save_in
+
+    record = load_record(Path(__file__).parent / "fixtures" / "record_v2.json")
+    copy = load_record(save_in(record, tmp_path / "elsewhere"))
+    points = load_record_points(copy)
+    assert {k: v.tolist() for k, v in points.items()} == \
+        {k: v.tolist() for k, v in load_record_points(record).items()}

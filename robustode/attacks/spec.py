@@ -39,7 +39,10 @@ class Attack:
     """
 
     blackbox: bool = False
-    defaults: dict | None = None  # what ``build`` filled in (e.g. eps): set for attacks built from a spec
+    # The spec and the defaults (e.g. eps) ``build_all`` built it from, for an attack an evaluation built
+    # from a string: a randomized model gets it rebuilt with EOT. None for an Attack given as an object.
+    spec: str | None = None
+    defaults: dict | None = None
 
     def __init__(self, name: str, settings: dict):
         self.name = name
@@ -48,9 +51,9 @@ class Attack:
     def with_eot(self, draws: int) -> Attack:
         """This attack against a randomized model: its spec built again with ``eot=draws`` (where its
         factory takes ``eot``); an attack not built from a spec, or ``draws`` 1, is itself."""
-        if draws == 1 or self.defaults is None:
+        if draws == 1 or self.spec is None:
             return self
-        return build(self.name, **{**self.defaults, "eot": draws})
+        return build(self.spec, **{**self.defaults, "eot": draws})
 
     def __call__(self, model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -83,15 +86,20 @@ def build(spec: str | Attack, **defaults: Any) -> Attack:
         return spec
     attack = attacks.create(spec, defaults)
     attack.name = spec.strip()
-    attack.defaults = dict(defaults)
     return attack
 
 
-def build_all(specs, **defaults: Any) -> list[Attack]:
-    """The attacks of one evaluation, each built once (``build``); their names must differ."""
-    built = [build(spec, **defaults) for spec in ((specs,) if isinstance(specs, (str, Attack)) else specs)]
+def build_all(specs, *, allow_none: bool = False, **defaults: Any) -> list[Attack]:
+    """The attacks of one evaluation, each built once (``build``); their names must differ. An attack built
+    here from a string remembers its spec and defaults (``with_eot``); one given as an object is used as is."""
+    built = []
+    for spec in (specs,) if isinstance(specs, (str, Attack)) else specs:
+        attack = build(spec, **defaults)
+        if isinstance(spec, str):
+            attack.spec, attack.defaults = spec.strip(), dict(defaults)
+        built.append(attack)
     names = [a.name for a in built]
-    if not built:
+    if not built and not allow_none:
         raise ConfigError("the evaluation needs at least one attack, e.g. pgd-20")
     if len(set(names)) != len(names):
         raise ConfigError(f"attack names must be unique, got {names}")

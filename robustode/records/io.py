@@ -38,6 +38,9 @@ def save(record: Record, path: str | os.PathLike, *, overwrite: bool = False, po
     if not overwrite and path.exists():
         raise RecordError(f"{path}: a record of that name exists already; not overwriting it")
     written = record
+    if points is None and record.evaluation.per_example and record.path is not None \
+            and record.path.parent.resolve() != path.parent.resolve():
+        points = load_record_points(record)  # a record read from elsewhere keeps its points (checked by hash)
     if points is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         sha = save_points(path.parent, points, point_meta(record))

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from .. import dist
+from ..attacks import Attack
 from ..checks import check_for_training
 from ..data.extra import ExtraSet
 from ..data.types import DataSet
@@ -28,7 +29,7 @@ from .trainer import Trainer
 
 def fit(model: nn.Module, defense: Defense, data: DataSet, config: TrainConfig = TrainConfig(), *,
         out_dir: str | os.PathLike | None = None, resume: bool = False, quiet: bool = False,
-        extra: ExtraSet | None = None) -> TrainResult:
+        extra: ExtraSet | None = None, eval_attack: Attack | None = None) -> TrainResult:
     """Train ``model`` on ``data.train`` with ``defense``; the loop every defense shares.
 
     The entrances (``robustode.train`` / ``robustode.fit``, ``robustode train``) build its arguments from
@@ -47,6 +48,8 @@ def fit(model: nn.Module, defense: Defense, data: DataSet, config: TrainConfig =
         quiet: no console output.
         extra: an ``ExtraSet`` (``robustode.data.extra.open_extra``), e.g. generated images, mixed into every
             minibatch at ``config.extra_fraction``; an epoch keeps the base set's minibatch count.
+        eval_attack: the periodic evaluations' attack, built at the entrance (default: built here from
+            ``config.eval_attack``, by training.trainer.held_out_attack).
 
     On Ctrl-C the last checkpoint (the last completed epoch) stays on disk; resume continues from it.
     Under ``torchrun --nproc_per_node=N`` every process trains on its shard of each
@@ -69,7 +72,7 @@ def fit(model: nn.Module, defense: Defense, data: DataSet, config: TrainConfig =
             _check_same_run(RunInfo.from_dict(saved["config"], str(run_dir)), run, run_dir, _assumed(defense))
         log = RunLog(run_dir, quiet or not ctx.main)
         loader = train_loader(data.train, extra, settings, torch.device(settings.device), ctx.rank, ctx.world_size)
-        trainer = Trainer(model, defense, data, run, log, loader, run_dir, held_out)
+        trainer = Trainer(model, defense, data, run, log, loader, run_dir, held_out, eval_attack)
         _start(trainer, saved, config, log, note)
         feed = describe_feed(loader, settings, torch.device(settings.device))
         if feed is not None:

@@ -34,12 +34,18 @@ ESTIMATE_AFTER = 10  # minibatches of this process's first epoch behind the time
 HELD_OUT = ThreatModel()  # the periodic evaluations' threat model: a curve at the standard budget, not the verdict
 
 
+def held_out_attack(config):
+    """The periodic evaluations' attack (``config.eval_attack``), built at the threat model's budget."""
+    return build(config.eval_attack, eps=HELD_OUT.eps)
+
+
 class Trainer:
-    def __init__(self, model, defense, data, run: RunInfo, log, loader, run_dir=None, held_out=None):
+    def __init__(self, model, defense, data, run: RunInfo, log, loader, run_dir=None, held_out=None,
+                 eval_attack=None):
         s = self.settings = run.train
         self.run, self.defense, self.data = run, defense, data
         self.held_out = data.test if held_out is None else held_out  # the periodic evaluations' points
-        self.eval_attack = build(s.eval_attack, eps=HELD_OUT.eps) if s.eval_every else None  # built once
+        self.eval_attack = eval_attack or (held_out_attack(s) if s.eval_every else None)  # built at the entrance
         self.log, self.run_dir, self.device, self.dist = log, run_dir, torch.device(s.device), context()
         fmt = torch.channels_last if s.channels_last else torch.preserve_format
         self.model = model.to(self.device, memory_format=fmt)
