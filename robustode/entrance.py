@@ -24,7 +24,7 @@ from .models import select_output
 from .rules import BUDGET
 from .threat import DEFAULT_EPS, ThreatModel
 from .training import TrainConfig
-from .training.trainer import held_out_attack
+from .training.held_out import held_out_attack
 from .utils import check_positive_int
 
 DEFAULT_ATTACKS = ("pgd-20",)

@@ -49,7 +49,7 @@ def fit(model: nn.Module, defense: Defense, data: DataSet, config: TrainConfig =
         extra: an ``ExtraSet`` (``robustode.data.extra.open_extra``), e.g. generated images, mixed into every
             minibatch at ``config.extra_fraction``; an epoch keeps the base set's minibatch count.
         eval_attack: the periodic evaluations' attack, built at the entrance (default: built here from
-            ``config.eval_attack``, by training.trainer.held_out_attack).
+            ``config.eval_attack``, by training.held_out.held_out_attack).
 
     On Ctrl-C the last checkpoint (the last completed epoch) stays on disk; resume continues from it.
     Under ``torchrun --nproc_per_node=N`` every process trains on its shard of each

@@ -14,15 +14,14 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
-from ..attacks import build
 from ..dist import all_max, broadcast_module, context
 from ..evaluation import evaluate_sharded
 from ..progress import duration
-from ..threat import ThreatModel
 from .averaging import weight_average
 from .checkpoint import load_checkpoint, load_optimizer, rng_state, save_checkpoint, set_rng_state, to_device
 from .cost import FlopCount, peak_memory, reset_peak_memory
 from .data_parallel import GradientSync, agree_on_stop
+from .held_out import HELD_OUT, held_out_attack
 from .optim import param_groups, sgd_factory
 from .result import Stop, TrainResult
 from .run import RunInfo
@@ -31,12 +30,6 @@ from .tally import Tally
 
 LOSS_SCALE = 100.0  # warn when the training loss exceeds its initial value this many times
 ESTIMATE_AFTER = 10  # minibatches of this process's first epoch behind the time estimate
-HELD_OUT = ThreatModel()  # the periodic evaluations' threat model: a curve at the standard budget, not the verdict
-
-
-def held_out_attack(config):
-    """The periodic evaluations' attack (``config.eval_attack``), built at the threat model's budget."""
-    return build(config.eval_attack, eps=HELD_OUT.eps)
 
 
 class Trainer:
