@@ -4,7 +4,7 @@
     python bench/throughput.py --models wrn34_10 --defenses natural,pgd-10 --steps 20 --json out.json
     python bench/throughput.py --models preact_resnet18 --defenses natural --compile reduce-overhead
 
-Every pair trains through robustode.training.fit, the loop every run uses (data resident on the
+Every pair trains through robustode.fit (the entrance to robustode.training.fit), the loop every run uses (data resident on the
 device, on-device crop and flip, bf16 autocast and channels_last on CUDA, fused SGD), on random
 uint8 images: throughput does not depend on the pixels. Warm-up data epochs come first (cuDNN
 autotuning, compilation), then timed data epochs of --steps minibatches each; the time is the

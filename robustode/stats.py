@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import math
 
+from scipy.stats import beta
+
 Z95 = 1.959963984540054  # the standard normal's 97.5% quantile
 METHODS = ("wilson", "clopper-pearson")
 
@@ -32,7 +34,6 @@ def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
 
 def clopper_pearson(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """The exact Clopper-Pearson interval: the beta quantiles of the binomial (conservative)."""
-    from scipy.stats import beta  # an optional dependency here: only this interval needs it (0.5 s to import)
 
     _check(successes, n)
     alpha = 1 - confidence

@@ -18,6 +18,7 @@ from .rules import BUDGET, Choice, check_fields, rule
 
 DEFAULT_EPS = 8 / 255  # the field's standard CIFAR L-inf budget
 NORMS = ("linf", "l2")
+NORM = Choice(NORMS)  # the rule of an attack's norm setting
 PIXEL_RANGE = (0.0, 1.0)  # every image, clean or adversarial
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import inspect
 
+import torchattacks
+from torchattacks.attack import Attack as Base
+
 from ..errors import ConfigError, UnknownNameError
 from ..rules import BUDGET
 from ..threat import DEFAULT_EPS
@@ -17,10 +20,6 @@ _NOTES = {"AutoAttack": "torchattacks' AutoAttack runs its components with 10 it
 
 def torchattacks_class(name: str):
     """The torchattacks attack class called ``name`` (any case: "CW", "cw")."""
-    # torchattacks is optional at run time (robustode imports and trains without it; only these attacks need
-    # it), so it is imported where it is used.
-    import torchattacks
-    from torchattacks.attack import Attack as Base
 
     classes = {n: getattr(torchattacks, n) for n in torchattacks.__all__ if n not in _WRAPPERS}
     known = {n.lower(): n for n, c in classes.items() if inspect.isclass(c) and issubclass(c, Base)}

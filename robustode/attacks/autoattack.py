@@ -7,14 +7,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
+import torchattacks
 
 from ..errors import ConfigError
+from ..progress import report
 from ..rules import BUDGET, COUNT, Choice, check_fields, rule
 from ..threat import DEFAULT_EPS
 from ..utils import check_positive_int
 from .adapter import _torchattacks_norm
 from .eot import correct_on_draws
-from ..progress import report
 from .guards import frozen_parameters, preserved_mode, preserved_rng
 from .pgd import project
 from .spec import Attack, Outcome, attacks
@@ -104,8 +105,6 @@ class AutoAttack(Attack):
 
     def components(self, model, num_classes: int) -> list[tuple[str, object, bool]]:
         """(name, torchattacks attack, is black-box) in the order they run."""
-        import torchattacks  # optional at run time: only AutoAttack and the torchattacks: specs need it
-
         c = self.config
         if num_classes < 4:
             raise ConfigError(f"AutoAttack needs a model with at least 4 classes (APGD-T), got {num_classes}")

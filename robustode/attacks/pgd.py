@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
-from ..rules import BUDGET
-from ..threat import DEFAULT_EPS, NORMS
+from ..rules import BUDGET, STRICT_COUNT
+from ..threat import DEFAULT_EPS, NORM
 from ..utils import check_positive_int, parse_fraction
 from .spec import FunctionAttack, attacks
 
@@ -75,14 +75,13 @@ def run_pgd(model, x, y, *, eps, alpha, steps, norm="linf", random_start=True, r
 
 
 def check_settings(eps, alpha, steps, norm, restarts=1, autocast_dtype=None):
-    """Validate PGD settings; returns them normalized (norm lower-case, dtype resolved)."""
+    """Validate PGD settings by the rules robustode.rules states for them; returns them normalized (norm
+    lower-case, dtype resolved)."""
     eps = BUDGET(eps, "eps")
     alpha = _check_alpha(alpha, eps)
-    steps = check_positive_int(steps, "steps")
-    restarts = check_positive_int(restarts, "restarts")
-    if not isinstance(norm, str) or norm.lower() not in NORMS:
-        raise ConfigError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
-    return eps, alpha, steps, norm.lower(), restarts, _check_dtype(autocast_dtype)
+    steps, restarts = STRICT_COUNT(steps, "steps"), STRICT_COUNT(restarts, "restarts")
+    norm = NORM(norm.lower() if isinstance(norm, str) else norm, "norm")
+    return eps, alpha, steps, norm, restarts, _check_dtype(autocast_dtype)
 
 
 def _check_alpha(alpha, eps: float):

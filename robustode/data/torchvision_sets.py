@@ -19,7 +19,7 @@ DOWNLOAD_TIMEOUT_S = 60  # per socket operation: offline machines must fail, not
 @datasets.register("cifar10")
 def cifar10(*, data_dir: Path | None = None, download: bool = True) -> DataSet:
     """CIFAR-10 (Krizhevsky, 2009): 50,000 / 10,000 32x32 RGB images, 10 classes."""
-    from torchvision.datasets import CIFAR10  # optional: only the download path needs it (2 s to import)
+    from torchvision.datasets import CIFAR10  # deferred: 2 s to import, download path only
 
     data_dir = data_root(data_dir)
     return _load("cifar10", lambda train: CIFAR10(data_dir, train=train, download=download),
@@ -29,7 +29,7 @@ def cifar10(*, data_dir: Path | None = None, download: bool = True) -> DataSet:
 @datasets.register("cifar100")
 def cifar100(*, data_dir: Path | None = None, download: bool = True) -> DataSet:
     """CIFAR-100 (Krizhevsky, 2009): 50,000 / 10,000 32x32 RGB images, 100 classes."""
-    from torchvision.datasets import CIFAR100  # optional: only the download path needs it (2 s to import)
+    from torchvision.datasets import CIFAR100  # deferred: 2 s to import, download path only
 
     data_dir = data_root(data_dir)
     return _load("cifar100", lambda train: CIFAR100(data_dir, train=train, download=download),
@@ -39,7 +39,7 @@ def cifar100(*, data_dir: Path | None = None, download: bool = True) -> DataSet:
 @datasets.register("svhn")
 def svhn(*, data_dir: Path | None = None, download: bool = True) -> DataSet:
     """SVHN (Netzer et al., 2011): 73,257 / 26,032 32x32 RGB digits, 10 classes."""
-    from torchvision.datasets import SVHN  # optional: only the download path needs it (2 s to import)
+    from torchvision.datasets import SVHN  # deferred: 2 s to import, download path only
 
     data_dir = data_root(data_dir)
     root = data_dir / "svhn"

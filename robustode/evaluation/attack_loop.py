@@ -18,6 +18,7 @@ import torch
 
 from ..attacks.eot import correct_on_draws
 from ..progress import Progress, reporting
+from ..threat import NORMS
 from .state import EvalState
 
 
@@ -103,7 +104,7 @@ def _excess(attack, x, x_adv) -> torch.Tensor:
         return torch.tensor(float("inf"))
     outside_box = torch.maximum(-x_adv.min(), x_adv.max() - 1).clamp_min(0)
     eps, norm = attack.settings.get("eps"), str(attack.settings.get("norm", "linf")).lower()
-    if not isinstance(eps, float) or norm not in ("linf", "l2"):
+    if not isinstance(eps, float) or norm not in NORMS:
         return outside_box
     diff = (x_adv - x).flatten(1)
     size = diff.abs().amax(1) if norm == "linf" else diff.norm(dim=1)

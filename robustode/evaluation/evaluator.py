@@ -46,8 +46,8 @@ def evaluate(model, data, attacks: Sequence[Attack], threat: ThreatModel, *, n=N
     seed: the attacks' random starts derive from it per attack and batch; the caller's RNG is restored.
     escalate: when a masking flag fires, the model is randomized, or it declares an adaptive or
         stochastic part, attack the points still robust further: Square, a transfer attack from
-        ``surrogate`` (a module, or a callable that trains one) and, for randomized models,
-        AutoAttack's rand version (escalation.py). Every stage is kept.
+        ``surrogate`` (a module, or a callable that trains one; None: that stage is skipped, and says so)
+        and, for randomized models, AutoAttack's rand version (escalation.py). Every stage is kept.
     state: a file to keep per-point progress in; an interrupted evaluation resumes from it.
     A randomized model (two eval-mode forwards differ) is attacked with EOT over 20 draws, and a
     point is robust only if correct on every draw. Runs in float32 without autocast. Flags that

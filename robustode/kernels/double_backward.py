@@ -19,9 +19,8 @@ differentiated. On the CPU two of torch's double backwards cost far more than th
       d w  = the weight gradient of a convolution of ggI, given gO
       d x  = the input gradient of a convolution with weight ggW, given gO
 
-- ReLU's: its backward's derivative w.r.t. the saved output is zero wherever it exists, and torch
-  writes it out as a tensor of zeros the size of the activation, which the engine then adds into
-  the output's gradient. Here that derivative is left out; the rest is torch's threshold_backward.
+- ReLU's: its backward's derivative w.r.t. the saved output is zero wherever it exists; torch writes it
+  out as zeros the size of the activation, added into the output's gradient. Here it is left out.
 
 Batch norm, per channel, over the M = N*H*W entries: xh = (x - mean) * r with r =
 1/sqrt(var + eps), and P(v) = v - mean(v) - xh * mean(v * xh) (symmetric: P is the projection off

@@ -1,7 +1,7 @@
 """The one training loop every defense shares: schedules, SGD, timing, checkpoints and resume.
 
-    from robustode.training import fit
-    result = fit("resnet20", "pgd-7", data, epochs=10, out_dir="runs/r20")
+    from robustode.training import TrainConfig, fit      # objects; robustode.fit takes names
+    result = fit(create_model("resnet20"), create_defense("pgd-7"), data, TrainConfig(epochs=10), out_dir="runs/r20")
     result.train_seconds, result.history[-1]["eval_robust"], result.run.train.lr
 """
 

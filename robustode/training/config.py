@@ -10,8 +10,8 @@ import torch
 
 from ..dist import local_device
 from ..errors import ConfigError
-from ..rules import (BELOW_ONE, COUNT, COUNT0, FINITE_NONNEG, NONNEG, OPEN_UNIT, POSITIVE, Choice, check_fields,
-                     rule)
+from ..rules import (BELOW_ONE, COUNT, COUNT0, FINITE_NONNEG, NONNEG, OPEN_UNIT, Choice, Number,
+                     check_fields, rule)
 from ..utils import resolve_device
 from .schedules import SCHEDULES
 
@@ -19,7 +19,7 @@ PRECISIONS = ("bf16", "float32")
 SCHEDULE = Choice(tuple(SCHEDULES))
 # Training settings come as Python values (the CLI parses its flags itself): no spec text to parse.
 INT1, INT0, RATE, PEAK = COUNT.typed_(), COUNT0.typed_(), FINITE_NONNEG.typed_(), OPEN_UNIT.typed_()
-BUDGET_SECONDS = POSITIVE.typed_().optional_()
+BUDGET_SECONDS = Number(0.0, low_open=True, optional=True, from_text=False, says="be > 0 (or None for no budget)")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 PRESET_KEYS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "schedule", "milestones", "gamma",
                "cyclic_peak", "cycle_momentum", "momentum_min")

@@ -27,7 +27,7 @@ from .runlog import RunLog, check_run_dir, epoch_line
 from .trainer import Trainer
 
 
-def fit(model: nn.Module, defense: Defense, data: DataSet, config: TrainConfig = TrainConfig(), *,
+def fit(model: nn.Module, defense: Defense, data: DataSet, config: TrainConfig | None = None, *,
         out_dir: str | os.PathLike | None = None, resume: bool = False, quiet: bool = False,
         extra: ExtraSet | None = None, eval_attack: Attack | None = None) -> TrainResult:
     """Train ``model`` on ``data.train`` with ``defense``; the loop every defense shares.
@@ -40,7 +40,7 @@ def fit(model: nn.Module, defense: Defense, data: DataSet, config: TrainConfig =
         defense: a ``Defense`` (``create_defense("pgd-10")``), or any object with ``train_step``.
         data: a ``DataSet``; the periodic evaluation takes the first ``eval_n`` test images, or, with
             ``holdout=N``, the last N training images, kept out of training.
-        config: a ``TrainConfig``; unset fields take the defense's paper preset.
+        config: a ``TrainConfig`` (default: all defaults); unset fields take the defense's paper preset.
         out_dir: run directory for config.json, train.log, metrics.csv and
             checkpoints/last.pt (every ``checkpoint_every`` epochs), best.pt (``keep_best``)
             and final.pt (a run stopped inside an epoch by ``max_seconds``).
@@ -59,6 +59,7 @@ def fit(model: nn.Module, defense: Defense, data: DataSet, config: TrainConfig =
         result = fit(create_model("resnet20"), create_defense("pgd-7"), load_dataset("cifar10"),
                      TrainConfig(epochs=10), out_dir="runs/r20")
     """
+    config = config or TrainConfig()
     ctx = dist.setup(resolve_device(config.device))  # under torchrun: join its process group
     run_dir, saved, config = _open_run(out_dir, resume, config, ctx)
     settings = config.resolve(defense, world_size=ctx.world_size)
