@@ -31,8 +31,8 @@ from .checks import check_model
 from .data import DataSet
 from .defenses.base import Defense
 from .dist import context
-from .entrance import (DEFAULT_ATTACKS, build_attacks, build_defense, build_eval_attack, build_model, build_threat,
-                       check_model_name, check_n, load_data, load_extra, train_config)
+from .entrance import (DEFAULT_ATTACKS, apply_recipe, build_attacks, build_defense, build_eval_attack, build_model,
+                       build_threat, check_model_name, check_n, load_data, load_extra, recipe_defense, train_config)
 from .errors import ConfigError, DataError
 from .evaluation import EvalResult, evaluate_sharded
 from .files import check_output_dir
@@ -50,14 +50,14 @@ log = logging.getLogger("robustode")
 
 
 
-def train(model: nn.Module | str, defense: str | Defense = "pgd-10", data: str | DataSet = "cifar10", *,
+def train(model: nn.Module | str | None, defense: str | Defense | None = None, data: str | DataSet = "cifar10", *,
           eps: float | str | None = None, defense_options: dict | None = None,
           attacks: Sequence[str] | str = DEFAULT_ATTACKS, n: int | None = None, eval_batch_size: int = 256,
           masking_checks: bool = True, data_dir=None, train_subset: int | None = None,
           test_subset: int | None = None, out_dir=None, resume: bool = False, records_dir=None,
           label: str | None = None, command: str | None = None, quiet: bool = False,
           output: int | str | None = None, config: TrainConfig | None = None, extra_data=None,
-          **settings) -> tuple[nn.Module, Record]:
+          recipe: str | None = None, **settings) -> tuple[nn.Module, Record]:
     """Train ``model`` with ``defense`` on ``data``, evaluate it, and return (model, record).
 
     Args:
@@ -81,12 +81,16 @@ def train(model: nn.Module | str, defense: str | Defense = "pgd-10", data: str |
             lr, schedule, seed, device, compile, eval_every, max_seconds, extra_fraction, ...
         extra_data: extra training images mixed into every minibatch (``extra_fraction`` of it, 0.7 by
             default): released .npz parts ("1m.npz" or a list) or a directory from ``robustode data convert``.
+        recipe: a published setup in one word ("wang2023", "fastat"; ``robustode list recipes``): model,
+            defense (default pgd-10 without a recipe), modifiers, optimizer, schedule and data mix; what you
+            give explicitly wins, and the run's log says where.
 
     Bad settings and untrainable models (ro.check_model's failures) raise a RobustodeError first.
     """
     config = train_config(config, settings)
+    model, defense, config, notes = apply_recipe(recipe, model, defense, config, set(config.explicit()), extra_data)
     check_model_name(model, output)
-    defense = build_defense(defense, eps, defense_options)
+    defense = recipe_defense(recipe, defense, eps, defense_options)
     threat = build_threat(eps)
     attacks, eval_attack = build_attacks(attacks, threat), build_eval_attack(config)
     check_positive_int(eval_batch_size, "eval_batch_size")
@@ -97,7 +101,7 @@ def train(model: nn.Module | str, defense: str | Defense = "pgd-10", data: str |
     extra = load_extra(extra_data, dataset)
     model = build_model(model, dataset.num_classes, config.seed, output)
     trained = training.fit(model, defense, dataset, config, out_dir=out_dir, resume=resume, quiet=quiet,
-                           extra=extra, eval_attack=eval_attack)
+                           extra=extra, notes=notes, eval_attack=eval_attack)
     with run_lock(trained.run_dir):  # the record is the run's; under torchrun each rank evaluates its shard
         evaluation = evaluate_sharded(trained.model, dataset, attacks, threat, n=n, batch_size=eval_batch_size,
                                       device=trained.run.train.device, quiet=quiet, masking_checks=masking_checks,
@@ -111,24 +115,25 @@ def train(model: nn.Module | str, defense: str | Defense = "pgd-10", data: str |
     return trained.model, record
 
 
-def fit(model: nn.Module | str, defense: str | Defense = "pgd-10", data: str | DataSet = "cifar10", *,
+def fit(model: nn.Module | str | None, defense: str | Defense | None = None, data: str | DataSet = "cifar10", *,
         eps: float | str | None = None, defense_options: dict | None = None, data_dir=None,
         train_subset: int | None = None, test_subset: int | None = None, out_dir=None, resume: bool = False,
         quiet: bool = False, output: int | str | None = None, config: TrainConfig | None = None,
-        extra_data=None, **settings) -> TrainResult:
+        extra_data=None, recipe: str | None = None, **settings) -> TrainResult:
     """``train`` without the final evaluation and record: names become objects, then the training loop.
 
         result = ro.fit("resnet20", "pgd-7", "cifar10", epochs=10, out_dir="runs/r20")
         result.model, result.history, result.train_seconds
     """
     config = train_config(config, settings)
+    model, defense, config, notes = apply_recipe(recipe, model, defense, config, set(config.explicit()), extra_data)
     check_model_name(model, output)
-    defense, eval_attack = build_defense(defense, eps, defense_options), build_eval_attack(config)
+    defense, eval_attack = recipe_defense(recipe, defense, eps, defense_options), build_eval_attack(config)
     dataset = load_data(data, data_dir, train_subset, test_subset)
     extra = load_extra(extra_data, dataset)
     model = build_model(model, dataset.num_classes, config.seed, output)
     return training.fit(model, defense, dataset, config, out_dir=out_dir, resume=resume, quiet=quiet,
-                        extra=extra, eval_attack=eval_attack)
+                        extra=extra, notes=notes, eval_attack=eval_attack)
 
 
 def evaluate(model: nn.Module, data="cifar10", attacks=DEFAULT_ATTACKS, n: int | None = None, batch_size: int = 256,

@@ -21,6 +21,7 @@ from .interop.robustbench_zoo import layout_of, model_for
 from .models import create as create_model
 from .models import registry as model_registry
 from .models import select_output
+from .recipes import merge, recipes
 from .rules import BUDGET
 from .threat import DEFAULT_EPS, ThreatModel
 from .training import TrainConfig
@@ -132,3 +133,27 @@ def load_extra(extra_data, dataset: DataSet) -> ExtraSet | None:
     if extra_data is None or isinstance(extra_data, ExtraSet):
         return extra_data
     return open_extra(extra_data, dataset)
+
+
+def apply_recipe(recipe: str | None, model, defense, config: TrainConfig, given: set[str], extra_data=None):
+    """(model, defense, TrainConfig, notes): the recipe named (``robustode list recipes``) under what was
+    given explicitly (``defense`` None: not given; ``given``: the TrainConfig fields set); each note says
+    where a given value won. Without a recipe the defense defaults to pgd-10."""
+    if recipe is None:
+        return model, ("pgd-10" if defense is None else defense), config, ()
+    chosen = recipes.get(recipe)
+    if defense is not None and not isinstance(defense, str):
+        raise ConfigError(f"recipe {recipe} sets the defense's settings: give the defense as a spec "
+                          "('trades-10(beta=6)'), not as a Defense object")
+    merged = merge(chosen, model, defense, {k: getattr(config, k) for k in given}, extra_data is not None)
+    return merged.model, merged.defense, config.replace(**merged.train), merged.notes
+
+
+def recipe_defense(recipe: str | None, spec: str, eps=None, options: dict | None = None) -> Defense:
+    """build_defense, naming the recipe when its settings and the defense given do not go together."""
+    try:
+        return build_defense(spec, eps, options)
+    except ConfigError as err:
+        if recipe is None:
+            raise
+        raise ConfigError(f"recipe {recipe} with defense {spec}: {err}") from None

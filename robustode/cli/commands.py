@@ -32,7 +32,8 @@ def run_name(args, seed: int | None = None) -> str:
     cycle = getattr(args, "cycle_momentum", None)  # a training setting, but it changes the run as much
     tags += "" if cycle is None else "-cm" if cycle else "-nocm"
     seed = args.seed if seed is None else seed
-    name = args.name or f"{args.dataset}-{args.model}-{args.defense}{tags}-s{seed}"
+    method = args.defense if getattr(args, "recipe", None) is None else f"{args.defense.split('(')[0]}-{args.recipe}"
+    name = args.name or f"{args.dataset}-{args.model}-{method}{tags}-s{seed}"
     if args.name and getattr(args, "seeds", None):
         name = f"{args.name}-s{seed}"
     return re.sub(r"[^A-Za-z0-9._=+-]+", "_", name).strip("_")
@@ -61,12 +62,27 @@ def defense_spec(args) -> str:
     return f"{spec[:-1]}, {extra})" if spec.endswith(")") else f"{spec}({extra})"
 
 
+def _recipe_names(args) -> None:
+    """--model and --defense from --recipe where they are not given (the recipe's settings follow in the API)."""
+    from ..errors import ConfigError
+    from ..recipes import recipes
+
+    recipe = None if args.recipe is None else recipes.get(args.recipe)
+    args.model = args.model or (recipe and recipe.model)
+    args.defense = args.defense or (recipe and recipe.defense)
+    for flag in ("model", "defense"):
+        if getattr(args, flag) is None:
+            where = f"recipe {args.recipe} names no {flag}" if recipe else "no --recipe names one"
+            raise ConfigError(f"--{flag} is required: {where}")
+
+
 def cmd_train(args) -> int:
     """One run, or one per seed of --seeds (every run directory checked before the first trains)."""
     from ..files import check_output_dir
     from ..training.runlog import check_run_dir
     from ..utils import resolve_device
 
+    _recipe_names(args)
     spec = defense_spec(args)  # a bad modifier combination fails before anything is checked or loaded
     seeds = args.seeds or [args.seed]
     for seed in seeds:
@@ -89,7 +105,8 @@ def _train_one(args, spec: str, seed: int) -> None:
         args.model, spec, args.dataset, eps=args.eps, attacks=args.attacks, n=args.n,
         eval_batch_size=args.eval_batch_size, masking_checks=args.masking_checks, data_dir=args.data_dir,
         train_subset=args.train_subset, out_dir=run_dir, resume=args.resume, records_dir=args.records,
-        quiet=args.quiet, command=command_line(args), config=train_config(args, seed), extra_data=args.extra_data)
+        quiet=args.quiet, command=command_line(args), config=train_config(args, seed), extra_data=args.extra_data,
+        recipe=args.recipe)
     show_summary(record, run_dir)
     if record.training.stop_kind == "diverged":
         raise TrainingError(f"{record.training.stopped_early}; the record in {run_dir} evaluates those weights")
@@ -113,8 +130,11 @@ def cmd_eval(args) -> int:
     from ..errors import ConfigError
     from ..files import check_output_dir, check_output_file
     from ..records import save, save_in, save_new
+    from .corruptions_cmd import cmd_eval_corruptions
     from .robustbench_cmd import cmd_eval_robustbench
 
+    if args.corruptions:
+        return cmd_eval_corruptions(args)
     if args.robustbench:
         return cmd_eval_robustbench(args)
     if args.trust_pickle:

@@ -1,8 +1,8 @@
-"""``robustode list``: one line per registered model, defense, attack and data set."""
+"""``robustode list``: one line per registered model, defense, attack, data set and recipe."""
 
 from __future__ import annotations
 
-KINDS = ("models", "defenses", "attacks", "datasets")
+KINDS = ("models", "defenses", "attacks", "datasets", "recipes")
 
 
 def rows(kind: str, pattern: str = "*") -> list[tuple[str, str]]:
@@ -23,6 +23,10 @@ def _registry(kind: str):
         from ..attacks import attacks
 
         return attacks
+    if kind == "recipes":
+        from ..recipes import recipes
+
+        return recipes
     from ..data import datasets
 
     return datasets

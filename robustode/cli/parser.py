@@ -7,6 +7,7 @@ import argparse
 from ..data import datasets
 from ..defenses import defenses
 from ..errors import ConfigError
+from ..recipes import recipes
 from ..registry import split_specs
 from ..rules import BELOW_ONE, BUDGET, NONNEG
 from ..threat import DEFAULT_EPS
@@ -158,8 +159,11 @@ def _train(sub) -> None:
                  "interrupted run with the same command plus --resume.\n\n"
                  "  robustode train --model lm_resnet20 --defense yopo-5-3 --dataset cifar10 --n 1000",
                  EPILOG)
-    p.add_argument("--model", required=True, help="model name (see `robustode list models`)")
-    p.add_argument("--defense", required=True, metavar="SPEC", help=defense_help())
+    p.add_argument("--recipe", metavar="NAME",
+                   help=f"a published setup in one word: {', '.join(recipes.names())} (see `robustode list "
+                        "recipes`); the flags you give win over its values, and the log says where")
+    p.add_argument("--model", help="model name (see `robustode list models`; required unless the recipe names one)")
+    p.add_argument("--defense", metavar="SPEC", help=defense_help() + "; required unless the recipe names one")
     _data_options(p, "cifar10", "cifar10")
     p.add_argument("--train-subset", type=positive_int, metavar="N",
                    help="train on the first N training images")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..errors import ConfigError
 from .data_cmd import data
+from .listing import KINDS
 from .parser import _checked, _command, _data_options, _integer, positive_int
 from .robustbench_cmd import export_parser
 
@@ -78,10 +79,10 @@ def leaderboard(sub) -> None:
 def listing(sub) -> None:
     from .commands import cmd_list
 
-    p = _command(sub, "list", "list models, defenses, attacks or data sets",
+    p = _command(sub, "list", "list models, defenses, attacks, data sets or recipes",
                  "What is available, one line each.\n\n  robustode list models --pattern 'lm_*'")
-    p.add_argument("what", nargs="?", choices=["models", "defenses", "attacks", "datasets"], metavar="WHAT",
-                   help="models, defenses, attacks or datasets (default: all four)")
+    p.add_argument("what", nargs="?", choices=list(KINDS), metavar="WHAT",
+                   help=f"{', '.join(KINDS[:-1])} or {KINDS[-1]} (default: all)")
     p.add_argument("--pattern", default="*", help="glob over names, e.g. 'lm_*'")
     p.set_defaults(run=cmd_list)
 

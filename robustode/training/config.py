@@ -13,6 +13,7 @@ from ..errors import ConfigError
 from ..rules import (BELOW_ONE, COUNT, COUNT0, FINITE_NONNEG, NONNEG, OPEN_UNIT, Choice, Number,
                      check_fields, rule)
 from ..utils import resolve_device
+from .averaging import EMA_STYLES
 from .schedules import SCHEDULES
 
 PRECISIONS = ("bf16", "float32")
@@ -27,7 +28,7 @@ PRESET_KEYS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "schedu
 # Settings that shape the training trajectory: a resumed run must keep them.
 TRAJECTORY_KEYS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "schedule", "milestones",
                    "gamma", "cyclic_peak", "cycle_momentum", "momentum_min", "nesterov", "no_wd_norms", "seed",
-                   "augment", "drop_last", "extra_fraction")
+                   "augment", "drop_last", "extra_fraction", "ema_style")
 
 
 @dataclass(frozen=True)
@@ -41,11 +42,11 @@ class TrainConfig:
     lr: float | None = rule(None, RATE)
     momentum: float | None = rule(None, RATE)  # SGD momentum
     weight_decay: float | None = rule(None, RATE)  # L2 weight decay, except on the groups that get 0
-    # multistep | cyclic | cosine | constant, as a function of nominal epochs
+    # multistep | cyclic | cosine | constant | onecycle, as a function of nominal epochs
     schedule: str | None = rule(None, SCHEDULE)
     milestones: tuple[float, ...] | None = None  # nominal epochs at which multistep multiplies lr by gamma
     gamma: float | None = rule(None, RATE)  # multistep factor
-    # fraction of the run where cyclic peaks (Wong et al.'s train_fgsm.py: 0.5)
+    # fraction of the run where cyclic and onecycle peak (Wong et al.'s train_fgsm.py: 0.5)
     cyclic_peak: float | None = rule(None, PEAK)
     # Momentum moving against the lr multiplier f: momentum - (momentum - momentum_min) * f, per optimizer
     # step, as torch CyclicLR's cycle_momentum (FGSM-RS's preset: 0.9 -> 0.8 at the lr peak -> 0.9);
@@ -84,6 +85,11 @@ class TrainConfig:
     # GiB of device memory the extra images may take there; above it they stay in host memory (or on disk,
     # memory-mapped) and are streamed. None: a quarter of the device's memory (of the host's RAM on the CPU).
     data_budget_gb: float | None = rule(None, NONNEG.typed_().optional_())
+    # How the weight average (the defense's ema_decay) is kept, robustode.training.averaging: "robustode"
+    # (warm-up from the first step, batch-norm statistics averaged), "wang2023" (their code's: the weights
+    # for the first 2.5% of steps, then the warm-up; batch-norm statistics copied), "fixed" (FastAT's).
+    ema_style: str = rule("robustode", Choice(EMA_STYLES))
+    recipe: str | None = None  # the recipe the settings not given came from (`robustode list recipes`)
 
     def replace(self, **overrides):
         """A copy with some fields changed; an unknown name raises ConfigError."""

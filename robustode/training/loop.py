@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 from contextlib import contextmanager
 
 import torch
@@ -29,7 +30,8 @@ from .trainer import Trainer
 
 def fit(model: nn.Module, defense: Defense, data: DataSet, config: TrainConfig | None = None, *,
         out_dir: str | os.PathLike | None = None, resume: bool = False, quiet: bool = False,
-        extra: ExtraSet | None = None, eval_attack: Attack | None = None) -> TrainResult:
+        extra: ExtraSet | None = None, notes: Sequence[str] = (),
+        eval_attack: Attack | None = None) -> TrainResult:
     """Train ``model`` on ``data.train`` with ``defense``; the loop every defense shares.
 
     The entrances (``robustode.train`` / ``robustode.fit``, ``robustode train``) build its arguments from
@@ -48,6 +50,7 @@ def fit(model: nn.Module, defense: Defense, data: DataSet, config: TrainConfig |
         quiet: no console output.
         extra: an ``ExtraSet`` (``robustode.data.extra.open_extra``), e.g. generated images, mixed into every
             minibatch at ``config.extra_fraction``; an epoch keeps the base set's minibatch count.
+        notes: lines for the log: where an explicit setting replaced the recipe's (``config.recipe``).
         eval_attack: the periodic evaluations' attack, built at the entrance (default: built here from
             ``config.eval_attack``, by training.held_out.held_out_attack).
 
@@ -76,8 +79,8 @@ def fit(model: nn.Module, defense: Defense, data: DataSet, config: TrainConfig |
         trainer = Trainer(model, defense, data, run, log, loader, run_dir, held_out, eval_attack)
         _start(trainer, saved, config, log, note)
         feed = describe_feed(loader, settings, torch.device(settings.device))
-        if feed is not None:
-            log.info(feed)
+        for line in _opening_lines(settings.recipe, notes, feed):
+            log.info(line)
         trainer.start_peak_memory()
         run_epochs(trainer, log)
         dist.broadcast_module(trainer.model)  # after a stop on rank 0's checkpoint, all return its weights
@@ -106,6 +109,13 @@ def _start(trainer: Trainer, saved: dict | None, config: TrainConfig, log: RunLo
                  "biased upwards; holdout=N (--holdout N) picks it on N training images kept out instead")
     if s.device == "cpu" and config.device in (None, "auto"):
         log.warn("no GPU found: training on the CPU, where the papers' models and presets take hours to days")
+
+
+def _opening_lines(recipe: str | None, notes: Sequence[str], feed: str | None) -> list[str]:
+    """The log's account of the recipe (where a setting given won over it) and of the data mix."""
+    lines = [] if recipe is None else [f"recipe {recipe} supplies every setting not given explicitly",
+                                       *(f"recipe {recipe}: {note}" for note in notes)]
+    return lines + ([feed] if feed else [])
 
 
 def hold_out(data: DataSet, holdout: int) -> tuple[DataSet, object]:

@@ -42,8 +42,29 @@ def constant(t: float, **_) -> float:
     return 1.0
 
 
+ONECYCLE_START, ONECYCLE_END = 1 / 25, 1 / (25 * 1e4)  # torch OneCycleLR's div_factor 25, final_div_factor 1e4
+
+
+def onecycle(t: float, *, total: float, peak: float = 0.3, **_) -> float:
+    """torch's OneCycleLR with its defaults: half a cosine from lr / 25 up to lr over the first ``peak``
+    of the run, then half a cosine down to lr / 250,000.
+
+    Wang et al. 2023 (DM-Improves-AT core/utils/train.py, scheduler "cosinew": pct_start 0.025) and the
+    FastAT benchmark (main.py, "one_cycle": pct_start 0.3) step it once per epoch; here it moves every
+    optimizer step. Their OneCycleLR also cycles the momentum (0.95 -> 0.85 -> 0.95), which this does not.
+    """
+    top = peak * total
+
+    def between(a: float, b: float, done: float) -> float:
+        return b + (a - b) * 0.5 * (1.0 + math.cos(math.pi * min(done, 1.0)))
+
+    if t <= top:
+        return between(ONECYCLE_START, 1.0, t / top)
+    return between(1.0, ONECYCLE_END, (t - top) / (total - top))
+
+
 SCHEDULES: dict[str, Callable[..., float]] = {
-    "multistep": multistep, "cyclic": cyclic, "cosine": cosine, "constant": constant,
+    "multistep": multistep, "cyclic": cyclic, "cosine": cosine, "constant": constant, "onecycle": onecycle,
 }
 
 

@@ -54,7 +54,8 @@ class Trainer:
         factor = lr_factor(s)
         self.schedulers = [make_scheduler(opt, factor, len(self.loader)) for opt in self.optimizers]
         self.schedulers += momentum_cycles(self.optimizers, s, factor, len(self.loader))
-        self.average = weight_average(self.model, defense)  # the defense's ema_decay; evaluated and saved
+        # the defense's ema_decay, in the run's ema_style; evaluated and saved
+        self.average = weight_average(self.model, defense, s.ema_style, len(self.loader) * s.data_epochs * s.replays)
         self.sync = GradientSync(self.model, self.optimizers, self.dist.world_size) if self.dist.enabled else None
         # Reading back mid-epoch costs a host sync: only when someone watches (bar or budget),
         # every log_every minibatches. Ranks read back together, so they must agree on it.
