@@ -152,7 +152,7 @@ class Record:
                               f"versions {', '.join(map(str, READS))}")
         if version < 3:
             d = from_v2(d, version, source)
-        record = _build(cls, d, source, "", lenient=version < 2)
+        record = _build(cls, d, source, "", lenient=version < SCHEMA_VERSION)  # older: later fields default
         if version < 2:
             from_v1(record)
         record.schema_version = SCHEMA_VERSION
