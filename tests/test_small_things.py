@@ -91,3 +91,47 @@ def test_a_record_read_from_one_folder_and_saved_in_another_keeps_its_points(tmp
     points = load_record_points(copy)
     assert {k: v.tolist() for k, v in points.items()} == \
         {k: v.tolist() for k, v in load_record_points(record).items()}
+
+
+def test_the_leaderboard_finds_records_in_run_directories_and_ignores_their_other_files(tmp_path):
+    import json
+    import shutil
+    from pathlib import Path
+
+    from robustode.records import load_records
+
+    fixtures = Path(__file__).parent / "fixtures"
+    run = tmp_path / "runs" / "cifar10-lm_resnet20-fgsm-rs-s0"
+    (run / "checkpoints").mkdir(parents=True)
+    shutil.copy(fixtures / "record_v2.json", run / "record.json")
+    shutil.copy(fixtures / "points-482b6759885fd78b.npz", run)
+    (run / "config.json").write_text(json.dumps({"train": {}}))
+    (run / ".eval-state").mkdir()
+    (run / ".eval-state" / "x.json").write_text("{}")
+    v1 = load_records(Path(shutil.copytree(fixtures / "run_8575994", tmp_path / "runs" / "old")))
+    assert len(v1) == 1 and v1[0].model.name == "vit_tiny"  # one run directory given directly
+    found = load_records(tmp_path / "runs")
+    assert sorted(r.model.name for r in found) == ["lm_resnet20", "vit_tiny"]
+    records = tmp_path / "records"
+    records.mkdir()
+    shutil.copy(fixtures / "record_v2.json", records / "cifar10_jpeg__lm_resnet20__fgsm-rs__s0__x.json")
+    assert len(load_records(tmp_path)) == 2  # the same record in a run and in a records folder counts once
+
+
+def test_compare_takes_run_directories_and_a_folder_of_many_records_asks_for_one(tmp_path, capsys):
+    import shutil
+    from pathlib import Path
+
+    from robustode.cli import main
+    from robustode.errors import RecordError
+    from robustode.records import find_record
+
+    run = Path(shutil.copytree(Path(__file__).parent / "fixtures" / "run_8575994", tmp_path / "run"))
+    assert find_record(run) == run / "record.json"
+    assert main(["compare", str(run), str(run)]) == 0
+    assert "clean" in capsys.readouterr().out
+    (tmp_path / "two").mkdir()
+    for name in ("a.eval-record.json", "b.eval-record.json"):
+        shutil.copy(run / "record.json", tmp_path / "two" / name)
+    with pytest.raises(RecordError, match="a folder with 2 records"):
+        find_record(tmp_path / "two")

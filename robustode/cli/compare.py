@@ -9,9 +9,9 @@ console = Console(soft_wrap=True)  # piped output keeps each line whole
 
 
 def cmd_compare(args) -> int:
-    from ..records import compare, load_record
+    from ..records import compare, find_record, load_record
 
-    a, b = load_record(args.first), load_record(args.second)
+    a, b = load_record(find_record(args.first)), load_record(find_record(args.second))
     rows = compare(a, b)
     console.print(f"A = {_name(a)}, B = {_name(b)}: the same {a.evaluation.n} points of {a.dataset.name}, "
                   f"{a.evaluation.norm} eps {a.evaluation.eps:.4g}", highlight=False)
@@ -29,10 +29,10 @@ def cmd_compare(args) -> int:
 
 def cmd_combine(args) -> int:
     from ..files import check_output_file
-    from ..records import combine, load_record, save
+    from ..records import combine, find_record, load_record, save
 
     out = check_output_file(args.out, force=args.force, what="--out", record=True)
-    merged = combine([load_record(path) for path in args.records])
+    merged = combine([load_record(find_record(path)) for path in args.records])
     save(merged.record, out, overwrite=args.force, points=merged.points)
     ev = merged.record.evaluation
     console.print(f"combined {len(args.records)} evaluations: {', '.join(ev.robust)}; worst case "

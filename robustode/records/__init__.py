@@ -11,7 +11,8 @@ record is made from a run (or by hand: ``make_record(model={...}, ...)``).
 
 from .build import Evaluated, checkpoint_record, defense_family, make_record, run_record
 from .compare import Comparison, combine, compare
-from .io import load_record, load_record_points, load_records, record_filename, save, save_in, save_new
+from .io import (find_record, load_record, load_record_points, load_records, record_filename, save, save_in,
+                 save_new)
 from .schema import (
                      DATASET_KINDS,
                      SCHEMA_VERSION,
@@ -43,6 +44,7 @@ __all__ = [
                      "load_record",
                      "load_record_points",
                      "load_records",
+                     "find_record",
                      "make_record",
                      "record_filename",
                      "run_record",

@@ -109,21 +109,57 @@ def load_record(path: str | os.PathLike) -> Record:
     return dataclasses.replace(Record.from_dict(data, source=str(path)), path=path)
 
 
+NOT_RECORDS = ("config.json", "manifest.json")  # the other JSON files robustode writes beside records
+
+
+def record_files(folder: Path) -> list[Path]:
+    """The records in ``folder`` and below it: the folder's own ``*.json`` (a records folder, or one run
+    directory), and in the folders below (run directories) the files named like records: record.json,
+    eval-record*.json, *-record*.json, and a records folder's NAME__MODEL__...json; never config.json,
+    manifest.json or a hidden folder's files."""
+    def is_record(path: Path) -> bool:
+        name = path.name
+        return name not in NOT_RECORDS and ("record" in name or name.count("__") >= 3)
+
+    top = [p for p in folder.glob("*.json") if p.name not in NOT_RECORDS]
+    below = [p for p in folder.rglob("*.json") if p.parent != folder and is_record(p)
+             and not any(part.startswith(".") for part in p.relative_to(folder).parts)]
+    return sorted(top) + sorted(below)
+
+
+def find_record(path: str | os.PathLike) -> Path:
+    """A record file as given, or the one record of a run directory (its record.json, else its only record)."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    own = [p for p in record_files(path) if p.parent == path]
+    if (path / "record.json") in own:
+        return path / "record.json"
+    if len(own) != 1:
+        raise RecordError(f"{path}: a folder with {len(own)} records ({', '.join(p.name for p in own) or 'none'}); "
+                          "name the record file")
+    return own[0]
+
+
 def load_records(folder: str | os.PathLike) -> list[Record]:
-    """Load every ``*.json`` in ``folder``, sorted by file name.
+    """Load every record in ``folder`` and the run directories below it (``record_files``), each once.
 
     Every file is read; if any is bad, one RecordError names each bad file and
-    its first problem, so nothing is dropped and all problems show at once.
+    its first problem, so nothing is dropped and all problems show at once. A
+    record found twice (a run's record.json and its copy in a records folder) counts once.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise RecordError(f"{folder}: no such records folder")
     records, problems = [], []
-    for path in sorted(folder.glob("*.json")):
+    for path in record_files(folder):
         try:
-            records.append(load_record(path))
+            record = load_record(path)
         except RecordError as err:
             problems.append(str(err))
+            continue
+        if record not in records:  # equal records (the file they came from aside) are one result
+            records.append(record)
     if problems:
         raise RecordError(f"{len(problems)} bad record file(s): " + "; ".join(problems))
     return records
