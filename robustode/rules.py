@@ -85,6 +85,19 @@ class Choice:
         return value
 
 
+@dataclass(frozen=True)
+class Each:
+    """A tuple of values each passing ``check`` (a single value counts as a tuple of one)."""
+
+    check: Choice | Number
+
+    def __call__(self, value: Any, name: str) -> tuple:
+        values = (value,) if isinstance(value, str) else value
+        if not isinstance(values, (tuple, list)):
+            raise ConfigError(f"{name} must be a list, got {value!r}")
+        return tuple(self.check(v, name) for v in values)
+
+
 def _show(value) -> str:
     return f"{value:g}" if isinstance(value, float) else repr(value)
 

@@ -114,7 +114,7 @@ def _train_one(args, spec: str, seed: int) -> None:
 
 # `robustode train`'s flags that are TrainConfig fields of the same name; unset ones (None) keep the preset.
 CONFIG_FLAGS = ("epochs", "batch_size", "lr", "schedule", "precision", "max_seconds", "cycle_momentum", "device",
-                "compile", "eval_every", "eval_n", "keep_best", "holdout", "extra_fraction", "data_budget_gb")
+                "compile", "eval_every", "eval_n", "keep_best", "holdout", "extra_fraction", "data_budget_gb", "log")
 
 
 def train_config(args, seed: int):

@@ -9,9 +9,10 @@ from ..defenses import defenses
 from ..errors import ConfigError
 from ..recipes import recipes
 from ..registry import split_specs
-from ..rules import BELOW_ONE, BUDGET, NONNEG
+from ..rules import BELOW_ONE, BUDGET, NONNEG, Choice, Each
 from ..threat import DEFAULT_EPS
 from ..training.config import PRECISIONS
+from ..training.loggers import LOGGERS
 from ..training.schedules import SCHEDULES
 from ..utils import parse_fraction
 
@@ -107,6 +108,11 @@ def attack_list(text: str) -> list[str]:
     return names
 
 
+@_checked
+def logger_list(text: str) -> tuple[str, ...]:
+    return Each(Choice(LOGGERS))([part.strip() for part in text.split(",")], "--log")
+
+
 def build_parser() -> Parser:
     from .._version import __version__
     from . import tool_parsers  # it builds on this module's helpers
@@ -195,6 +201,9 @@ def _train(sub) -> None:
                    help="keep checkpoints/best.pt, the epoch with the best held-out PGD-20 "
                         "(needs --eval-every)")
     p.add_argument("--max-seconds", type=positive_number, metavar="S", help="stop training after S seconds")
+    p.add_argument("--log", type=logger_list, metavar="LIST",
+                   help=f"experiment logs in the run directory each epoch: {', '.join(LOGGERS)} (W&B offline; "
+                        "each an optional extra: pip install 'robustode[tensorboard]')")
     p.add_argument("--out", default="runs", metavar="DIR", help="parent of run directories (default: runs)")
     p.add_argument("--name", help="run directory name (default: DATASET-MODEL-DEFENSE[-MODIFIERS]-sSEED)")
     p.add_argument("--resume", action="store_true",

@@ -10,10 +10,11 @@ import torch
 
 from ..dist import local_device
 from ..errors import ConfigError
-from ..rules import (BELOW_ONE, COUNT, COUNT0, FINITE_NONNEG, NONNEG, OPEN_UNIT, Choice, Number,
+from ..rules import (BELOW_ONE, COUNT, COUNT0, FINITE_NONNEG, NONNEG, OPEN_UNIT, Choice, Each, Number,
                      check_fields, rule)
 from ..utils import resolve_device
 from .averaging import EMA_STYLES
+from .loggers import LOGGERS
 from .schedules import SCHEDULES
 
 PRECISIONS = ("bf16", "float32")
@@ -79,6 +80,8 @@ class TrainConfig:
     deterministic: bool = False  # deterministic kernels (slower on CUDA); CPU runs are deterministic anyway
     # minibatches between progress updates (each one reads back from the device)
     log_every: int = rule(50, INT1)
+    # Experiment logs written beside metrics.csv each data epoch: "tensorboard", "wandb" (training/loggers.py)
+    log: tuple[str, ...] = rule((), Each(Choice(LOGGERS)))
     # With extra data (fit's extra=): its share of every minibatch, floor(F x batch_size) images
     # (Wang et al. 2023: 0.7); without extra data it is unused.
     extra_fraction: float = rule(0.7, BELOW_ONE.typed_(), label="extra_fraction (share of extra images)")

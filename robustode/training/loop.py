@@ -24,6 +24,7 @@ from .feed import describe_feed, train_loader
 from .lock import run_lock
 from .result import TrainResult
 from .run import RunInfo
+from .loggers import open_loggers
 from .runlog import RunLog, check_run_dir, epoch_line
 from .trainer import Trainer
 
@@ -74,7 +75,8 @@ def fit(model: nn.Module, defense: Defense, data: DataSet, config: TrainConfig |
         run = RunInfo.describe(settings, config, model, defense, data, extra)
         if saved is not None:
             _check_same_run(RunInfo.from_dict(saved["config"], str(run_dir)), run, run_dir, _assumed(defense))
-        log = RunLog(run_dir, quiet or not ctx.main)
+        log = RunLog(run_dir, quiet or not ctx.main, open_loggers(settings.log, run_dir, run.to_dict()) if ctx.main
+                     else [])
         loader = train_loader(data.train, extra, settings, torch.device(settings.device), ctx.rank, ctx.world_size)
         trainer = Trainer(model, defense, data, run, log, loader, run_dir, held_out, eval_attack)
         _start(trainer, saved, config, log, note)
@@ -82,7 +84,10 @@ def fit(model: nn.Module, defense: Defense, data: DataSet, config: TrainConfig |
         for line in _opening_lines(settings.recipe, notes, feed):
             log.info(line)
         trainer.start_peak_memory()
-        run_epochs(trainer, log)
+        try:
+            run_epochs(trainer, log)
+        finally:
+            log.close()  # the experiment logs, flushed even when the run stops or is killed
         dist.broadcast_module(trainer.model)  # after a stop on rank 0's checkpoint, all return its weights
         if trainer.average is not None:
             dist.broadcast_module(trainer.average.model)

@@ -54,10 +54,15 @@ class RunLog:
     (CI, nohup, slurm), so a log file shows that a long epoch moves.
     """
 
-    def __init__(self, run_dir: Path | None, quiet: bool):
+    def __init__(self, run_dir: Path | None, quiet: bool, loggers: list | None = None):
         self.run_dir = run_dir
         self.quiet = quiet
         self.console = Console(stderr=True, quiet=quiet)
+        self.loggers = loggers or []  # TensorBoard / W&B (training/loggers.py): each epoch's row
+
+    def close(self) -> None:
+        for logger in self.loggers:
+            logger.close()
 
     @property
     def watching(self) -> bool:
@@ -85,6 +90,9 @@ class RunLog:
 
     def write_metrics(self, history: list[dict]) -> None:
         """Rewritten whole each epoch, so it always agrees with the last checkpoint's history."""
+        for logger in self.loggers:
+            if history:
+                logger.epoch(history[-1])
         if self.run_dir is None:
             return
         text = io.StringIO()
