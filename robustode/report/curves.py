@@ -10,6 +10,7 @@ evaluation have no held-out point; a run with none shows its training accuracy
 from __future__ import annotations
 
 import matplotlib
+from matplotlib.ticker import MaxNLocator
 
 from ..records import Record
 from .plotkit import STYLE, figure, svg
@@ -19,8 +20,10 @@ CLEAN, ROBUST, TRAIN, LR, BEST = "#4c72b0", "#e4572e", "#8c8c8c", "#2a9d8f", "#6
 
 
 def _line(ax, rows: list[dict], key: str, **style) -> None:
-    """Draw ``key`` (a fraction) in % at the epochs that have it."""
+    """Draw ``key`` (a fraction) in % at the epochs that have it (a lone point gets a marker: no line shows it)."""
     points = [(row["epoch"], 100 * row[key]) for row in rows if row.get(key) is not None]
+    if len(points) == 1:
+        style.setdefault("marker", "o")
     if points:
         ax.plot([p[0] for p in points], [p[1] for p in points], **style)
 
@@ -31,7 +34,8 @@ def _lr_axis(ax, rows: list[dict]) -> None:
     if not points:
         return
     lr = ax.twinx()
-    lr.plot([p[0] for p in points], [p[1] for p in points], color=LR, ls=":", lw=1.2, label="lr (right axis)")
+    lr.plot([p[0] for p in points], [p[1] for p in points], color=LR, ls=":", lw=1.2, label="lr (right axis)",
+            marker="o" if len(points) == 1 else None, markersize=3)
     lr.set_ylim(bottom=0, top=1.1 * max(p[1] for p in points) or 1.0)
     lr.set_ylabel("learning rate", color=LR)
     lr.tick_params(axis="y", colors=LR, labelsize=7)
@@ -51,6 +55,9 @@ def training_curve(record: Record) -> str | None:
             ax.axvline(best, color=BEST, lw=1.0, ls="-.", label=f"best checkpoint (epoch {best})")
         _lr_axis(ax, rows)
         ax.set_xlabel("epoch (data epochs)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # epochs are whole: no 1.25 ticks
+        epochs = [row["epoch"] for row in rows]
+        ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
         ax.set_ylabel("accuracy (%)")
         ax.set_ylim(0, 100)
         ax.grid(alpha=0.3)

@@ -76,26 +76,34 @@ def finish(fig: Figure, ax, xlabel: str, ylabel: str, title: str, labels: list[t
     return svg(fig)
 
 
-# Where a label may sit, in points from its point: right-above, right-below, left-above, ...
+# Where a label may sit, in points from its point: right-above, right-below, left-above, ..., then further out.
 _SPOTS = [(5, 4, "left"), (5, -10, "left"), (-5, 4, "right"), (-5, -10, "right"), (5, 13, "left"),
-          (5, -19, "left")]
+          (5, -19, "left"), (-5, 13, "right"), (-5, -19, "right"), (5, 22, "left"), (5, -28, "left"),
+          (-5, 22, "right"), (-5, -28, "right")]
+MARKER = 4.0  # half the side, in points, of the box a plotted point keeps free of labels
 
 
-def place_labels(fig: Figure, ax, labels: list[tuple]) -> None:
-    """Put each (x, y, text, bold) label at the first spot that overlaps no label placed so far."""
-    placed: list[tuple] = []
+def place_labels(fig: Figure, ax, labels: list[tuple]) -> list[tuple]:
+    """Put each (x, y, text, bold) label at the first spot that covers no label placed so far and no point;
+    where every spot covers something, at the spot that covers least. Returns the labels' boxes."""
     to_pt = 72 / fig.dpi
-    for x, y, text, bold in labels:
-        px, py = (v * to_pt for v in ax.transData.transform((x, y)))
+    where = [tuple(v * to_pt for v in ax.transData.transform((x, y))) for x, y, _, _ in labels]
+    placed: list[tuple] = [(px - MARKER, py - MARKER, 2 * MARKER, 2 * MARKER) for px, py in where]
+    for (x, y, text, bold), (px, py) in zip(labels, where):
         size = 8 if bold else 7
         width = 0.6 * size * len(text)  # a rough text width: enough to keep labels apart
         boxes = [(px + dx - (width if ha == "right" else 0), py + dy, width, size) for dx, dy, ha in _SPOTS]
-        k = next((k for k, b in enumerate(boxes) if not any(_overlap(b, p) for p in placed)), 0)
+        covered = [sum(_area(b, p) for p in placed) for b in boxes]
+        k = next((k for k, c in enumerate(covered) if c == 0), min(range(len(boxes)), key=covered.__getitem__))
         placed.append(boxes[k])
         dx, dy, ha = _SPOTS[k]
         ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha, fontsize=size,
                     color="#222" if bold else "#666", fontweight="bold" if bold else "normal")
+    return placed[len(labels):]  # each label's box, in points: (x, y, width, height)
 
 
-def _overlap(a: tuple, b: tuple) -> bool:
-    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
+def _area(a: tuple, b: tuple) -> float:
+    """The area two (x, y, width, height) boxes share."""
+    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    return max(0.0, w) * max(0.0, h)

@@ -19,7 +19,11 @@ from .rows import Row
 from .tables import method
 
 PGD_LABEL = "PGD-20 accuracy (%)"
-RUN = "run (mean over seeds)"
+
+
+def run_label(rows: list[Row]) -> str:
+    """The legend's name of a point: a mean only where some row has several seeds."""
+    return "run (mean over seeds)" if any(len(row.runs) > 1 for row in rows) else "run"
 
 
 def _pgd20(r) -> float | None:
@@ -46,7 +50,7 @@ def robust_vs_cost(rows: list[Row], cost: Cost = COSTS["seconds"]) -> CostPlot:
     with matplotlib.rc_context(STYLE):
         fig, ax = figure()
         error_bars(ax, xs, ys)
-        ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=28, color=POINT, label=RUN, zorder=2)
+        ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=28, color=POINT, label=run_label(shown), zorder=2)
         fx, fy = [pts[i][0] for i in front], [pts[i][1] for i in front]
         ax.plot(fx, fy, drawstyle="steps-post", color=FRONT, lw=1.2, zorder=1)
         ax.scatter(fx, fy, s=46, color=FRONT, edgecolor="black", lw=0.6, label="Pareto front", zorder=3)
@@ -67,6 +71,6 @@ def clean_vs_robust(rows: list[Row]) -> str:
     with matplotlib.rc_context(STYLE):
         fig, ax = figure()
         error_bars(ax, xs, ys)
-        ax.scatter([x[0] for x in xs], [y[0] for y in ys], s=28, color=POINT, label=RUN, zorder=2)
+        ax.scatter([x[0] for x in xs], [y[0] for y in ys], s=28, color=POINT, label=run_label(shown), zorder=2)
         labels = [(x[0], y[0], method(row.first), False) for row, x, y in zip(shown, xs, ys)]
         return finish(fig, ax, "clean accuracy (%)", PGD_LABEL, "Clean vs robust accuracy", labels)
