@@ -246,8 +246,9 @@ def _shape_and_classes(model: nn.Module, data, num_classes) -> tuple[tuple[int, 
     if not (isinstance(shape, (tuple, list)) and len(shape) == 3 and all(isinstance(d, int) and d > 0 for d in shape)):
         raise ConfigError(f"data must be a DataSet, an input shape (C, H, W) or None, got {data!r}")
     if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)
-                                    or num_classes < 1):
-        raise ConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
+                                    or num_classes < 2):
+        raise ConfigError(f"num_classes must be an integer >= 2 (one class is no classification), "
+                          f"got {num_classes!r}")
     return tuple(shape), num_classes
 
 

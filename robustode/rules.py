@@ -103,7 +103,9 @@ def _show(value) -> str:
 
 
 # The rules robustode's settings share.
-BUDGET = Number(0.0, 1.0, says="lie in [0, 1] (pixel space, e.g. 8/255)")  # an eps
+# An attack's eps: an attack within eps 0 attacks nothing, and its "robust" accuracy is the clean one.
+BUDGET = Number(0.0, 1.0, low_open=True, says="lie in (0, 1] (pixel space, e.g. 8/255; eps 0 attacks nothing)")
+TRAINING_BUDGET = Number(0.0, 1.0, says="lie in [0, 1] (pixel space, e.g. 8/255)")  # a defense's eps
 STEP = Number(0.0, 1.0, low_open=True, says="lie in (0, 1] (pixel space, e.g. 2/255)")  # a step size
 COUNT = Number(1, integer=True, says="be a positive integer")
 COUNT0 = Number(0, integer=True, says="be an integer >= 0")

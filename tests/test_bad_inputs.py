@@ -74,9 +74,10 @@ API = [  # (what is wrong, ro.train keyword arguments, error type, words in the 
     ("step not a number", {"defense": "pgd-3(alpha=abc)"}, ConfigError, "alpha must be a number"),
     ("yopo sigma 2", {"defense": "yopo-3-2(sigma=2)"}, ConfigError, "sigma must lie in (0, 1]"),
     ("unknown defense option", {"defense_options": {"nope": 1}}, ConfigError, "has no setting nope"),
-    ("eps 2", {"eps": 2}, ConfigError, "must lie in [0, 1]"),
+    ("eps 2", {"eps": 2}, ConfigError, "must lie in (0, 1]"),
     ("eps a word", {"eps": "eight"}, ConfigError, "fraction like 8/255"),
-    ("eps negative", {"eps": -0.1}, ConfigError, "must lie in [0, 1]"),
+    ("eps negative", {"eps": -0.1}, ConfigError, "must lie in (0, 1]"),
+    ("eps 0", {"eps": 0}, ConfigError, "eps 0 attacks nothing"),
     ("no attacks", {"attacks": []}, ConfigError, "at least one attack"),
     ("unknown attack", {"attacks": ["nope"]}, UnknownNameError, "unknown attack 'nope'"),
     ("torchattacks bad value", {"attacks": ["torchattacks:CW(c=abc)"]}, ConfigError, "c must be a number"),
@@ -107,7 +108,7 @@ def test_the_api_refuses_bad_input_in_one_line(tmp_path, what, kwargs, error, wo
 EVAL = [
     ({"n": -1}, "n must be a positive integer"),
     ({"batch_size": 0}, "batch_size must be a positive integer"),
-    ({"eps": 5}, "must lie in [0, 1]"),
+    ({"eps": 5}, "must lie in (0, 1]"),
     ({"attacks": "pgd-20(alpha=0)"}, "alpha (the step size) must be > 0"),
     ({"data": "no_such_data"}, "unknown dataset"),
 ]

@@ -108,7 +108,7 @@ def test_a_model_yopo_cannot_split_only_warns():
 def test_check_model_refuses_bad_arguments_in_one_line():
     with pytest.raises(ConfigError, match=r"data must be a DataSet, an input shape \(C, H, W\) or None"):
         ro.check_model(Named(), (32, 32))
-    with pytest.raises(ConfigError, match="num_classes must be a positive integer"):
+    with pytest.raises(ConfigError, match="num_classes must be an integer >= 2"):
         ro.check_model(Named(), num_classes=0)
     with pytest.raises(ConfigError, match="output must be an index or a key"):
         ro.check_model(Named(), output=1.5)

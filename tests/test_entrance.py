@@ -83,7 +83,7 @@ def test_the_threat_model_checks_its_fields_and_describes_itself():
     assert ThreatModel(eps="4/255").describe() == "L-inf eps 4/255"
     assert ThreatModel(norm="l2", eps=0.5).describe() == "L2 eps 0.5"
     assert eps_text(8 / 255) == "8/255" and eps_text(0.03) == "0.03"
-    with pytest.raises(ConfigError, match=r"eps must lie in \[0, 1\]"):
+    with pytest.raises(ConfigError, match=r"eps must lie in \(0, 1\]"):
         ThreatModel(eps=2)
     with pytest.raises(ConfigError, match="norm must be one of linf, l2"):
         ThreatModel(norm="l1")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import re
+import sys
 
 from ..data import datasets
 from ..defenses import defenses
@@ -31,11 +33,46 @@ def dataset_help(default_text: str) -> str:
     return f"{', '.join(names[:-1])} or {names[-1]} (default: {default_text})"
 
 
+# Options that may be given more than once: they add up rather than replace each other.
+REPEATABLE = (argparse._SubParsersAction, argparse._AppendAction, argparse._CountAction)
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse, but a bad argument prints one line (no usage block) and exits with status 2."""
+    """argparse, but a bad argument prints one line (no usage block) and exits with status 2, an option
+    given twice (``--cycle-momentum --no-cycle-momentum``) is refused rather than the last one taken, and
+    ``--eps -8/255`` reads as a (refused) negative value rather than as an option."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-\d*\.?\d+(/\d*\.?\d+)?$")
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def parse_known_args(self, args=None, namespace=None):
+        given = {}
+        for arg in (sys.argv[1:] if args is None else args):
+            if arg == "--":
+                break
+            action = self._option_action(arg)
+            if action is not None and not isinstance(action, REPEATABLE):
+                name, before = arg.split("=")[0], given.get(action.dest)
+                if before is not None and action.dest != "help":
+                    self.error(f"{name} given twice; give it once" if name == before else
+                               f"{before} and {name} both set {action.dest}; give one")
+                given[action.dest] = name
+        return super().parse_known_args(args, namespace)
+
+    def _option_action(self, arg: str):
+        """The action an argument sets when it is an option (``--name``, ``--name=value``, an abbreviation)."""
+        if not arg.startswith("-") or self._negative_number_matcher.match(arg):
+            return None
+        name = arg.split("=")[0]
+        exact = self._option_string_actions.get(name)
+        if exact is not None or not name.startswith("--"):
+            return exact
+        matches = {a for option, a in self._option_string_actions.items() if option.startswith(name)}
+        return matches.pop() if len(matches) == 1 else None
 
 
 def _checked(parse):
@@ -92,8 +129,15 @@ def count(text: str) -> int:
     return _integer(text, 0)
 
 
+def _no_empty_item(text: str, example: str) -> None:
+    """A list with an empty item ("0,,1", "pgd-20,") is a typo, not a shorter list."""
+    if re.search(r"^\s*,|,\s*,|,\s*$", text):
+        raise ConfigError(f"an empty item in the list {text!r}; expected e.g. {example}")
+
+
 @_checked
 def seed_list(text: str) -> list[int]:
+    _no_empty_item(text, "0,1,2")
     seeds = [_integer(part.strip(), 0) for part in text.split(",") if part.strip()]
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"expected distinct seeds separated by commas, e.g. 0,1,2, got {text!r}")
@@ -102,6 +146,7 @@ def seed_list(text: str) -> list[int]:
 
 @_checked
 def attack_list(text: str) -> list[str]:
+    _no_empty_item(text, "pgd-20,autoattack")
     names = split_specs(text)  # commas inside a spec's parentheses are its own: "pgd-50(restarts=5, norm=l2)"
     if not names:
         raise ConfigError("expected a comma-separated list of attacks, e.g. pgd-20,autoattack")

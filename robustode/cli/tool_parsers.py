@@ -28,6 +28,11 @@ def input_shape(text: str) -> tuple[int, int, int]:
     return tuple(_integer(p.strip(), 1) for p in parts)
 
 
+@_checked
+def class_count(text: str) -> int:
+    return _integer(text, 2)  # one logit is no classifier: every prediction is right
+
+
 def output_key(text: str) -> int | str:
     return int(text) if text.lstrip("-").isdigit() else text
 
@@ -47,7 +52,7 @@ def check_model(sub) -> None:
     which.add_argument("--model", metavar="NAME", help="a registered model (see `robustode list models`)")
     which.add_argument("--module", metavar="FILE.py:FACTORY",
                        help="your own model: FACTORY() from FILE.py or package.module, called without arguments")
-    p.add_argument("--num-classes", type=positive_int, metavar="K",
+    p.add_argument("--num-classes", type=class_count, metavar="K",
                    help="logits expected per image (default: any; a registered model is built with 10)")
     p.add_argument("--input-shape", type=input_shape, metavar="C,H,W",
                    help="image shape (default: the model's input_shape, else 3,32,32)")

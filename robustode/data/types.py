@@ -38,6 +38,11 @@ class DataSet:
     source: str = ""  # where it was read from
     meta: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        if len(self.classes) < 2:  # one logit: every prediction right, clean and "robust" 100% by construction
+            raise DataError(f"{self.name} has {len(self.classes)} class(es) ({', '.join(self.classes) or 'none'}); "
+                            "a classifier needs at least 2")
+
     @property
     def num_classes(self) -> int:
         return len(self.classes)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from ..rules import BELOW_ONE, BUDGET, COUNT0, NONNEG, check_fields, rule
+from ..rules import BELOW_ONE, COUNT0, NONNEG, TRAINING_BUDGET, check_fields, rule
 from ..threat import DEFAULT_EPS
 from .modifiers import MODIFIERS
 
@@ -92,7 +92,7 @@ class Defense:
     takes its training loss's cross-entropy from ``self.cross_entropy``.
     """
 
-    eps: float = rule(DEFAULT_EPS, BUDGET)
+    eps: float = rule(DEFAULT_EPS, TRAINING_BUDGET)
     label_smoothing: float = rule(0.0, BELOW_ONE)  # smoothing factor of the training loss's labels
     awp_gamma: float = rule(0.0, NONNEG)  # AWP's relative weight perturbation ||v_l|| / ||w_l|| per weight tensor
     awp_warmup: int = rule(0, COUNT0, label="awp_warmup (data epochs)")  # data epochs trained before AWP starts

@@ -8,7 +8,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from ..rules import BUDGET, COUNT, NONNEG, STEP, rule
+from ..rules import COUNT, NONNEG, STEP, TRAINING_BUDGET, rule
 from .awp import descend
 from .base import Defense, Preset, StepOutput
 from .common import BN_MODE, bn_mode, output, sign_ascent
@@ -53,7 +53,7 @@ class MART(Defense):
         model, record = robustode.train("preact_resnet18", defense, "cifar10")
     """
 
-    eps: float = rule(0.031, BUDGET)
+    eps: float = rule(0.031, TRAINING_BUDGET)
     step_size: float = rule(0.007, STEP)
     steps: int = rule(10, COUNT, label="steps (K of mart-K)")
     beta: float = rule(5.0, NONNEG)

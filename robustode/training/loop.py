@@ -68,6 +68,7 @@ def fit(model: nn.Module, defense: Defense, data: DataSet, config: TrainConfig |
     run_dir, saved, config = _open_run(out_dir, resume, config, ctx)
     settings = config.resolve(defense, world_size=ctx.world_size)
     data, held_out = hold_out(data, settings.holdout)
+    settings, lowered = fitted_to_data(settings, config, len(data.train), len(held_out))
     model, note = _prepared(model, defense, data, settings)  # a bad model fails here, before any write
     with run_lock(run_dir), _determinism(settings.deterministic):
         if run_dir is not None:
@@ -77,6 +78,8 @@ def fit(model: nn.Module, defense: Defense, data: DataSet, config: TrainConfig |
             _check_same_run(RunInfo.from_dict(saved["config"], str(run_dir)), run, run_dir, _assumed(defense))
         log = RunLog(run_dir, quiet or not ctx.main, open_loggers(settings.log, run_dir, run.to_dict()) if ctx.main
                      else [])
+        for line in lowered:  # sizes the data cannot honour, lowered to its own
+            log.warn(line)
         loader = train_loader(data.train, extra, settings, torch.device(settings.device), ctx.rank, ctx.world_size)
         trainer = Trainer(model, defense, data, run, log, loader, run_dir, held_out, eval_attack)
         _start(trainer, saved, config, log, note)
@@ -121,6 +124,23 @@ def _opening_lines(recipe: str | None, notes: Sequence[str], feed: str | None) -
     lines = [] if recipe is None else [f"recipe {recipe} supplies every setting not given explicitly",
                                        *(f"recipe {recipe}: {note}" for note in notes)]
     return lines + ([feed] if feed else [])
+
+
+def fitted_to_data(settings, asked: TrainConfig, n_train: int, n_held_out: int) -> tuple:
+    """(settings, what was lowered): a size larger than the data is refused when asked for, and lowered to
+    the data's when it is a preset's or a default (the settings, hence config.json and the record, keep the
+    value used; the lines returned say so in the log)."""
+    lowered, changes = [], {}
+    sizes = [("batch_size", n_train, "training images"), ("eval_n", n_held_out, "held-out images")]
+    for name, have, what in sizes[:1] + sizes[1:] * (settings.eval_every > 0):
+        value = getattr(settings, name)
+        if value <= have:
+            continue
+        if name in asked.explicit():
+            raise ConfigError(f"{name}={value} exceeds the {have} {what}; ask for at most {have}")
+        changes[name] = have
+        lowered.append(f"{name} {value} (not asked for) exceeds the {have} {what}: using {have}")
+    return (dataclasses.replace(settings, **changes) if changes else settings), lowered
 
 
 def hold_out(data: DataSet, holdout: int) -> tuple[DataSet, object]:
