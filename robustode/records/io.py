@@ -72,6 +72,30 @@ def load_record_points(record: Record) -> dict:
     return load_points(record.path.parent / info["file"], info["sha256"])[0]
 
 
+def check_points(records: list[Record]) -> None:
+    """Every per-example file the records reference exists, matches its hash and gives the record's
+    accuracies; one RecordError names every record that fails, as ``load_records`` does."""
+    problems = []
+    for record in records:
+        if not record.evaluation.per_example:
+            continue
+        try:
+            points = load_record_points(record)
+        except RecordError as err:
+            problems.append(str(err))
+            continue
+        ev = record.evaluation
+        stated = {"clean": ev.clean_acc, **ev.robust, "worst_case": ev.worst_case_acc}
+        for name, acc in stated.items():
+            column = points.get(name)
+            if acc is not None and column is not None and abs(float(column.mean()) - acc) > 1e-9:
+                problems.append(f"{record.path}: {name} accuracy {acc:.4g}, but its per-example file says "
+                                f"{float(column.mean()):.4g}")
+                break
+    if problems:
+        raise RecordError(f"{len(problems)} record(s) with bad per-example results: " + "; ".join(problems))
+
+
 def dumps(record: Record) -> str:
     try:
         return json.dumps(record.to_dict(), indent=2, allow_nan=False) + "\n"

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import RecordError
+from .consistency import check_consistent
 from .migrate import from_v1, from_v2
 from .show import record_text
 
@@ -155,6 +156,7 @@ class Record:
         record = _build(cls, d, source, "", lenient=version < SCHEMA_VERSION)  # older: later fields default
         if version < 2:
             from_v1(record)
+        check_consistent(record, source)
         record.schema_version = SCHEMA_VERSION
         return record
 

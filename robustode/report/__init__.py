@@ -20,6 +20,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..files import check_output_file, write_atomic
 from ..records import Record, load_records
+from ..records.io import check_points
 from .cost import COSTS, cost_named
 from .export import render_csv, render_json
 from .html import render_html
@@ -55,7 +56,9 @@ def write_report(records_dir: str | os.PathLike, fmt: str, out: str | os.PathLik
         if Path(out).resolve().parent == Path(records_dir).resolve():
             raise ConfigError(f"report file {out} would lie among the records it reports on; write it elsewhere")
         check_output_file(out, force=force, what="report file")
-    text = render(load_records(records_dir), fmt, cost)
+    records = load_records(records_dir)
+    check_points(records)  # now, not when a comparison first needs them
+    text = render(records, fmt, cost)
     if out is not None:
         write_atomic(out, text)  # a reader never sees half a report
     return text
