@@ -23,6 +23,7 @@ from .models import create as create_model
 from .models import list as list_models
 from .models import register_model
 from .records import combine, compare, load_record
+from .corruptions_api import evaluate_checkpoint_corruptions as evaluate_corruptions
 from .robustbench_api import evaluate_robustbench, export_robustbench, load_robustbench
 from .threat import ThreatModel
 from .training import TrainConfig
@@ -43,6 +44,7 @@ __all__ = [
     "create_model",
     "evaluate",
     "evaluate_checkpoint",
+    "evaluate_corruptions",
     "evaluate_robustbench",
     "export_robustbench",
     "fit",

@@ -28,6 +28,7 @@ from torch import nn
 
 from . import evaluation, training
 from .checks import check_model
+from .corruptions_api import evaluate_model, is_corruptions
 from .data import DataSet
 from .defenses.base import Defense
 from .dist import context
@@ -35,6 +36,7 @@ from .entrance import (DEFAULT_ATTACKS, apply_recipe, build_attacks, build_defen
                        build_threat, check_model_name, check_n, load_data, load_extra, recipe_defense, train_config)
 from .errors import ConfigError, DataError
 from .evaluation import EvalResult, evaluate_sharded
+from .evaluation.corruptions import CorruptionResult
 from .files import check_output_dir
 from .records import DatasetInfo, Evaluated, Record, load_record, run_record, save, save_in
 from .threat import DEFAULT_EPS
@@ -138,19 +140,26 @@ def fit(model: nn.Module | str | None, defense: str | Defense | None = None, dat
 
 def evaluate(model: nn.Module, data="cifar10", attacks=DEFAULT_ATTACKS, n: int | None = None, batch_size: int = 256,
              device=None, eps=DEFAULT_EPS, quiet: bool = False, masking_checks: bool = True, seed: int = 0,
-             data_dir=None, escalate: bool = True, surrogate=None, state=None) -> EvalResult:
+             data_dir=None, escalate: bool = True, surrogate=None, state=None, threat=None,
+             clean=None) -> EvalResult | CorruptionResult:
     """Clean and robust accuracy of ``model`` on the first ``n`` test images, with intervals and flags.
 
     data: a registered data set name (found in ``data_dir``), a DataSet, a Split or an (x, y) pair.
     attacks: specs ("pgd-20", "pgd-50(restarts=5)", "autoattack", "torchattacks:CW(c=1)") or Attacks;
         ``eps`` applies to every attack whose spec does not set its own.
     surrogate: the transfer stage's surrogate (default: the same architecture trained naturally, briefly).
+    threat: "corruptions" (or ThreatModel.corruptions()) for the common corruptions instead of attacks: ``data``
+        is "cifar10c:PATH" or "cifar100c:PATH" (the released layout), ``clean`` the clean set (default: the one
+        corrupted); returns a CorruptionResult (accuracy per corruption and severity, their mean, intervals).
     The rest: see robustode.evaluation.evaluate.
 
         result = ro.evaluate(model, "cifar10", attacks=["pgd-20", "autoattack"], n=1000)
         result.clean_acc, result.robust["pgd-20"], result.intervals["pgd-20"], result.worst_case
     """
-    threat = build_threat(eps)
+    if is_corruptions(threat):
+        return evaluate_model(model, data, clean, n=n, batch_size=batch_size, device=device, data_dir=data_dir,
+                              quiet=quiet)
+    threat = build_threat(eps, threat or "linf")
     built = build_attacks(attacks, threat, allow_none=True)  # a bad attack fails before any data is loaded
     check_positive_int(batch_size, "batch_size")
     device = None if device is None else resolve_device(device)

@@ -12,6 +12,7 @@ from torch import nn
 
 from .attacks.spec import Attack, build_all
 from .data import DataSet, load_dataset
+from .data.corruptions import CorruptionSet, load_corruptions
 from .data.extra import ExtraSet, open_extra
 from .defenses import create_defense
 from .defenses.base import Defense
@@ -157,3 +158,11 @@ def recipe_defense(recipe: str | None, spec: str, eps=None, options: dict | None
         if recipe is None:
             raise
         raise ConfigError(f"recipe {recipe} with defense {spec}: {err}") from None
+
+
+def load_corruption_data(data: str | CorruptionSet, clean: str | DataSet | None = None,
+                         data_dir=None) -> tuple[CorruptionSet, DataSet]:
+    """The corruption set ("cifar10c:PATH", checked file by file) and the clean data set of its clean accuracy
+    (default: the one it corrupts, e.g. cifar10)."""
+    corrupted = data if isinstance(data, CorruptionSet) else load_corruptions(data)
+    return corrupted, load_data(clean or corrupted.clean, data_dir)

@@ -15,13 +15,14 @@ from pathlib import Path
 from torch import nn
 
 from . import evaluation
-from .api import load_model
 from .data import DataSet
 from .entrance import DEFAULT_ATTACKS, build_attacks, build_robustbench, build_threat, check_n, load_data
 from .errors import ConfigError
 from .interop.robustbench_export import export, model_info
 from .records import DatasetInfo, Evaluated, Record, checkpoint_record, load_record
 from .threat import DEFAULT_EPS
+from .training import load_checkpoint
+from .training.checkpoint import model_from_state
 from .training.surrogate import train_surrogate
 from .utils import resolve_device
 
@@ -56,12 +57,17 @@ def evaluate_robustbench(name: str, checkpoint: str | Path, data: str | DataSet 
     check_n(n, dataset)
     result = evaluation.evaluate(model, dataset, built, threat, n=n, batch_size=batch_size, device=device,
                                  quiet=quiet, masking_checks=masking_checks, surrogate=train_surrogate)
+    return checkpoint_record(*origin(name, checkpoint, model), result, DatasetInfo(**dataset.describe()), label=label,
+                             command=command)
+
+
+def origin(name: str, checkpoint: str | Path, model: nn.Module) -> tuple[dict, dict]:
+    """The record's model and defense sections for RobustBench entry ``name``'s weights: what was evaluated
+    and where it came from (the file and its SHA-256)."""
     digest = hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()
-    return checkpoint_record(
-        {"name": model.robustode_name, "params": sum(p.numel() for p in model.parameters())},
-        {"spec": f"robustbench:{name}", "name": "robustbench", "single_step": False,
-         "hyperparameters": {"entry": name, "checkpoint": str(checkpoint), "sha256": digest}},
-        result, DatasetInfo(**dataset.describe()), label=label, command=command)
+    return ({"name": model.robustode_name, "params": sum(p.numel() for p in model.parameters())},
+            {"spec": f"robustbench:{name}", "name": "robustbench", "single_step": False,
+             "hyperparameters": {"entry": name, "checkpoint": str(checkpoint), "sha256": digest}})
 
 
 def export_robustbench(record: str | Path | Record, checkpoint: str | Path, out: str | Path,
@@ -75,7 +81,7 @@ def export_robustbench(record: str | Path | Record, checkpoint: str | Path, out:
     record = record if isinstance(record, Record) else load_record(record)
     name = name or record.label or f"robustode_{record.model.name}"
     model_info(record, name)  # a record without AutoAttack is refused before the weights are read
-    model = load_model(checkpoint)
+    model = model_from_state(load_checkpoint(checkpoint), checkpoint)
     if model.robustode_name != record.model.name:
         raise ConfigError(f"checkpoint {checkpoint} holds a {model.robustode_name}, but the record evaluates a "
                           f"{record.model.name}")

@@ -14,27 +14,52 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
+from .errors import ConfigError
 from .rules import BUDGET, Choice, check_fields, rule
 
 DEFAULT_EPS = 8 / 255  # the field's standard CIFAR L-inf budget
-NORMS = ("linf", "l2")
+NORMS = ("linf", "l2")  # the attacks' norms
 NORM = Choice(NORMS)  # the rule of an attack's norm setting
+CORRUPTIONS = "corruptions"  # common corruptions (CIFAR-10-C): no adversary, no budget
+THREATS = (*NORMS, CORRUPTIONS)  # what a ThreatModel, a record and a leaderboard table are about
 PIXEL_RANGE = (0.0, 1.0)  # every image, clean or adversarial
 
 
 @dataclass(frozen=True)
 class ThreatModel:
-    """An L-p ball of radius ``eps`` around each image, intersected with the pixel range."""
+    """An L-p ball of radius ``eps`` around each image, intersected with the pixel range; or the common
+    corruptions (``ThreatModel.corruptions()``: 15 corruptions at 5 severities, no adversary, eps None)."""
 
-    norm: str = rule("linf", Choice(NORMS))
-    eps: float = rule(DEFAULT_EPS, BUDGET)
+    norm: str = rule("linf", Choice(THREATS))
+    eps: float | None = rule(DEFAULT_EPS, BUDGET.optional_())  # None exactly for the corruptions
 
     def __post_init__(self):
         check_fields(self)
+        if self.norm == CORRUPTIONS and self.eps is not None:
+            raise ConfigError(f"the corruptions threat model has no budget, got eps={self.eps:g}: use "
+                              "ThreatModel.corruptions()")
+        if self.norm != CORRUPTIONS and self.eps is None:
+            raise ConfigError(f"an {self.norm} threat model needs a budget eps, e.g. 8/255")
+
+    @classmethod
+    def corruptions(cls) -> ThreatModel:
+        return cls(norm=CORRUPTIONS, eps=None)
+
+    @property
+    def adversarial(self) -> bool:
+        """An adversary within a budget (L-inf, L2), as opposed to fixed corruptions."""
+        return self.norm != CORRUPTIONS
 
     def describe(self) -> str:
-        """'L-inf eps 8/255' (the budget as a fraction of 255 where it is one)."""
-        return f"{'L-inf' if self.norm == 'linf' else 'L2'} eps {eps_text(self.eps)}"
+        """'L-inf eps 8/255' (the budget as a fraction of 255 where it is one); 'common corruptions'."""
+        return describe(self.norm, self.eps)
+
+
+def describe(norm: str, eps: float | None) -> str:
+    """How a threat model is named in logs, records and tables."""
+    if norm == CORRUPTIONS:
+        return "common corruptions"
+    return f"{'L-inf' if norm == 'linf' else 'L2'} eps {eps_text(eps)}"
 
 
 def eps_text(eps: float) -> str:
@@ -43,3 +68,19 @@ def eps_text(eps: float) -> str:
     if frac.denominator == 255 and abs(float(frac) - eps) < 1e-9:
         return f"{frac.numerator}/255"
     return f"{eps:g}"
+
+
+def corruption_cell(corruption: str, severity: int) -> str:
+    """The name of one (corruption, severity) accuracy in a corruptions result or record: "fog-3"."""
+    return f"{corruption}-{severity}"
+
+
+def corruption_grid(robust: dict[str, float]) -> dict[str, list[float]]:
+    """A corruptions record's accuracies as {corruption: [severity 1, ..., 5]}, in the record's order."""
+    grid: dict[str, list[float]] = {}
+    for name, acc in robust.items():
+        corruption, _, severity = name.rpartition("-")
+        if corruption and len(severity) == 1 and severity.isdigit():  # "fog-3", never "pgd-20"
+            grid.setdefault(corruption, []).append(acc)
+    return grid
+

@@ -130,8 +130,11 @@ def cmd_eval(args) -> int:
     from ..errors import ConfigError
     from ..files import check_output_dir, check_output_file
     from ..records import save, save_in, save_new
+    from .corruptions_cmd import cmd_eval_corruptions
     from .robustbench_cmd import cmd_eval_robustbench
 
+    if args.corruptions:
+        return cmd_eval_corruptions(args)
     if args.robustbench:
         return cmd_eval_robustbench(args)
     if args.trust_pickle:

@@ -311,6 +311,10 @@ def _eval(sub) -> None:
                         "docs/robustbench.md lists the entries robustode builds)")
     p.add_argument("--trust-pickle", action="store_true",
                    help="with --robustbench: load a file holding pickled objects (this runs code from it)")
+    p.add_argument("--corruptions", metavar="DATA",
+                   help="the corruptions threat model instead of attacks: accuracy per corruption and severity of "
+                        "DATA (cifar10c:PATH or cifar100c:PATH, the released .npy layout) and the mean; --dataset "
+                        "is the clean set (default: the one corrupted)")
     _data_options(p, None, "the one the model was trained on")
     p.add_argument("--eps", type=budget, default=DEFAULT_EPS, help="attack budget (default: 8/255)")
     p.add_argument("--out", metavar="FILE",

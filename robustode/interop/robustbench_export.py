@@ -42,8 +42,8 @@ def model_info(record: Record, name: str) -> dict:
                           "ranks entries by AutoAttack: evaluate it with --attacks autoattack first")
     layout, arch = layout_of(record.model.name), record.model.name
     depth_width = arch.rsplit("wrn", 1)[-1].split("_") if layout != "preact" else ["18", "0"]
-    notes = [f"Evaluated by robustode {record.provenance.robustode_version} on the first {ev.n} test images of "
-             f"{record.dataset.name}; trained with {record.defense.spec} for {record.training.epochs} epochs."]
+    notes = [(f"Evaluated by robustode {record.provenance.robustode_version} on the first {ev.n} test images of "
+              f"{record.dataset.name}; trained with {record.defense.spec} for {record.training.epochs} epochs.")]
     if not ev.autoattack_standard:
         notes.append("Not the standard AutoAttack.")
     if ev.worst_case_acc is not None and ev.worst_case_acc < ev.autoattack_acc:

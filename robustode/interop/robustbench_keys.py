@@ -42,7 +42,7 @@ def read_checkpoint(path: str | Path, trust_pickle: bool = False) -> dict[str, t
         detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"{path} holds pickled objects beyond tensors ({detail[:120]}); loading it runs code "
                               "from the file: pass --trust-pickle (trust_pickle=True) only if you trust its source") from None
-    except Exception as err:  # a truncated or foreign file: torch raises several types
+    except (RuntimeError, EOFError, ValueError, OSError) as err:  # a truncated or foreign file
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({type(err).__name__}: "
                               f"{str(err).splitlines()[0][:120] if str(err) else ''})") from None
     return strip_prefixes(unwrap(obj, path))

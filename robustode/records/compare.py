@@ -56,7 +56,9 @@ def compare(a: Record, b: Record) -> Comparisons:
     """Clean, every attack both ran, and the worst case, point by point on the same test points."""
     same_points(a, b)
     pa, pb = load_record_points(a), load_record_points(b)
-    metrics = ["clean", *(k for k in a.evaluation.robust if k in b.evaluation.robust), "worst_case"]
+    # Every accuracy with a right-or-wrong per point in both (the corruptions' mean has none).
+    metrics = ["clean", *(k for k in a.evaluation.robust if k in b.evaluation.robust and k in pa and k in pb),
+               "worst_case"]
     rows = Comparisons()
     for metric in metrics:
         x, y = torch.as_tensor(pa[metric]), torch.as_tensor(pb[metric])

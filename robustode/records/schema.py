@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import RecordError
+from ..threat import THREATS
 from .consistency import check_consistent
 from .migrate import from_v1, from_v2
 from .show import record_text
@@ -86,7 +87,7 @@ class TrainingInfo:
 @dataclass
 class EvaluationInfo:
     n: int = field(metadata=_POSITIVE)  # the first n test images, unshuffled
-    norm: str = field(metadata={"choices": ("linf", "l2")})
+    norm: str = field(metadata={"choices": THREATS})  # "corruptions": eps 0, robust holds each cell and the mean
     eps: float = field(metadata=_NONNEG)  # pixel space
     clean_acc: float = field(metadata=_FRACTION)
     pgd20_acc: float | None = field(metadata=_FRACTION)  # None when PGD-20 was not run

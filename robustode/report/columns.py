@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..records import Record
+from ..threat import CORRUPTIONS
 from .cells import (
     MISSING,
     NONSTANDARD_AA,
@@ -14,6 +15,7 @@ from .cells import (
     short_commit,
     unit_column,
 )
+from .corruption_columns import corruption_columns, corruption_group_notes, corruption_reading_notes
 from .cost import bytes_unit, flops_unit, time_unit, training_flops
 from .rows import COLLAPSE_BELOW, Row
 from .significance import SIGNIFICANCE, significant
@@ -60,7 +62,10 @@ def columns(group: Group, wide: bool = False) -> list[Column]:
     """The seed table's columns (method, clean, PGD-20, time), then the optional ones and the provenance.
 
     ``wide`` (the HTML page) adds peak device memory and counted training FLOPs where recorded.
+    A corruptions table has its own (corruption_columns.py).
     """
+    if group.norm == CORRUPTIONS:
+        return corruption_columns(group)
     best = group.rows[0] if group.rows else None
     records = group.records
     cols = [Column("Training method", lambda row: Cell(method(row.first), method(row.first))),
@@ -90,6 +95,8 @@ def columns(group: Group, wide: bool = False) -> list[Column]:
 
 def group_notes(group: Group) -> list[str]:
     """The lines above a table: what it holds, the hardware, the order."""
+    if group.norm == CORRUPTIONS:
+        return corruption_group_notes(group)
     first = group.records[0]
     of = f" of the {first.dataset.n_test:,}" if first.dataset.n_test != group.n else ""  # a loaded subset: its size
     return [f"Threat model {group.threat}; trained on {group.n_train:,} training images; evaluated on the "
@@ -99,6 +106,8 @@ def group_notes(group: Group) -> list[str]:
 
 def reading_notes(group: Group) -> list[str]:
     """The lines under a table: how to read its cells, and its footnotes."""
+    if group.norm == CORRUPTIONS:
+        return corruption_reading_notes(group)
     methods = sorted({r.evaluation.interval_method for r in group.records})
     accuracies = (f"Accuracies in %. One run: its 95% {' / '.join(m.title() for m in methods)} interval on "
                   f"the n = {group.n:,} test points, [low, high].")

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from ..records import Record
 from ..stats import interval as proportion_interval
+from ..threat import CORRUPTIONS
 
 # A seed "collapsed" (catastrophic overfitting) when its guard fired or its PGD-20 fell below this.
 COLLAPSE_BELOW = 0.02
@@ -32,6 +33,7 @@ ACCURACIES: dict[str, Callable] = {
     "pgd-20": lambda ev: ev.pgd20_acc,
     "autoattack": lambda ev: ev.autoattack_acc,
     "worst_case": lambda ev: ev.worst_case_acc,
+    CORRUPTIONS: lambda ev: ev.robust.get(CORRUPTIONS),  # a corruptions record's mean over its cells
 }
 
 
@@ -108,8 +110,9 @@ class Row:
         return sum(collapsed(r) for r in self.runs)
 
     def sort_key(self) -> tuple:
-        """Best mean PGD-20 first; then best clean, then fastest. Rows without PGD-20 go last."""
-        pgd = self.mean(lambda r: r.evaluation.pgd20_acc)
+        """Best mean PGD-20 (the mean corruption accuracy in a corruptions table) first; then best clean, then
+        fastest. Rows without it go last."""
+        pgd = self.mean(lambda r: accuracy(r, CORRUPTIONS if r.evaluation.norm == CORRUPTIONS else "pgd-20"))
         clean = self.mean(lambda r: r.evaluation.clean_acc)
         return pgd is None, -(pgd or 0.0), -clean, self.mean(lambda r: r.training.seconds)
 

@@ -2,7 +2,8 @@
 
 A table holds only runs that can be compared like with like: one data set (its
 kind included, so CIFAR-10, its JPEG copy and synthetic data never share a table),
-one training-set size, one evaluation n, one threat model and one model. Its rows
+one training-set size, one evaluation n, one threat model and one model; tables are ordered by threat
+model first (L-inf, L2, corruptions), so no table mixes them. Its rows
 are the runs that differ only by seed (rows.py), sorted by mean PGD-20, best first.
 """
 
@@ -12,14 +13,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ..records import Record
-from ..threat import eps_text
+from ..threat import CORRUPTIONS, THREATS, eps_text
 from .rows import Row, seed_rows
 from .significance import mark_significance
 
 KIND_ORDER = {"real": 0, "jpeg-copy": 1, "custom": 2, "synthetic": 3}
 KIND_SUFFIX = {"real": "", "jpeg-copy": " (JPEG copy)", "custom": " (custom data)",
                "synthetic": " (not a benchmark)"}
-DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "svhn": "SVHN", "cifar10-jpeg": "CIFAR-10"}
+DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "svhn": "SVHN", "cifar10-jpeg": "CIFAR-10",
+                 "cifar10c": "CIFAR-10-C", "cifar100c": "CIFAR-100-C"}
+THREAT_ORDER = {norm: i for i, norm in enumerate(THREATS)}  # one threat model's tables together
 
 
 def dataset_label(name: str, kind: str) -> str:
@@ -34,7 +37,7 @@ def method(record: Record) -> str:
 def table_key(record: Record) -> tuple:
     """What every run of one table shares; the order is the tables' order."""
     d, ev = record.dataset, record.evaluation
-    return KIND_ORDER[d.kind], d.name, record.model.name, ev.norm, ev.eps, -d.n_train, -ev.n
+    return THREAT_ORDER[ev.norm], KIND_ORDER[d.kind], d.name, record.model.name, ev.eps, -d.n_train, -ev.n
 
 
 @dataclass
@@ -61,6 +64,8 @@ class Group:
 
     @property
     def threat(self) -> str:
+        if self.norm == CORRUPTIONS:
+            return "common corruptions"
         return f"{'L∞' if self.norm == 'linf' else 'L2'} eps {eps_text(self.eps)}"
 
     @property
