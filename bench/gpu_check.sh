@@ -13,14 +13,14 @@
 #   GPU_CHECK_TOY=1 PYTHON=.venv/bin/python bash bench/gpu_check.sh
 #
 # Settings (environment): PYTHON (default python3), GPU_CHECK_SECONDS (whole budget, default 560),
-# GPU_CHECK_STAGES (default "throughput yopo ratio models robust compile cudagraphs"), TTR_DEFENSES (time-to-robust defenses),
+# GPU_CHECK_STAGES (default "throughput yopo ratio models robust compile cudagraphs stream"), TTR_DEFENSES (time-to-robust defenses),
 # TTR_BUDGET (seconds of training per defense, default 150).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 TOTAL=${GPU_CHECK_SECONDS:-560}
-STAGES=${GPU_CHECK_STAGES:-throughput yopo ratio models robust compile cudagraphs}
+STAGES=${GPU_CHECK_STAGES:-throughput yopo ratio models robust compile cudagraphs stream}
 RESULTS=${OUT:-/tmp/gpu_check}
 WORK=$(mktemp -d /tmp/gpu_check.XXXXXX)  # records, step costs, the wheel's install: $OUT takes 8 files at most
 trap 'rm -rf "$WORK"' EXIT
@@ -72,6 +72,7 @@ if [[ -n ${GPU_CHECK_TOY:-} ]]; then
   SC_RATIO=(--models resnet20 --defenses natural,natural-x2,yopo-2-1,grad-align --batch-size 8 --steps 1 --pairs 3)
   TTR=(--model resnet20 --dataset synthetic --train-subset 32 --n 8 --epochs 1 --batch-size 16
        --defenses "${TTR_DEFENSES:-natural,yopo-2-1}")
+  STREAM=(--images 20000 --batches 5 --model resnet20 --step-batch 8 --steps 1 --rounds 1)
 else
   DEVICE=cuda
   [[ -f .data/cifar10-jpeg.tar.gz ]] || die "no .data/cifar10-jpeg.tar.gz: copy /work/shared/data/cifar10-jpeg.tar.gz into .data/ and carry .data"
@@ -86,6 +87,8 @@ else
             --batch-size 512 --steps 2 --pairs 5 --warmup 2)
   TTR=(--dataset cifar10-jpeg --data-dir .data --defenses "${TTR_DEFENSES:-fgsm-rs,free-8,yopo-5-3,pgd-10,natural}"
        --budget-seconds "${TTR_BUDGET:-150}")
+  # the extra-data stream from a 1M-image .npy (3.07 GB on the machine's disk) feeding WRN-28-10 bf16 steps
+  STREAM=(--images 1000000 --batches 200 --model dm_wrn28_10 --step-batch 512 --steps 3 --rounds 6)
 fi
 
 "$PYTHON" - "$DEVICE" <<'EOF' 2>&1 | tee -a "$LOG" || die "torch cannot use the device (see above)"
@@ -111,6 +114,8 @@ stage robust 330 "$PYTHON" bench/time_to_robust.py "${TTR[@]}" --device "$DEVICE
   --html "$RESULTS/leaderboard.html" --json "$RESULTS/time_to_robust.json"
 stage compile 120 "$PYTHON" bench/throughput.py "${TP_COMPILE[@]}" --device "$DEVICE" --json "$RESULTS/throughput_compile.json"
 stage cudagraphs 90 "$PYTHON" bench/throughput.py "${TP_GRAPHS[@]}" --device "$DEVICE" --json "$RESULTS/throughput_cudagraphs.json"
+stage stream 90 "$PYTHON" bench/data_stream.py "${STREAM[@]}" --device "$DEVICE" --dir "$WORK/stream" \
+  --json "$WORK/step_cost/data_stream.json"
 
 # One archive for the records and the step costs: $OUT brings back 8 files at most.
 (cd "$WORK" && ls -d records step_cost/*.json 2>/dev/null) >"$WORK/archived" || true
