@@ -6,6 +6,7 @@ import os
 import socket
 from dataclasses import dataclass
 
+import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
@@ -16,6 +17,7 @@ from training_utils import tiny
 from robustode import dist
 from robustode.api import train
 from robustode.data import DeviceLoader, make_synthetic
+from robustode.data.extra import ExtraSet
 from robustode.defenses import Natural, create_defense
 from robustode.defenses.awp import ascent_gradients, perturbed_parameters
 from robustode.api import evaluate
@@ -60,8 +62,19 @@ def tiny_data():
     return make_synthetic(32, EVAL_N, seed=1)
 
 
+def tiny_extra() -> ExtraSet:
+    """20 extra images in memory (an ExtraSet needs no file), streamed by each rank's background thread."""
+    images = np.random.default_rng(2).integers(0, 256, (20, 32, 32, 3), dtype=np.uint8)
+    labels = np.arange(20) % 10
+    return ExtraSet((images,), labels, "in memory", "-", "test", tuple(np.bincount(labels)))
+
+
 def train_all(out_dir=None) -> dict:
     results = {}
+    torch.manual_seed(0)
+    mixed = fit(NoNorm(), create_defense("natural"), tiny_data(), extra_data=tiny_extra(), extra_fraction=0.5,
+                data_budget_gb=0.0, **SETTINGS)
+    results["extra"] = {k: v.clone() for k, v in mixed.model.state_dict().items()}
     for spec, options in DEFENSES.items():
         torch.manual_seed(0)
         run_dir = None if out_dir is None else os.path.join(out_dir, spec)
@@ -133,6 +146,13 @@ def test_two_gloo_ranks_end_with_the_weights_of_one_process(two_ranks, one_proce
             torch.testing.assert_close(rank[spec][name], tensor, rtol=1e-5, atol=1e-6, msg=name)
     assert all(torch.equal(ranks[0][spec][k], ranks[1][spec][k]) for k in single[spec])  # ranks agree exactly
     assert ranks[0][spec + ":images"] == single[spec + ":images"] == 32  # epoch counts over both ranks
+
+
+def test_extra_data_streamed_on_two_ranks_trains_the_weights_of_one_process(two_ranks, one_process):
+    _, ranks = two_ranks
+    for rank in ranks:  # each rank streamed only its slice of every minibatch's extra share
+        for name, tensor in one_process["extra"].items():
+            torch.testing.assert_close(rank["extra"][name], tensor, rtol=1e-5, atol=1e-6, msg=name)
 
 
 def test_with_batch_norm_the_ranks_still_hold_one_model(two_ranks):
