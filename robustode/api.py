@@ -16,8 +16,6 @@ says what robustode sees in a model before any training:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -36,6 +34,7 @@ from .entrance import (DEFAULT_ATTACKS, apply_recipe, build_attacks, build_defen
                        build_threat, check_model_name, check_n, load_data, load_extra, recipe_defense, train_config)
 from .errors import ConfigError, DataError
 from .evaluation import EvalResult, evaluate_sharded
+from .evaluation.state import STATE_DIR, state_file, weights_digest
 from .evaluation.corruptions import CorruptionResult
 from .files import check_output_dir
 from .records import DatasetInfo, Evaluated, Record, load_record, run_record, save, save_in
@@ -105,9 +104,12 @@ def train(model: nn.Module | str | None, defense: str | Defense | None = None, d
     trained = training.fit(model, defense, dataset, config, out_dir=out_dir, resume=resume, quiet=quiet,
                            extra=extra, notes=notes, eval_attack=eval_attack)
     with run_lock(trained.run_dir):  # the record is the run's; under torchrun each rank evaluates its shard
+        state = None if trained.run_dir is None else state_file(  # a killed evaluation resumes with --resume
+            Path(trained.run_dir) / STATE_DIR, weights_digest(trained.model),
+            [dataset.name, n, [a.name for a in attacks], threat.eps, eval_batch_size, masking_checks])
         evaluation = evaluate_sharded(trained.model, dataset, attacks, threat, n=n, batch_size=eval_batch_size,
                                       device=trained.run.train.device, quiet=quiet, masking_checks=masking_checks,
-                                      surrogate=train_surrogate)
+                                      surrogate=train_surrogate, state=state)
         warnings = run_warnings(trained, evaluation, dataset.num_classes)  # a run that learnt nothing says so
         log = RunLog(trained.run_dir and Path(trained.run_dir), quiet or not context().main)
         for warning in warnings:
@@ -233,8 +235,8 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | DataSet | Non
     note = _other_data(trained.run.data, dataset)
     check_n(n, dataset)
     if state is not None:
-        asked = [ckpt.get("digest"), dataset.name, n, [a.name for a in built], str(eps), batch_size, masking_checks]
-        state = Path(state) / f"{hashlib.sha256(json.dumps(asked).encode()).hexdigest()[:16]}.npz"
+        state = state_file(state, ckpt.get("digest"), [dataset.name, n, [a.name for a in built], str(eps), batch_size,
+                                                        masking_checks])
     result = evaluation.evaluate(trained.model, dataset, built, threat, n=n, batch_size=batch_size, device=device,
                                  quiet=quiet, masking_checks=masking_checks, state=state, surrogate=train_surrogate)
     evaluated = DatasetInfo(**{**dataset.describe(), "n_train": trained.run.data.n_train})  # trained on

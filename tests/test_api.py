@@ -166,7 +166,7 @@ def test_defense_family(spec, family):
 @pytest.mark.parametrize(("kwargs", "error", "match"), [
     ({"attacks": ["pgd-20", "nope"]}, UnknownNameError, "unknown attack 'nope'"),
     ({"n": 33}, DataError, "n=33 .* only 32"),
-    ({"eps": 2}, ConfigError, r"must lie in \[0, 1\]"),
+    ({"eps": 2}, ConfigError, r"must lie in \(0, 1\]"),
     ({"defense": "yopo-0-3"}, ConfigError, "yopo-0-3"),
     ({"model": "no_such_model"}, UnknownNameError, "unknown model"),
     ({"epochs": 0}, ConfigError, "epochs must be a positive integer"),

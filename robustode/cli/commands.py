@@ -128,6 +128,7 @@ def train_config(args, seed: int):
 def cmd_eval(args) -> int:
     from ..api import evaluate_checkpoint
     from ..errors import ConfigError
+    from ..evaluation.state import STATE_DIR
     from ..files import check_output_dir, check_output_file
     from ..records import save, save_in, save_new
     from .corruptions_cmd import cmd_eval_corruptions
@@ -141,10 +142,10 @@ def cmd_eval(args) -> int:
         raise ConfigError("--trust-pickle applies to --robustbench checkpoints; robustode's own never hold pickles")
     default = run_directory(Path(args.checkpoint)) / "eval-record.json"
     out = check_output_file(args.out, force=args.force, what="--out", record=True) if args.out else default
-    check_output_dir(out.parent, what="the record's folder")
+    check_output_dir(out.parent, what="the record's folder" + ("" if args.out else " (or give --out FILE)"))
     if args.records:
         check_output_dir(args.records, what="--records")
-    state = run_directory(Path(args.checkpoint)) / ".eval-state"
+    state = check_output_dir(out.parent / STATE_DIR, what="the evaluation state's folder")  # beside the output
     run = evaluate_checkpoint(args.checkpoint, args.dataset, attacks=args.attacks, n=args.n, eps=args.eps,
                               batch_size=args.eval_batch_size, device=args.device, data_dir=args.data_dir,
                               masking_checks=args.masking_checks, quiet=args.quiet, state=state,

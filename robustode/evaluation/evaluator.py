@@ -70,7 +70,7 @@ def evaluate(model, data, attacks: Sequence[Attack], threat: ThreatModel, *, n=N
                                 console=console)
     synchronize(device)
     run_state.finish()
-    result.seconds = time.perf_counter() - start
+    result.seconds = run_state.seconds_before + time.perf_counter() - start  # a resumed one: the total
     if not quiet:
         for message in result.flags["messages"]:
             log.warning("possible gradient masking or attack failure: %s", message)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 
@@ -38,6 +39,9 @@ def evaluate_sharded(model, data, attacks, threat, **kwargs) -> EvalResult:
     part = replace(data, test=shard) if hasattr(data, "test") else shard
     if not ctx.main:
         kwargs["masking_checks"] = False
+    if kwargs.get("state") is not None:  # each rank keeps the state of its own shard
+        state = Path(kwargs["state"])
+        kwargs["state"] = state.with_name(f"{state.stem}-rank{ctx.rank}{state.suffix}")
     mine = evaluate(model, part, attacks, threat, escalate=False, **kwargs)
     first = broadcast(mine if ctx.main else None)  # rank 0's result carries the masking checks
     merged = _merge(first, all_gather((mine.per_point, mine.flags, mine.seconds)), total)

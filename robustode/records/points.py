@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +63,7 @@ def load_points(path: str | os.PathLike, sha256: str | None = None) -> tuple[dic
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             meta = json.loads(str(npz["meta"]))
             arrays = {name: npz[f"a{i}"] for i, name in enumerate(meta.pop("names"))}
-    except (ValueError, KeyError, OSError) as err:
+    except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as err:  # damaged or not one
         raise RecordError(f"{path}: not a per-example results file ({err})") from None
     return arrays, meta
 

@@ -31,7 +31,8 @@ def train_surrogate(model, data, device) -> tuple[nn.Module | None, str]:
     surrogate = create(name or SURROGATE, num_classes=data.num_classes, **kwargs)
     subset = type(data)(data.name, train.subset(min(SURROGATE_IMAGES, len(train))), data.test, data.classes,
                         data.kind, data.source, data.meta)
-    config = TrainConfig(epochs=SURROGATE_EPOCHS, schedule="cosine", lr=0.1, batch_size=128,
+    config = TrainConfig(epochs=SURROGATE_EPOCHS, schedule="cosine", lr=0.1,
+                         batch_size=min(128, len(subset.train)),
                          max_seconds=SURROGATE_SECONDS, device=str(device))
     trained = fit(surrogate, create_defense("natural"), subset, config, quiet=True)
     how = (f"{name or SURROGATE} trained naturally for {trained.data_epochs} epoch(s) on "
