@@ -14,9 +14,10 @@ from torch import nn
 from .data import DataSet
 from .data.corruptions import CorruptionSet
 from .entrance import build_robustbench, load_corruption_data
+from .errors import ConfigError
 from .evaluation.corruptions import CorruptionResult, evaluate_corruptions
 from .records import DatasetInfo, Evaluated, checkpoint_record, run_record
-from .robustbench_api import origin
+from .robustbench_api import origin, published_figures
 from .threat import CORRUPTIONS, ThreatModel
 from .training import TrainResult, load_checkpoint
 from .training.checkpoint import model_from_state
@@ -41,9 +42,10 @@ def evaluate_model(model: nn.Module, data: str | CorruptionSet, clean: str | Dat
 def evaluate_checkpoint_corruptions(checkpoint: str | Path, data: str | CorruptionSet, clean=None, *,
                                     robustbench: str | None = None, trust_pickle: bool = False, n: int | None = None,
                                     batch_size: int = 256, device=None, data_dir=None, quiet: bool = False,
-                                    label: str | None = None, command: str | None = None) -> Evaluated:
+                                    label: str | None = None, command: str | None = None,
+                                    published=None) -> Evaluated:
     """The record of a robustode checkpoint (or, with ``robustbench=NAME``, a RobustBench one) on the corruptions
-    of ``data`` ("cifar10c:PATH"); ``clean`` as for ``evaluate_model``.
+    of ``data`` ("cifar10c:PATH"); ``clean`` as for ``evaluate_model``; ``published`` the entry's model_info.
 
         run = ro.evaluate_corruptions("runs/x/checkpoints/last.pt", "cifar10c:/data/CIFAR-10-C", n=1000)
         run.record.evaluation.robust["corruptions"], run.record.evaluation.robust["fog-3"]
@@ -51,12 +53,15 @@ def evaluate_checkpoint_corruptions(checkpoint: str | Path, data: str | Corrupti
     device = resolve_device(device)
     corrupted, clean_set = load_corruption_data(data, clean, data_dir)
     if robustbench is not None:
+        figures = published_figures(published, robustbench, CORRUPTIONS)
         model = build_robustbench(robustbench, checkpoint, trust_pickle).to(device)
         result = evaluate_corruptions(model, corrupted, clean_set, n=n, batch_size=batch_size, device=device,
                                       quiet=quiet)
         trained_on = clean_set.describe()["n_train"]  # its clean training set (entries may add external data)
-        return checkpoint_record(*origin(robustbench, checkpoint, model), result,
+        return checkpoint_record(*origin(robustbench, checkpoint, model, figures), result,
                                  DatasetInfo(**corrupted.describe(trained_on)), label=label, command=command)
+    if published is not None:
+        raise ConfigError("published figures belong to a RobustBench entry: pass robustbench=NAME (--robustbench)")
     ckpt = load_checkpoint(checkpoint)
     trained = TrainResult.from_checkpoint(ckpt, model_from_state(ckpt, checkpoint, device))
     result = evaluate_corruptions(trained.model, corrupted, clean_set, n=n, batch_size=batch_size, device=device,

@@ -18,7 +18,8 @@ from . import evaluation
 from .data import DataSet
 from .entrance import DEFAULT_ATTACKS, build_attacks, build_robustbench, build_threat, check_n, load_data
 from .errors import ConfigError
-from .interop.robustbench_export import export, model_info
+from .interop.robustbench_export import THREAT_FOLDERS, export, model_info
+from .interop.robustbench_published import read_published
 from .records import DatasetInfo, Evaluated, Record, checkpoint_record, load_record
 from .threat import DEFAULT_EPS
 from .training import load_checkpoint
@@ -43,8 +44,12 @@ def evaluate_robustbench(name: str, checkpoint: str | Path, data: str | DataSet 
                          attacks: Sequence[str] | str = DEFAULT_ATTACKS, n: int | None = None,
                          eps: float | str = DEFAULT_EPS, trust_pickle: bool = False, batch_size: int = 256,
                          device=None, data_dir=None, masking_checks: bool = True, quiet: bool = False,
-                         label: str | None = None, command: str | None = None) -> Evaluated:
+                         label: str | None = None, command: str | None = None,
+                         published: str | Path | None = None) -> Evaluated:
     """Evaluate a RobustBench checkpoint with robustode's evaluator; return its record and per-point results.
+
+    ``published``: the entry's model_info JSON (or a model_info folder): its clean, AutoAttack and external
+    figures go into the record beside robustode's (robustode.interop.robustbench_published.comparison).
 
         run = ro.evaluate_robustbench("Wang2023Better_WRN-28-10", "Wang2023Better_WRN-28-10.pt",
                                       attacks=["pgd-20", "autoattack"], n=1000)
@@ -52,22 +57,29 @@ def evaluate_robustbench(name: str, checkpoint: str | Path, data: str | DataSet 
     device = resolve_device(device)
     threat = build_threat(eps)
     built = build_attacks(attacks, threat)
+    figures = published_figures(published, name, threat.norm)
     model = build_robustbench(name, checkpoint, trust_pickle).to(device)
     dataset = load_data(data, data_dir)
     check_n(n, dataset)
     result = evaluation.evaluate(model, dataset, built, threat, n=n, batch_size=batch_size, device=device,
                                  quiet=quiet, masking_checks=masking_checks, surrogate=train_surrogate)
-    return checkpoint_record(*origin(name, checkpoint, model), result, DatasetInfo(**dataset.describe()), label=label,
+    return checkpoint_record(*origin(name, checkpoint, model, figures), result, DatasetInfo(**dataset.describe()), label=label,
                              command=command)
 
 
-def origin(name: str, checkpoint: str | Path, model: nn.Module) -> tuple[dict, dict]:
-    """The record's model and defense sections for RobustBench entry ``name``'s weights: what was evaluated
-    and where it came from (the file and its SHA-256)."""
+def origin(name: str, checkpoint: str | Path, model: nn.Module, published: dict | None = None) -> tuple[dict, dict]:
+    """The record's model and defense sections for RobustBench entry ``name``'s weights: what was evaluated,
+    where it came from (the file and its SHA-256) and, when given, RobustBench's published figures for it."""
     digest = hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()
+    entry = {"entry": name, "checkpoint": str(checkpoint), "sha256": digest}
     return ({"name": model.robustode_name, "params": sum(p.numel() for p in model.parameters())},
             {"spec": f"robustbench:{name}", "name": "robustbench", "single_step": False,
-             "hyperparameters": {"entry": name, "checkpoint": str(checkpoint), "sha256": digest}})
+             "hyperparameters": {**entry, **({"published": published} if published else {})}})
+
+
+def published_figures(published: str | Path | None, name: str, norm: str) -> dict | None:
+    """RobustBench's figures for ``name`` from a model_info JSON or folder (checked before any evaluation)."""
+    return None if published is None else read_published(published, name, THREAT_FOLDERS[norm])
 
 
 def export_robustbench(record: str | Path | Record, checkpoint: str | Path, out: str | Path,

@@ -21,11 +21,13 @@ def test_export_then_eval_robustbench_gives_the_same_accuracy(tmp_path, capsys):
     run = next((tmp_path / "runs").iterdir())
     trained = load_record(run / "record.json")
     # RobustBench ranks by AutoAttack, too slow here: a record of the same model that says it ran it.
-    with_aa = demo_record(model="dm_wrn10_1", clean=trained.evaluation.clean_acc, aa=0.25, label="Tiny2026")
+    right = round(trained.evaluation.clean_acc * 32)  # of the 32 test images
+    with_aa = demo_record(model="dm_wrn10_1", clean=right / 32, pgd20=right // 2 / 32, aa=right // 4 / 32, n=32,
+                          label="Tiny2026")
     save(with_aa, run / "aa-record.json")
     assert main(["export", str(run / "aa-record.json"), "--format", "robustbench", "--out", str(tmp_path / "rb")]) == 0
     info = json.loads((tmp_path / "rb" / "model_info" / "cifar10" / "Linf" / "Tiny2026.json").read_text())
-    assert info["autoattack_acc"] == "25.00" and info["unreliable"] is False
+    assert info["autoattack_acc"] == f"{100 * (right // 4) / 32:.2f}" and info["unreliable"] is False
     weights = tmp_path / "rb" / "models" / "cifar10" / "Linf" / "Tiny2026.pt"
     out = tmp_path / "rb-eval.json"
     assert main(["eval", "--robustbench", "dm_wrn10_1", "--checkpoint", str(weights), "--attacks", "pgd-1",

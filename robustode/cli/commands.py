@@ -134,6 +134,8 @@ def cmd_eval(args) -> int:
     from .corruptions_cmd import cmd_eval_corruptions
     from .robustbench_cmd import cmd_eval_robustbench
 
+    if args.published and not args.robustbench:
+        raise ConfigError("--published compares with a RobustBench entry's figures: it needs --robustbench NAME")
     if args.corruptions:
         return cmd_eval_corruptions(args)
     if args.robustbench:

@@ -311,6 +311,9 @@ def _eval(sub) -> None:
                         "docs/robustbench.md lists the entries robustode builds)")
     p.add_argument("--trust-pickle", action="store_true",
                    help="with --robustbench: load a file holding pickled objects (this runs code from it)")
+    p.add_argument("--published", metavar="PATH",
+                   help="with --robustbench: the entry's model_info JSON (or a model_info folder); its clean, "
+                        "AutoAttack and external figures are shown and recorded beside robustode's")
     p.add_argument("--corruptions", metavar="DATA",
                    help="the corruptions threat model instead of attacks: accuracy per corruption and severity of "
                         "DATA (cifar10c:PATH or cifar100c:PATH, the released .npy layout) and the mean; --dataset "

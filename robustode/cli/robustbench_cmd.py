@@ -44,10 +44,34 @@ def cmd_eval_robustbench(args) -> int:
     run = evaluate_robustbench(args.robustbench, args.checkpoint, args.dataset or "cifar10", attacks=args.attacks,
                                n=args.n, eps=args.eps, trust_pickle=args.trust_pickle,
                                batch_size=args.eval_batch_size, device=args.device, data_dir=args.data_dir,
-                               masking_checks=args.masking_checks, quiet=args.quiet, command=command_line(args))
+                               masking_checks=args.masking_checks, quiet=args.quiet, command=command_line(args),
+                               published=args.published)
     out = save(run.record, out, overwrite=True, points=run.points) if args.out else save_new(run.record, out,
                                                                                                points=run.points)
     if args.records:
         save_in(run.record, args.records, points=run.points)
     show_summary(run.record, out)
+    show_published(run.record)
     return 0
+
+
+def show_published(record) -> None:
+    """RobustBench's published figures beside robustode's: the difference, and whether robustode's interval
+    contains the published number."""
+    from rich.table import Table
+
+    from ..interop.robustbench_published import comparison
+    from .commands import console
+
+    published = record.defense.hyperparameters.get("published")
+    if not published:
+        return
+    table = Table(title=f"RobustBench's published figures ({published['source']}) and robustode's")
+    for column in ("figure", "published", "robustode", "difference", "in robustode's 95% interval"):
+        table.add_column(column)
+    for row in comparison(published, record.evaluation):
+        mine = "—" if row["robustode"] is None else f"{row['robustode']:.2%} ({row['as']})"
+        diff = "—" if row["difference"] is None else f"{100 * row['difference']:+.2f} points"
+        inside = "—" if row["inside"] is None else "yes" if row["inside"] else "no"
+        table.add_row(row["figure"], f"{row['published']:.2%}", mine, diff, inside)
+    console.print(table)

@@ -21,6 +21,7 @@ from ..threat import eps_text
 from .robustbench_keys import to_robustbench
 from .robustbench_zoo import layout_of
 
+THREAT_FOLDERS = {"linf": "Linf", "l2": "L2", "corruptions": "corruptions"}  # a record's norm -> RobustBench's
 ARCHITECTURES = {"dm": "WideResNet-{d}-{k} (SiLU)", "wrn": "WideResNet-{d}-{k}", "preact": "PreActResNet-18"}
 
 
@@ -61,7 +62,7 @@ def export(record: Record, model: nn.Module, out: str | Path, name: str) -> tupl
     if not name or "/" in name or name.startswith("."):
         raise ConfigError(f"export name must be a plain file name, got {name!r}")
     info = model_info(record, name)
-    threat = "Linf" if record.evaluation.norm == "linf" else "L2"
+    threat = THREAT_FOLDERS[record.evaluation.norm]
     where = Path(out)
     json_path = where / "model_info" / info["dataset"] / threat / f"{name}.json"
     pt_path = where / "models" / info["dataset"] / threat / f"{name}.pt"

@@ -17,6 +17,8 @@ from .cells import (
 )
 from .corruption_columns import corruption_columns, corruption_group_notes, corruption_reading_notes
 from .cost import bytes_unit, flops_unit, time_unit, training_flops
+from .published import NOTE as PUBLISHED_NOTE
+from .published import published, published_column
 from .rows import COLLAPSE_BELOW, Row
 from .significance import SIGNIFICANCE, significant
 from .tables import Group, method
@@ -86,6 +88,8 @@ def columns(group: Group, wide: bool = False) -> list[Column]:
         cols.append(unit_column("Peak memory", group.rows, lambda r: r.training.peak_memory_bytes, bytes_unit))
     if wide and group.has(training_flops):
         cols.append(unit_column("Training FLOPs", group.rows, training_flops, flops_unit))
+    if group.has(published):
+        cols.append(published_column())
     cols += [Column("Date", date_cell),
              Column("Code", lambda row: list_cell([short_commit(r.provenance.git_commit) for r in row.runs]))]
     if len({r.provenance.device for r in records}) > 1:
@@ -129,6 +133,8 @@ def reading_notes(group: Group) -> list[str]:
     if any(r.training.stopped_early for r in group.records):
         notes.append("Epochs: the epochs completed; a run stopped early shares the row of the runs it "
                      "would otherwise match.")
+    if group.has(published):
+        notes.append(PUBLISHED_NOTE)
     if any(map(_nonstandard_aa, group.records)):
         notes.append(f"{NONSTANDARD_AA} not the standard AutoAttack (fewer iterations): an upper bound.")
     return notes

@@ -7,6 +7,7 @@ import statistics
 
 from ..threat import CORRUPTIONS, corruption_grid
 from .cells import Cell, Column, accuracy_cell, date_cell, list_cell, pct, short_commit
+from .published import published, published_column
 from .rows import Row
 from .tables import Group, method
 
@@ -26,6 +27,8 @@ def corruption_columns(group: Group) -> list[Column]:
             Column("Clean", lambda row: accuracy_cell(row, "clean")),
             Column("Corruptions (mean)", lambda row: accuracy_cell(row, CORRUPTIONS))]
     cols += [Column(f"Severity {s}", lambda row, s=s: _severity_cell(row, s)) for s in range(1, SEVERITIES + 1)]
+    if group.has(published):
+        cols.append(published_column())
     return cols + [Column("Seeds", lambda row: list_cell(row.seeds)), Column("Date", date_cell),
                    Column("Code", lambda row: list_cell([short_commit(r.provenance.git_commit) for r in row.runs]))]
 
