@@ -58,3 +58,13 @@ def test_records_may_go_into_a_records_folder(records, tmp_path):
     (tmp_path / "plain" / "list.json").write_text(json.dumps(["schema_version"]))
     assert not holds_records(tmp_path / "plain")
     assert check_output_file(records / "new.json", record=True) == records / "new.json"
+
+
+@pytest.mark.parametrize("name", ["..", ".", "a/b", "../outside", "/tmp/abs", "a\\b", ".hidden", "", "my run"])
+def test_a_run_name_that_is_no_folder_name_is_refused_before_anything_is_created(tmp_path, capsys, name):
+    out = tmp_path / "deep" / "runs"
+    argv = ["train", "--model", "vit_tiny", "--dataset", "synthetic", "--train-subset", "16", "--epochs", "1",
+            "--defense", "natural", "--out", str(out), "--name", name]
+    assert main(argv) == 2
+    assert "is no run name" in capsys.readouterr().err
+    assert not (tmp_path / "deep").exists() and sorted(p.name for p in tmp_path.iterdir()) == []

@@ -145,6 +145,16 @@ def seed_list(text: str) -> list[int]:
 
 
 @_checked
+def run_folder(text: str) -> str:
+    """A run directory's name: one visible folder under --out, never a path (``..``, ``a/b``) or a name the
+    leaderboard's search would skip (``.hidden``)."""
+    if not re.fullmatch(r"[A-Za-z0-9_=+][A-Za-z0-9._=+-]*", text):
+        raise ConfigError(f"{text!r} is no run name: one folder name of letters, digits and . _ = + - that does "
+                          "not start with . or - (no path separators; --out says where it goes)")
+    return text
+
+
+@_checked
 def attack_list(text: str) -> list[str]:
     _no_empty_item(text, "pgd-20,autoattack")
     names = split_specs(text)  # commas inside a spec's parentheses are its own: "pgd-50(restarts=5, norm=l2)"
@@ -250,7 +260,7 @@ def _train(sub) -> None:
                    help=f"experiment logs in the run directory each epoch: {', '.join(LOGGERS)} (W&B offline; "
                         "each an optional extra: pip install 'robustode[tensorboard]')")
     p.add_argument("--out", default="runs", metavar="DIR", help="parent of run directories (default: runs)")
-    p.add_argument("--name", help="run directory name (default: DATASET-MODEL-DEFENSE[-MODIFIERS]-sSEED)")
+    p.add_argument("--name", type=run_folder, help="run directory name (default: DATASET-MODEL-DEFENSE[-MODIFIERS]-sSEED)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run directory from its last checkpoint (repeat the run's own options)")
     _eval_options(p)
