@@ -125,3 +125,15 @@ def test_mismatches_pickles_and_unknown_names_are_one_line_errors(tmp_path):
         ro.load_robustbench("Wang2023Better_WRN-28-1", tmp_path / "dm.pt")
     with pytest.raises(CheckpointError, match="does not exist"):
         ro.load_robustbench("dm_wrn10_1", tmp_path / "missing.pt")
+
+
+def test_the_docs_table_is_the_zoo_and_every_entry_builds():
+    from pathlib import Path
+
+    from robustode.interop.robustbench_zoo import ENTRIES, entries_table
+    from robustode.models import count_parameters
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "robustbench.md").read_text()
+    assert entries_table() in docs
+    for entry in ENTRIES.values():  # on the meta device: no memory
+        assert count_parameters(entry.model, normalize=entry.layout != "wrn") > 0

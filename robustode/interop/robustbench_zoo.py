@@ -5,15 +5,17 @@ constructor there, and the robustode model that computes the same function with 
 
 - ``DMWideResNet(depth=D, width=K, activation_fn=Swish or nn.SiLU, CIFAR-10 mean/std)`` ->
   ``dm_wrnD_K``: the same module names, the state dict loads as it is.
-- ``WideResNet(depth=D, widen_factor=10[, sub_block1])`` (the TRADES definition, no normalization)
-  -> ``wrnD_10`` built with ``normalize=False``; keys renamed, the unused ``sub_block1`` dropped.
+- ``WideResNet(depth=D, widen_factor=K[, sub_block1])`` (the TRADES definition, no normalization)
+  -> ``wrnD_K`` built with ``normalize=False``; keys renamed, the unused ``sub_block1`` dropped.
 - ``PreActResNet(PreActBlockV2, [2, 2, 2, 2], bn_before_fc=True)`` with ``mu``/``sigma`` (CIFAR-10
   mean/std) -> ``preact_resnet18``; keys renamed.
 
 Not mapped (robustode has no such architecture): ``PreActResNet(PreActBlock)`` without the final BN and
 with its shortcut on the raw input (Andriushchenko2020Understanding, Wong2020Fast), ``DMPreActResNet``
 (3x3 shortcuts: Rebuffi2021Fixing_R18_*, Rade2021Helper_R18_*, Gowal2021Improving_R18_ddpm_100m),
-ResNet-18/ResNeSt/XCiT/ensembles and the other WideResNet widths and variants.
+WideResNets that scale or normalize their input inside (Hendrycks2019Using, Rony2019Decoupling, Ding2020MMA,
+Rice2020Overfitting Linf, Augustin2020Adversarial*, Hendrycks2020AugMix_WRN), and ResNet-18, ResNeSt, ResNeXt,
+XCiT, RobustWideResNet, composite and sparsified models, ensembles (docs/robustbench.md lists them all).
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ _TABLE = [
     ("Xu2023Exploring_WRN-28-10", _L, "dm_wrn28_10"), ("Cui2023Decoupled_WRN-28-10", _L, "dm_wrn28_10"),
     ("Bartoldson2024Adversarial_WRN-94-16", _L, "dm_wrn94_16"),
     ("Bartoldson2024Adversarial_WRN-82-8", _L, "dm_wrn82_8"),
-    # WideResNet (TRADES definition), depth 28 or 34, widen factor 10
+    # WideResNet (TRADES definition), no normalization inside
     ("Standard", _L + _2 + _C, "wrn28_10"), ("Carmon2019Unlabeled", _L, "wrn28_10"),
     ("Sehwag2020Hydra", _L, "wrn28_10"), ("Wang2020Improving", _L, "wrn28_10"),
     ("Wu2020Adversarial_extra", _L, "wrn28_10"), ("Zhang2020Geometry", _L, "wrn28_10"),
@@ -80,7 +82,10 @@ _TABLE = [
     ("Sitawarin2020Improving", _L, "wrn34_10"), ("Cui2020Learnable_34_10", _L, "wrn34_10"),
     ("Chen2021LTD_WRN34_10", _L, "wrn34_10"), ("Jia2022LAS-AT_34_10", _L, "wrn34_10"),
     ("Addepalli2022Efficient_WRN_34_10", _L + _C, "wrn34_10"), ("Cui2023Decoupled_WRN-34-10", _L, "wrn34_10"),
-    ("Chen2024Data_WRN_34_10", _L, "wrn34_10"),
+    ("Chen2024Data_WRN_34_10", _L, "wrn34_10"), ("Addepalli2021Towards_WRN34", _L + _C, "wrn34_10"),
+    ("Cui2020Learnable_34_20", _L, "wrn34_20"), ("Chen2021LTD_WRN34_20", _L, "wrn34_20"),
+    ("Chen2024Data_WRN_34_20", _L, "wrn34_20"), ("Sridhar2021Robust_34_15", _L, "wrn34_15"),
+    ("Jia2022LAS-AT_70_16", _L, "wrn70_16"),
     # PreActResNet-18 with PreActBlockV2 and the final BN
     ("Rice2020Overfitting", _2, "preact_resnet18"),
     *((f"Kireev2021Effectiveness_{v}", _C, "preact_resnet18")
@@ -111,3 +116,16 @@ def model_for(name: str) -> str:
     except ConfigError:
         return lookup(name).model  # raises
     return name
+
+
+LAYOUTS = {"dm": "same names", "wrn": "TRADES names renamed; sub_block1 dropped; no normalization",
+           "preact": "renamed; mu/sigma -> normalization (CIFAR-10's when absent)"}
+
+
+def entries_table() -> str:
+    """The Markdown table of docs/robustbench.md: every entry robustode builds (a test keeps the two equal)."""
+    lines = ["| RobustBench entry | boards | robustode model | state dict |", "|---|---|---|---|"]
+    lines += [f"| {e.name} | {', '.join(e.threats)} | {e.model} | {LAYOUTS[e.layout]} |"
+              for e in sorted(ENTRIES.values(), key=lambda e: (e.model, e.name))]
+    return "\n".join(lines)
+
