@@ -100,13 +100,13 @@ def test_the_threat_model_has_no_budget():
         ThreatModel(norm="linf", eps=None)
 
 
-def test_cli_record_and_its_own_leaderboard_table(tmp_path, capsys, monkeypatch):
+@pytest.mark.usefixtures("data_dir")  # synthetic data written there
+def test_cli_record_and_its_own_leaderboard_table(tmp_path, capsys):
     root = write_folder(tmp_path / "CIFAR-10-C")
     torch.manual_seed(0)
     torch.save(ro.create_model("dm_wrn10_1").state_dict(), tmp_path / "w.pt")
     common = ["--robustbench", "dm_wrn10_1", "--checkpoint", str(tmp_path / "w.pt"), "--dataset", "synthetic",
               "--device", "cpu", "--quiet", "--records", str(tmp_path / "records")]
-    monkeypatch.setenv("ROBUSTODE_DATA", str(tmp_path / "data"))
     assert main(["eval", *common, "--corruptions", f"cifar10c:{root}", "--n", "4"]) == 0
     assert "fog" in capsys.readouterr().out
     assert main(["eval", *common, "--n", "4", "--attacks", "pgd-1", "--no-masking-checks"]) == 0
