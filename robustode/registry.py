@@ -129,6 +129,18 @@ class Registry:
         except ConfigError as err:
             raise ConfigError(self._with_hint(f"bad {self.kind} spec {spec!r}: {err}")) from None
 
+    def canonical(self, spec: str, defaults: dict | None = None) -> str:
+        """The one spelling of ``spec`` (``normalized_spec``) less the settings that repeat a default of its
+        name (``defaults`` included, as in ``create``): "pgd-1()", " pgd-1 ( alpha = 2/255 ) " and "pgd-1" are
+        one spec when 2/255 is pgd-1's step. Run names, records and tables use it: one name, one row."""
+        name, settings = parse_spec(spec, self.kind)
+        parsed = self.resolve(name)[1]
+        plain = self.create(name, defaults)  # the name's own settings, as its factory resolves them
+        values = dataclasses.asdict(plain) if dataclasses.is_dataclass(plain) else getattr(plain, "settings", {})
+        kept = {k: v for k, v in settings.items()
+                if not (k in values and _same(values[k], v) or k in parsed and _same(parsed[k], v))}
+        return _spec_text(name, kept)
+
     def _merge(self, spec: str, parsed: dict, settings: dict, overrides: dict) -> dict:
         """The spec's parentheses refine its name (``pgd-7(steps=9)``: 9 steps); an override that
         disagrees with the spec is an error, never silently one or the other."""
@@ -250,3 +262,37 @@ def spec_value(text: str) -> Any:
         return parse_fraction(text)
     except ConfigError:
         return text
+
+
+def normalized_spec(spec: str, kind: str = "spec") -> str:
+    """``spec`` in one spelling: no spaces, no empty parentheses, settings sorted by key, numbers in one form
+    (a whole fraction of 255 as "2/255", else the shortest decimal): " pgd-1 ( alpha = 0.5 ) " -> "pgd-1(alpha=0.5)".
+    No registry is consulted, so a record's spec normalizes the same whatever is registered today."""
+    name, settings = parse_spec(spec, kind)
+    return _spec_text(name, settings)
+
+
+def _spec_text(name: str, settings: dict) -> str:
+    items = ", ".join(f"{k}={_value_text(settings[k])}" for k in sorted(settings))
+    return f"{name}({items})" if items else name
+
+
+def _value_text(value: Any) -> str:
+    if value is None or isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        if value.is_integer():
+            return str(int(value))
+        if abs(value * 255 - round(value * 255)) < 1e-9:
+            return f"{round(value * 255)}/255"
+        return repr(value)
+    return str(value)
+
+
+def _same(default: Any, value: Any) -> bool:
+    """A setting equal to its default (numbers compared as numbers: 0.5 == 1/2, 10 == 10.0)."""
+    if isinstance(default, bool) or isinstance(value, bool):
+        return default is value
+    if isinstance(default, (int, float)) and isinstance(value, (int, float)):
+        return abs(default - value) <= 1e-12 * max(1.0, abs(default))
+    return default == value

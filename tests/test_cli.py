@@ -127,8 +127,8 @@ def interrupted():
 
 def test_resume_after_an_interrupted_run_matches_an_uninterrupted_one(tmp_path, capsys, interrupted):
     assert train(tmp_path, defense="interrupted", epochs=3) == 130
-    assert error_line(capsys) == ("robustode train: interrupted; continue from the last completed epoch: "
-                                  "the same command plus --resume")
+    assert error_line(capsys) == ("robustode train: interrupted; continue from the last completed epoch (or the "
+                                  "final evaluation where it stopped): the same command plus --resume")
     run = tmp_path / "runs" / "synthetic-vit_tiny-interrupted-s0"
     assert load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] == 1
     assert not (run / "record.json").exists()

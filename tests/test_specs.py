@@ -113,6 +113,7 @@ def test_robustode_eval_runs_an_attack_spec_with_commas(tmp_path):
     assert main(["eval", "--checkpoint", str(out / "r" / "checkpoints" / "last.pt"), "--n", "8", "--quiet",
                  "--no-masking-checks", "--attacks", f"{spec},fgsm", "--out", str(tmp_path / "eval.json")]) == 0
     record = load_record(tmp_path / "eval.json")
+    spec = "pgd-3(eps=0.5, norm=l2, restarts=2)"  # its one spelling: settings sorted
     assert list(record.evaluation.robust) == [spec, "fgsm"]
     assert record.evaluation.attack_settings[spec]["restarts"] == 2
     assert record.evaluation.attack_settings[spec]["norm"] == "l2"

@@ -85,7 +85,7 @@ def build(spec: str | Attack, **defaults: Any) -> Attack:
     if isinstance(spec, Attack):
         return spec
     attack = attacks.create(spec, defaults)
-    attack.name = spec.strip()
+    attack.name = attacks.canonical(spec, defaults)  # one spelling per meaning: "pgd-20()" is "pgd-20"
     return attack
 
 

@@ -28,11 +28,14 @@ def _modifiers(args) -> list[tuple[str, str, object]]:
 
 def run_name(args, seed: int | None = None) -> str:
     """The run directory's name; with several --seeds each gets its own (``NAME-sSEED``)."""
+    from ..defenses import defenses
+
     tags = "".join(f"-{tag}{value:g}" for _, tag, value in _modifiers(args))
     cycle = getattr(args, "cycle_momentum", None)  # a training setting, but it changes the run as much
     tags += "" if cycle is None else "-cm" if cycle else "-nocm"
     seed = args.seed if seed is None else seed
-    method = args.defense if getattr(args, "recipe", None) is None else f"{args.defense.split('(')[0]}-{args.recipe}"
+    defense = defenses.canonical(args.defense)  # one name per meaning: "pgd-1()" and "pgd-1" are one run
+    method = defense if getattr(args, "recipe", None) is None else f"{defense.split('(')[0]}-{args.recipe}"
     name = args.name or f"{args.dataset}-{args.model}-{method}{tags}-s{seed}"
     if args.name and getattr(args, "seeds", None):
         name = f"{args.name}-s{seed}"

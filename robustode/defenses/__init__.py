@@ -55,10 +55,11 @@ def create_defense(spec: str, **overrides) -> Defense:
     The spec grammar is the registry's (robustode.registry.parse_spec), so the same
     string works from Python, the CLI and a record. Raises DefenseSpecError for a
     spec of no known form and ConfigError for out-of-range values (``yopo-0-3``),
-    unknown fields or a field set twice; every message lists the valid forms.
+    unknown fields or a field set twice; every message lists the valid forms. ``defense.spec`` is the
+    canonical spelling (``registry.Registry.canonical``): "pgd-10(alpha=2/255)" is "pgd-10".
     """
     defense = defenses.create(spec, **overrides)
-    defense.spec = spec.strip()
+    defense.spec = defenses.canonical(spec)  # one spelling per meaning: names, records and tables use it
     return defense
 
 

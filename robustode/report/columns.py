@@ -46,7 +46,9 @@ def _p_cell(row: Row, best: Row) -> Cell:
 
 def _seeds_cell(row: Row) -> Cell:
     cell = list_cell(row.seeds)
-    return Cell(cell.text, len(row.runs), f"({len(row.runs)} runs)" if len(row.runs) > 1 else "")
+    repeats = len(row.repeats)  # evaluations of the same weights again: not seeds, and said so
+    text = cell.text + (f" (+{repeats} repeat evaluation{'s' * (repeats > 1)})" if repeats else "")
+    return Cell(text, len(row.runs), f"({len(row.runs)} runs)" if len(row.runs) > 1 else "")
 
 
 def _collapse_cell(row: Row) -> Cell:

@@ -20,7 +20,9 @@ import statistics
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from ..errors import ConfigError
 from ..records import Record
+from ..registry import normalized_spec
 from ..stats import interval as proportion_interval
 from ..threat import CORRUPTIONS
 
@@ -75,6 +77,9 @@ class Row:
 
     runs: list[Record]
     p_value: float | None = None  # PGD-20 against the table's best row (significance.py); None: not compared
+    # Further evaluations of the runs' own weights (a run's record.json and an eval record with the same
+    # attacks): shown as repeats, never counted as seeds.
+    repeats: list[Record] = dataclasses.field(default_factory=list)
 
     @property
     def first(self) -> Record:
@@ -117,13 +122,23 @@ class Row:
         return pgd is None, -(pgd or 0.0), -clean, self.mean(lambda r: r.training.seconds)
 
 
+def _normalized(spec: str) -> str:
+    try:
+        return normalized_spec(spec)
+    except ConfigError:  # a spec of another grammar (an old or imported record): as written
+        return spec
+
+
 def experiment_key(record: Record) -> str:
     """All that two runs of one experiment share, as text; the epochs are kept apart (see the module)."""
     tr, ev, pv = record.training, record.evaluation, record.provenance
     data = {k: v for k, v in dataclasses.asdict(record.dataset).items() if k != "source"}
-    key = {"model": dataclasses.asdict(record.model), "defense": dataclasses.asdict(record.defense), "data": data,
+    # One spelling per spec (new records hold the canonical one already) and an attack by its settings.
+    defense = {**dataclasses.asdict(record.defense), "spec": _normalized(record.defense.spec)}
+    attacks = sorted(json.dumps(settings, sort_keys=True) for settings in ev.attack_settings.values())
+    key = {"model": dataclasses.asdict(record.model), "defense": defense, "data": data,
            "training": [tr.batch_size, tr.optimizer, tr.world_size],
-           "evaluation": [ev.n, ev.norm, ev.eps, ev.attack_settings],
+           "evaluation": [ev.n, ev.norm, ev.eps, attacks],
            "hardware": [pv.device, pv.device_type, pv.precision], "label": record.label}
     return json.dumps(key, sort_keys=True)
 
@@ -138,7 +153,23 @@ def seed_rows(records: Iterable[Record]) -> list[Row]:
     stopped = [r for r in records if r.training.stopped_early is not None]
     for r in sorted(stopped, key=lambda r: -r.training.epochs):  # the longest first: it may host the others
         groups.setdefault(_home(groups, r), []).append(r)
-    return [Row(sorted(runs, key=lambda r: (r.training.seed, r.provenance.date))) for runs in groups.values()]
+    return [_one_per_run(runs) for runs in groups.values()]
+
+
+def _one_per_run(runs: list[Record]) -> Row:
+    """A row counts training runs: of several evaluations of one run's weights the latest is the row's."""
+    latest: dict[str, Record] = {}
+    for r in sorted(runs, key=lambda r: r.provenance.date):
+        latest[training_run(r)] = r
+    kept = list(latest.values())
+    return Row(sorted(kept, key=lambda r: (r.training.seed, r.provenance.date)),
+               repeats=[r for r in runs if not any(r is k for k in kept)])
+
+
+def training_run(record: Record) -> str:
+    """What one training run's records share, whichever evaluation of its weights they hold."""
+    tr = record.training
+    return json.dumps([tr.seed, tr.epochs, tr.seconds, tr.images_per_second, tr.curve], sort_keys=True)
 
 
 def _home(groups: dict, record: Record) -> tuple[str, int]:
