@@ -8,7 +8,7 @@ import torch
 
 import robustode as ro
 from robustode.cli import main
-from robustode.data import DataSet, Split, make_synthetic
+from robustode.data import DataSet, Split, load_dataset, make_synthetic
 from robustode.errors import ConfigError, DataError
 from robustode.threat import ThreatModel
 
@@ -72,3 +72,13 @@ def test_a_batch_larger_than_the_data_is_refused_when_asked_and_recorded_when_lo
     log = (tmp_path / "run" / "train.log").read_text()
     assert "batch_size 256 (not asked for) exceeds the 24 training images: using 24" in log
     assert '"batch_size": 24' in (tmp_path / "run" / "config.json").read_text()
+
+
+def test_a_mistyped_robustode_data_is_refused_as_a_mistyped_data_dir_is(tmp_path, monkeypatch, capsys):
+    typo = tmp_path / "robustode-dta"
+    monkeypatch.setenv("ROBUSTODE_DATA", str(typo))
+    with pytest.raises(DataError, match=r"from \$ROBUSTODE_DATA\) does not exist"):
+        load_dataset("synthetic")
+    refused(capsys, [*TRAIN, "--out", str(tmp_path / "runs")], "$ROBUSTODE_DATA")
+    assert not typo.exists() and not (tmp_path / "runs").exists()
+    assert len(load_dataset("synthetic", data_dir=tmp_path).train) > 0  # --data-dir still wins over it

@@ -21,14 +21,15 @@ def data_root(data_dir: str | os.PathLike | None = None) -> Path:
     return Path(data_dir).expanduser()
 
 
-def check_data_dir(data_dir: str | os.PathLike) -> Path:
-    """A data folder the user named must exist: a typo would otherwise get a data set downloaded
-    and a decode cache of hundreds of MB written into a new folder."""
+def check_data_dir(data_dir: str | os.PathLike, named_by: str = "--data-dir") -> Path:
+    """A data folder the user named (``--data-dir``, ``$ROBUSTODE_DATA``) must exist: a typo would otherwise
+    get a data set downloaded and a decode cache of hundreds of MB written into a new folder."""
     path = data_root(data_dir)
     if not path.is_dir():
         what = "is a file, not a folder" if path.exists() else "does not exist"
-        raise DataError(f"data folder {path} {what}; create it first, or leave --data-dir out for "
-                        f"${DATA_ENV} or ~/.cache/robustode")
+        instead = f"${DATA_ENV} or ~/.cache/robustode" if named_by == "--data-dir" else "~/.cache/robustode"
+        raise DataError(f"data folder {path} (from {named_by}) {what}; create it first, or leave {named_by} "
+                        f"out for {instead}")
     return path
 
 
@@ -51,7 +52,12 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download:
         >>> data.test.images.shape
         torch.Size([100, 3, 32, 32])
     """
-    root = data_root(data_dir) if data_dir is None else check_data_dir(data_dir)
+    if data_dir is not None:
+        root = check_data_dir(data_dir)
+    elif os.environ.get(DATA_ENV):  # named by the user too: a mistyped one is an error, never ignored
+        root = check_data_dir(os.environ[DATA_ENV], named_by=f"${DATA_ENV}")
+    else:
+        root = data_root()
     data = datasets.get(name, data_dir=root, download=download, **options)
     data.train = data.train.subset(train_subset, f"{data.name} training set")
     data.test = data.test.subset(test_subset, f"{data.name} test set")
