@@ -115,7 +115,7 @@ def test_the_leaderboard_finds_records_in_run_directories_and_ignores_their_othe
     records = tmp_path / "records"
     records.mkdir()
     shutil.copy(fixtures / "record_v2.json", records / "cifar10_jpeg__lm_resnet20__fgsm-rs__s0__x.json")
-    assert len(load_records(tmp_path)) == 2  # the same record in a run and in a records folder counts once
+    assert len(load_records(tmp_path)) == 3  # every record file, the copy in a records folder too
 
 
 def test_compare_takes_run_directories_and_a_folder_of_many_records_asks_for_one(tmp_path, capsys):
@@ -135,3 +135,19 @@ def test_compare_takes_run_directories_and_a_folder_of_many_records_asks_for_one
         shutil.copy(run / "record.json", tmp_path / "two" / name)
     with pytest.raises(RecordError, match="a folder with 2 records"):
         find_record(tmp_path / "two")
+
+
+def test_a_records_nested_parts_are_typed_all_the_way_down():
+    from pathlib import Path
+
+    from robustode.records import load_record
+    from robustode.records.schema import OptimizerInfo
+
+    for name in ("record_v1.json", "record_v2.json"):
+        optimizer = load_record(Path(__file__).parent / "fixtures" / name).training.optimizer
+        assert isinstance(optimizer, OptimizerInfo) and optimizer.momentum == 0.9 and optimizer.momentum_min is None
+    torch.manual_seed(0)
+    _, record = ro.train(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10)), "natural",
+                         make_synthetic(16, 8, seed=0), epochs=1, batch_size=8, lr=0.05, n=8, masking_checks=False,
+                         quiet=True, device="cpu")
+    assert record.training.optimizer.lr == 0.05 and record.training.optimizer.schedule == "multistep"

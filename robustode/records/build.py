@@ -64,9 +64,9 @@ def run_record(trained, evaluation, *, dataset: DatasetInfo | None = None, label
     run = trained.run
     train = run.train
     optimizer = {"lr": train.lr, "momentum": train.momentum, "weight_decay": train.weight_decay,
-                 "schedule": train.schedule, "milestones": list(train.milestones), "gamma": train.gamma}
-    if train.cycle_momentum:  # momentum moved against the lr, down to momentum_min at its peak
-        optimizer["momentum_min"] = train.momentum_min
+                 "schedule": train.schedule, "milestones": list(train.milestones), "gamma": train.gamma,
+                 # momentum moved against the lr, down to momentum_min at its peak; None: it did not cycle
+                 "momentum_min": train.momentum_min if train.cycle_momentum else None}
     record = make_record(
         model={"name": run.model.name or run.model.class_name, "params": run.model.params},
         defense={"spec": run.defense.spec, "name": defense_family(run.defense.spec),

@@ -166,11 +166,12 @@ def find_record(path: str | os.PathLike) -> Path:
 
 
 def load_records(folder: str | os.PathLike) -> list[Record]:
-    """Load every record in ``folder`` and the run directories below it (``record_files``), each once.
+    """Load every record in ``folder`` and the run directories below it (``record_files``).
 
     Every file is read; if any is bad, one RecordError names each bad file and
-    its first problem, so nothing is dropped and all problems show at once. A
-    record found twice (a run's record.json and its copy in a records folder) counts once.
+    its first problem, so nothing is dropped and all problems show at once. A record
+    found twice (a run's record.json and its copy in a records folder) is loaded twice:
+    the leaderboard counts training runs, not files.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -178,12 +179,9 @@ def load_records(folder: str | os.PathLike) -> list[Record]:
     records, problems = [], []
     for path in record_files(folder):
         try:
-            record = load_record(path)
+            records.append(load_record(path))
         except RecordError as err:
             problems.append(str(err))
-            continue
-        if record not in records:  # equal records (the file they came from aside) are one result
-            records.append(record)
     if problems:
         raise RecordError(f"{len(problems)} bad record file(s): " + "; ".join(problems))
     return records

@@ -66,6 +66,19 @@ class DatasetInfo:
 
 
 @dataclass
+class OptimizerInfo:
+    """The SGD settings a run used, as resolved (the defense's preset where the run set none)."""
+
+    lr: float = field(metadata=_NONNEG)  # peak learning rate
+    momentum: float = field(metadata=_NONNEG)
+    weight_decay: float = field(metadata=_NONNEG)
+    schedule: str  # multistep, cyclic, cosine, constant, onecycle
+    milestones: list[float] = field(default_factory=list)  # nominal epochs of multistep's decays
+    gamma: float = 0.1  # multistep's factor
+    momentum_min: float | None = None  # the momentum at the lr peak, when it cycled
+
+
+@dataclass
 class TrainingInfo:
     epochs: int = field(metadata=_NONNEG)  # epochs completed (0 for an evaluated checkpoint)
     batch_size: int = field(metadata=_POSITIVE)
@@ -73,7 +86,7 @@ class TrainingInfo:
     seconds: float = field(metadata=_NONNEG)  # training loop only, after synchronize
     images_per_second: float = field(metadata=_NONNEG)  # training images per second
     passes_per_image: float = field(metadata=_NONNEG)  # forward+backward passes per image per epoch
-    optimizer: dict = field(default_factory=dict)  # lr, momentum, weight decay, schedule
+    optimizer: OptimizerInfo | None = None  # None for a checkpoint robustode did not train
     stopped_early: str | None = None  # the reason, when training stopped before its last epoch
     stop_kind: str | None = field(default=None, metadata={"choices": STOP_KINDS})
     # One row per data epoch: epoch, nominal_epoch, lr, loss, train_acc, eval_clean, eval_robust (held out).
@@ -177,12 +190,22 @@ def _build(cls, d: dict, source: str, prefix: str, lenient: bool = False):
             if lenient and _has_default(f):  # an older schema: the field came later
                 continue
             raise RecordError(f"{source}: missing field '{path}'")
-        hint = hints[f.name]
+        hint, value = _nested(hints[f.name], d[f.name])
         if dataclasses.is_dataclass(hint):
-            values[f.name] = _build(hint, d[f.name], source, path + ".", lenient)
+            values[f.name] = None if value is None else _build(hint, value, source, path + ".", lenient)
         else:
             values[f.name] = _check(d[f.name], hint, f.metadata, source, path)
     return cls(**values)
+
+
+def _nested(hint, value):
+    """(the dataclass of a nested part, its value) for ``X`` and ``X | None`` hints; an optional part stored
+    as {} (records before it was typed) or null is None. Other hints pass through."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1 \
+            and dataclasses.is_dataclass(args[0]):
+        return args[0], (None if value in (None, {}) else value)
+    return hint, value
 
 
 def _check(value, hint, meta, source: str, path: str):

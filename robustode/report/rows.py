@@ -137,7 +137,7 @@ def experiment_key(record: Record) -> str:
     defense = {**dataclasses.asdict(record.defense), "spec": _normalized(record.defense.spec)}
     attacks = sorted(json.dumps(settings, sort_keys=True) for settings in ev.attack_settings.values())
     key = {"model": dataclasses.asdict(record.model), "defense": defense, "data": data,
-           "training": [tr.batch_size, tr.optimizer, tr.world_size],
+           "training": [tr.batch_size, tr.optimizer and dataclasses.asdict(tr.optimizer), tr.world_size],
            "evaluation": [ev.n, ev.norm, ev.eps, attacks],
            "hardware": [pv.device, pv.device_type, pv.precision], "label": record.label}
     return json.dumps(key, sort_keys=True)
