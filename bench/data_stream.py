@@ -11,9 +11,10 @@ memory-mapped .npy, cold and warm page cache, and what its background thread cos
    copies on CUDA). Cold: the file's pages dropped from the cache first (posix_fadvise DONTNEED, this
    file only); warm: the same draws again with the file cached.
 2. the whole loader: MixedLoader streamed (budget 0) with crop and flip, images per second.
-3. interleaved: blocks of ``--steps`` natural training steps of ``--model`` at ``--batch-size`` taken from
-   the streamed loader (its thread gathering the next batch during each step) alternate with blocks on one
-   batch made beforehand (no thread); the slowdown is the ratio of the medians of the blocks' step times.
+3. interleaved: natural training steps of ``--model`` at ``--step-batch``, each timed alone, alternate one
+   by one: a step on a batch from the streamed loader, during which its thread gathers the next batch,
+   then a step on a batch made beforehand, during which the thread waits; the slowdown is the median over
+   ``--rounds`` pairs of their ratio (the main thread's share of making a batch is not in either).
 
 Measured figures and the machine they came from: bench/RESULTS.md.
 """
@@ -88,7 +89,7 @@ def whole_loader(extra: ExtraSet, batch: int, batches: int, device: torch.device
     return batch * len(loader) / (time.perf_counter() - start)
 
 
-def interleaved(extra: ExtraSet, model_name: str, batch: int, steps: int, rounds: int, device) -> dict:
+def interleaved(extra: ExtraSet, model_name: str, batch: int, rounds: int, device) -> dict:
     model = create(model_name).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
@@ -100,27 +101,23 @@ def interleaved(extra: ExtraSet, model_name: str, batch: int, steps: int, rounds
         loss.backward()
         opt.step()
 
-    base = make_synthetic(batch * steps * (rounds + 1), 8, seed=0).train
+    base = make_synthetic(batch * (rounds + 1), 8, seed=0).train
     loader = MixedLoader(base, extra, 0.7, batch, device, augment=True, budget_bytes=0)
     fixed = next(iter(MixedLoader(base, extra, 0.7, batch, device, augment=True, budget_bytes=1 << 40)))
     streamed, alone = [], []
     stream = iter(loader)
     for x, y in [fixed] * 2:  # warm-up
         step(x, y)
-    for _ in range(rounds):
-        synchronize(device)
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            step(*next(stream))
-        synchronize(device)
-        streamed.append((time.perf_counter() - t0) / steps)
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            step(*fixed)
-        synchronize(device)
-        alone.append((time.perf_counter() - t0) / steps)
-    return {"streamed_s": streamed, "alone_s": alone,
-            "slowdown": statistics.median(streamed) / statistics.median(alone)}
+    for _ in range(rounds):  # one step of each, in turn: the machine's drift cancels in each pair's ratio
+        for times, batch in ((streamed, next(stream)), (alone, fixed)):
+            synchronize(device)  # the step alone is timed: during the first, the thread gathers the next batch
+            t0 = time.perf_counter()
+            step(*batch)
+            synchronize(device)
+            times.append(time.perf_counter() - t0)
+    ratios = [a / b for a, b in zip(streamed, alone)]
+    return {"streamed_s": streamed, "alone_s": alone, "slowdown": statistics.median(ratios),
+            "pair_ratios": ratios}
 
 
 def main() -> None:
@@ -132,8 +129,7 @@ def main() -> None:
     p.add_argument("--batches", type=int, default=200, help="minibatches per delivery measurement")
     p.add_argument("--model", default="resnet20")
     p.add_argument("--step-batch", type=int, default=128, help="batch of the interleaved natural steps")
-    p.add_argument("--steps", type=int, default=3)
-    p.add_argument("--rounds", type=int, default=6)
+    p.add_argument("--rounds", type=int, default=20, help="pairs of interleaved steps")
     p.add_argument("--keep", action="store_true", help="keep the generated file")
     p.add_argument("--json")
     args = p.parse_args()
@@ -150,7 +146,7 @@ def main() -> None:
         delivery(extra, report["per_batch"], args.batches, device)  # the same draws, now cached
         report["warm_img_s"] = delivery(extra, report["per_batch"], args.batches, device)
         report["loader_img_s"] = whole_loader(extra, args.batch_size, min(args.batches, 50), device)
-        report["interleaved"] = interleaved(extra, args.model, args.step_batch, args.steps, args.rounds, device)
+        report["interleaved"] = interleaved(extra, args.model, args.step_batch, args.rounds, device)
         report["interleaved"].update(model=args.model, batch=args.step_batch)
     finally:
         if not args.keep:

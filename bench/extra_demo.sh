@@ -6,7 +6,8 @@
 # These are REAL images standing in for generated ones: the run shows the data path (format, mix, epoch
 # length, record) working end to end, not what generated data would do.
 #   bash bench/extra_demo.sh [RUNS_DIR]
-# Then: robustode compare RUNS_DIR/pgd3-base/record.json RUNS_DIR/pgd3-extra/record.json (McNemar).
+# BASE_RECORD=PATH skips the run without extra data and compares with that record instead (the CPU
+# leaderboard's own PGD-3 record, from the same command: leaderboard/records/...__pgd-3__s0__...json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-runs/extra-demo}
@@ -31,6 +32,7 @@ train() {
     --n "${N:-500}" --eval-every 1 --eval-n "${EVAL_N:-200}" \
     --device cpu --out "$runs" --records "$runs/records" --quiet "$@"
 }
-train --name pgd3-base
+base=${BASE_RECORD:-$runs/pgd3-base/record.json}
+[ -n "${BASE_RECORD:-}" ] || train --name pgd3-base
 train --name pgd3-extra --extra-data "$runs/jpeg-rest.npz" --extra-fraction 0.7
-"$robustode" compare "$runs/pgd3-base/record.json" "$runs/pgd3-extra/record.json"
+"$robustode" compare "$base" "$runs/pgd3-extra/record.json"

@@ -72,7 +72,7 @@ if [[ -n ${GPU_CHECK_TOY:-} ]]; then
   SC_RATIO=(--models resnet20 --defenses natural,natural-x2,yopo-2-1,grad-align --batch-size 8 --steps 1 --pairs 3)
   TTR=(--model resnet20 --dataset synthetic --train-subset 32 --n 8 --epochs 1 --batch-size 16
        --defenses "${TTR_DEFENSES:-natural,yopo-2-1}")
-  STREAM=(--images 20000 --batches 5 --model resnet20 --step-batch 8 --steps 1 --rounds 1)
+  STREAM=(--images 20000 --batches 5 --model resnet20 --step-batch 8 --rounds 2)
 else
   DEVICE=cuda
   [[ -f .data/cifar10-jpeg.tar.gz ]] || die "no .data/cifar10-jpeg.tar.gz: copy /work/shared/data/cifar10-jpeg.tar.gz into .data/ and carry .data"
@@ -88,7 +88,7 @@ else
   TTR=(--dataset cifar10-jpeg --data-dir .data --defenses "${TTR_DEFENSES:-fgsm-rs,free-8,yopo-5-3,pgd-10,natural}"
        --budget-seconds "${TTR_BUDGET:-150}")
   # the extra-data stream from a 1M-image .npy (3.07 GB on the machine's disk) feeding WRN-28-10 bf16 steps
-  STREAM=(--images 1000000 --batches 200 --model dm_wrn28_10 --step-batch 512 --steps 3 --rounds 6)
+  STREAM=(--images 1000000 --batches 200 --model dm_wrn28_10 --step-batch 512 --rounds 20)
 fi
 
 "$PYTHON" - "$DEVICE" <<'EOF' 2>&1 | tee -a "$LOG" || die "torch cannot use the device (see above)"
