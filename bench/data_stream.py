@@ -109,10 +109,10 @@ def interleaved(extra: ExtraSet, model_name: str, batch: int, rounds: int, devic
     for x, y in [fixed] * 2:  # warm-up
         step(x, y)
     for _ in range(rounds):  # one step of each, in turn: the machine's drift cancels in each pair's ratio
-        for times, batch in ((streamed, next(stream)), (alone, fixed)):
+        for times, (x, y) in ((streamed, next(stream)), (alone, fixed)):
             synchronize(device)  # the step alone is timed: during the first, the thread gathers the next batch
             t0 = time.perf_counter()
-            step(*batch)
+            step(x, y)
             synchronize(device)
             times.append(time.perf_counter() - t0)
     ratios = [a / b for a, b in zip(streamed, alone)]
