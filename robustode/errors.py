@@ -47,3 +47,7 @@ def first_line(err: BaseException, typed: bool = True) -> str:
         return type(err).__name__
     line = text.splitlines()[0]
     return f"{type(err).__name__}: {line}" if typed else line
+
+
+class SolverError(RobustodeError):
+    """An ODE solve failed: it exceeded its step budget or its step size underflowed."""

@@ -87,6 +87,9 @@ class Defense:
     - ``ema_decay``: the training loop keeps an exponential moving average of the
       weights and evaluates and saves it (robustode.training.averaging;
       docs/fidelity.md#ema).
+    - ``aux_weight``: every cross-entropy term of the training loss (``self.cross_entropy``)
+      adds aux_weight * ``model.auxiliary_loss()``, the model's regularizer of the forward
+      behind those logits (TisODE's steady state, SODEF's stability; any model may expose one).
 
     A subclass calls ``super().__post_init__()`` (it checks every field by its rule) and
     takes its training loss's cross-entropy from ``self.cross_entropy``.
@@ -97,6 +100,7 @@ class Defense:
     awp_gamma: float = rule(0.0, NONNEG)  # AWP's relative weight perturbation ||v_l|| / ||w_l|| per weight tensor
     awp_warmup: int = rule(0, COUNT0, label="awp_warmup (data epochs)")  # data epochs trained before AWP starts
     ema_decay: float = rule(0.0, BELOW_ONE)  # decay of the weight average (e.g. 0.999)
+    aux_weight: float = rule(0.0, NONNEG)  # weight of the model's auxiliary_loss() in the training loss
 
     spec: ClassVar[str] = "?"  # set per instance by the factory, e.g. "pgd-10"
     preset: ClassVar[Preset] = Preset()
@@ -106,6 +110,8 @@ class Defense:
     # such a run is resumed with these (and every other setting it lacks at its current default).
     legacy_defaults: ClassVar[dict] = {}
     epochs_done: ClassVar[int] = 0  # data epochs completed; the loop sets it on the instance (begin_epoch)
+    # The model's auxiliary_loss when aux_weight > 0; the loop sets it on the instance (use_auxiliary).
+    auxiliary: ClassVar[Callable[[], torch.Tensor] | None] = None
     compiles: ClassVar[bool] = True  # train_step runs under torch.compile (not with double backprop)
     single_step: ClassVar[bool] = False  # one attack step per batch: can overfit catastrophically
 
@@ -140,8 +146,22 @@ class Defense:
         return {**own, **{k: values[k] for k in MODIFIERS if k in values}}
 
     def cross_entropy(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Mean cross-entropy of the training loss, with ``label_smoothing``."""
-        return F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+        """Mean cross-entropy of the training loss, with ``label_smoothing``; with ``aux_weight``, plus the
+        model's auxiliary loss of the forward behind ``logits``."""
+        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+        if self.auxiliary is not None:
+            loss = loss + self.aux_weight * self.auxiliary()
+        return loss
+
+    def use_auxiliary(self, model: nn.Module) -> None:
+        """Called by the loop before training: with ``aux_weight > 0`` the model must have ``auxiliary_loss``."""
+        if self.aux_weight <= 0:
+            return
+        auxiliary = getattr(model, "auxiliary_loss", None)
+        if not callable(auxiliary):
+            raise ConfigError(f"aux_weight={self.aux_weight:g} adds the model's auxiliary loss, but "
+                              f"{type(model).__name__} has no auxiliary_loss() (tisode16_1 and sodef_net16 have one)")
+        self.auxiliary = auxiliary
 
     def awp_now(self) -> float:
         """AWP's gamma for the current step: 0 when off or still warming up."""

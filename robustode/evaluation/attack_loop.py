@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..attacks.eot import correct_on_draws
+from ..models.solver import function_evaluations, reset_evaluations
 from ..progress import Progress, reporting
 from ..threat import NORMS
 from .state import EvalState
@@ -33,6 +34,7 @@ class Found:
     excess: dict[str, float] = field(default_factory=dict)  # furthest outside [0, 1] or the eps-ball
     non_finite: dict[str, int] = field(default_factory=dict)  # points returned with NaN or inf
     seconds: dict[str, float] = field(default_factory=dict)
+    evaluations: dict[str, dict] = field(default_factory=dict)  # ODE models: f-evaluations per batch, per attack
 
 
 def batch_seed(seed: int, attack: int, batch: int) -> int:
@@ -71,7 +73,9 @@ def _one_batch(model, x_all, y_all, attack, lo, b, batch_size, device, draws, fo
     x, y = load_batch(x_all, y_all, lo, batch_size, device)
     clean = found.clean[lo:lo + len(y)].to(device)
     start = time.perf_counter()
+    reset_evaluations(model)
     outcome = attack.run(model, x, y)
+    evals = function_evaluations(model)  # the attack's solves (its own forwards and backwards)
     loose = correct_on_draws(model, outcome.x_adv, y, draws)
     verdict = loose if outcome.robust is None else outcome.robust
     only_bb = outcome.blackbox_only if outcome.blackbox_only is not None else torch.zeros_like(loose)
@@ -79,7 +83,8 @@ def _one_batch(model, x_all, y_all, attack, lo, b, batch_size, device, draws, fo
     values = {f"robust:{name}": (verdict & clean).cpu(), f"loose:{name}": loose.cpu(),
               f"bb:{name}": only_bb.cpu(), f"nonfinite:{name}": (~torch.isfinite(outcome.x_adv.flatten(1)).all(1)).cpu()}
     per_batch = {f"excess:{name}": float(_excess(attack, x, outcome.x_adv)),
-                 f"seconds:{name}": time.perf_counter() - start}
+                 f"seconds:{name}": time.perf_counter() - start,
+                 f"evals_forward:{name}": evals["forward"], f"evals_backward:{name}": evals["backward"]}
     state.put(name, b, lo, values, len(y_all), per_batch)
 
 
@@ -90,6 +95,10 @@ def _collect(name: str, found: Found, state: EvalState) -> None:
     found.non_finite[name] = int(state.get(f"nonfinite:{name}").sum())
     found.excess[name] = float(np.nan_to_num(state.get(f"excess:{name}"), nan=np.inf).max())
     found.seconds[name] = float(state.get(f"seconds:{name}").sum())
+    forward, backward = state.get(f"evals_forward:{name}"), state.get(f"evals_backward:{name}")
+    if forward is not None and forward.any():  # an ODE model (a discrete one counts none)
+        found.evaluations[name] = {"forward_per_batch": float(forward.mean()),
+                                   "backward_per_batch": float(backward.mean())}
 
 
 def load_batch(x_all, y_all, i, size, device):

@@ -12,6 +12,13 @@ field has been fooled before). The stages, each only on the points still robust:
    naturally for a short budget); without one the stage is skipped and says so;
 3. ``autoattack-rand`` (randomized models only): APGD-CE and APGD-DLR with EOT over 20 draws.
 
+A model whose blocks declare an ODE solver (robustode.models.solver) escalates when a solver is
+adaptive, and its first stage is ``solver-swap``: PGD-20 through the same weights solved by a fixed
+grid (rk4, SWAP_STEPS steps over [0, T], no adjoint: differentiable end to end), the points then
+classified by the model's own solver (BPDA through the solver: Huang et al. 2021, arXiv 2009.13145,
+and Carrara et al. 2022 found adaptive-solver robustness to hinge on the solver and its tolerance).
+The stage records both solvers.
+
 A stage's verdict counts a point robust only if it is correct on every draw of a randomized model.
 Every stage is kept in the result (and the record); the worst case includes them all.
 """
@@ -27,11 +34,15 @@ from ..attacks import build
 from ..attacks.pgd import run_pgd
 from ..attacks.eot import correct_on_draws
 from ..attacks.spec import Attack
+from ..models.solver import ode_blocks, solver_override, solvers, swapped
 from .attack_loop import load_batch
 from .result import fraction, set_intervals
 
 SQUARE = "square"  # the standard black-box attack: 5,000 queries
 RANDOMIZED = "autoattack-rand"  # APGD-CE and APGD-DLR with EOT over 20 draws
+
+
+SWAP_STEPS = 16  # the solver-swap attack's rk4 steps over [0, T] (64 evaluations of f per forward)
 
 
 NOT_MASKING = ("outside_threat_model",)  # a broken attack, not a fooled one: escalating would not help
@@ -42,6 +53,8 @@ def reasons(result, model) -> list[str]:
     why = [name for name in result.flags.get("fired", []) if name not in NOT_MASKING]
     if result.randomized:
         why.append("randomized")
+    if any(solver.adaptive for solver in solvers(model)):
+        why.append("adaptive ODE solver")
     declared = getattr(model, "robustode_escalate", None)
     if declared:
         why.append(str(declared))
@@ -52,6 +65,8 @@ def escalate(model, x_all, y_all, result, why: list[str], *, data, batch_size: i
              surrogate=None, console=None) -> None:
     """Run the stages on ``result``'s still-robust points; update its worst case, intervals and stages."""
     stages = [("square", build(SQUARE, eps=result.eps), None)]
+    if ode_blocks(model):
+        stages.insert(0, ("solver-swap", SolverSwapAttack(model, result.eps), None))
     surrogate, how = _surrogate(surrogate, model, data, device)
     stages.append(("transfer", TransferAttack(surrogate, result.eps) if surrogate is not None else None, how))
     if result.randomized:
@@ -116,6 +131,22 @@ class TransferAttack(Attack):
         x_adv = run_pgd(self.surrogate, x.to(device), y.to(device), eps=self.settings["eps"],
                     alpha=self.settings["eps"] / 4, steps=20, restarts=5)
         return x_adv.to(x.device)
+
+
+class SolverSwapAttack(Attack):
+    """PGD-20 through the model's weights solved by a fixed-grid rk4 (no adjoint); the caller classifies the
+    result with the model's own solver. ``settings`` state the attack's and the test's solvers."""
+
+    def __init__(self, model: nn.Module, eps: float):
+        own = solvers(model)
+        self.swap = {"method": "rk4", "step_size": min(s.T for s in own) / SWAP_STEPS, "adjoint": False}
+        attack_solvers = [swapped(s, **self.swap).describe() for s in own]
+        super().__init__("solver-swap", {"attack": "solver-swap", "base": "pgd-20", "eps": eps, "norm": "linf",
+                                         "attack_solver": attack_solvers, "test_solver": [s.describe() for s in own]})
+
+    def __call__(self, model, x, y):
+        with solver_override(model, **self.swap):
+            return run_pgd(model, x, y, eps=self.settings["eps"], alpha=self.settings["eps"] / 4, steps=20)
 
 
 def _say(console, text: str) -> None:

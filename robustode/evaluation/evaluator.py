@@ -24,6 +24,7 @@ from ..threat import ThreatModel
 from ..utils import check_positive_int, device_name, provenance, resolve_device, synchronize
 from . import escalation, masking
 from .attack_loop import load_batch, run_attacks
+from .composition import composition, ode_summary
 from .result import EvalResult, fraction, set_intervals
 from .state import EvalState
 
@@ -101,11 +102,13 @@ def _attack(model, x_all, y_all, num_classes, attacks, eps, batch_size, device, 
         with Progress(masking.CHECKS, f"gradient-masking checks on {len(y)} points", console=console,
                       unit="checks") as progress:
             checks = masking.subset_checks(model, x, y, eps=eps, seed=seed, status=progress.update)
-    return run_state, _result(found, attacks, batch_size, eps, device, seed, masking.flags(checks, found, attacks),
-                              randomized)
+    flags = masking.flags(checks, found, attacks)
+    if flags["batch_dependent"]:  # its batches were fixed by the test order all along: say so
+        flags["composition"] = composition(batch_size)
+    return run_state, _result(model, found, attacks, batch_size, eps, device, seed, flags, randomized)
 
 
-def _result(found, attacks, batch_size, eps, device, seed, flags, randomized) -> EvalResult:
+def _result(model, found, attacks, batch_size, eps, device, seed, flags, randomized) -> EvalResult:
     n = len(found.clean)
     worst = found.clean.clone()
     for attack in attacks:
@@ -117,7 +120,8 @@ def _result(found, attacks, batch_size, eps, device, seed, flags, randomized) ->
         worst_case=fraction(worst), n=n, batch_size=batch_size, eps=eps,
         attack_settings={a.name: dict(a.settings) for a in attacks}, seconds=0.0, device=device_name(device),
         tf32=tf32, seed=seed, flags=flags, provenance=provenance(device, "float32"),
-        per_point={**per_point, "worst_case": worst}, randomized=randomized, attack_seconds=dict(found.seconds))
+        per_point={**per_point, "worst_case": worst}, randomized=randomized, attack_seconds=dict(found.seconds),
+        ode=ode_summary(model, found.evaluations))
     set_intervals(result)
     return result
 

@@ -8,7 +8,9 @@ A model can look robust because its gradients are useless, not because it is:
   attack makes wrong points right, so its gradients point the wrong way;
 - a black-box attack (Square) breaks points that every white-box attack left standing;
 - PGD-20 reads far above AutoAttack (3-5 points is typical: docs/published.md#autoattack-against-pgd-20);
-- an attack returns NaN or inf, or points outside [0, 1] or its eps-ball.
+- an attack returns NaN or inf, or points outside [0, 1] or its eps-ball;
+- a point's logits change when its batchmates change (composition.py: an adaptive ODE solver's
+  batch-wide error norm); the model is then evaluated on fixed, stated batches.
 The step, eps and gradient checks run on a small subset (the first SUBSET points), so they stay cheap.
 """
 
@@ -18,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..attacks.pgd import pgd
+from .composition import batch_dependence, is_batch_dependent
 
 CHECKS = 4  # three PGD runs and the gradient checks
 SUBSET = 256  # points for the zero-gradient, ascent, steps and eps checks
@@ -42,6 +45,8 @@ MESSAGES = {
                           "typical",
     "non_finite": "attack(s) {non_finite_attacks} returned NaN or inf inputs (counted as not robust)",
     "outside_threat_model": "attack(s) {outside} returned points outside [0, 1] or their eps-ball",
+    "batch_dependent": "a point's logits changed by {batch_change:.1e} of their scale when its batchmates changed "
+                       "(an adaptive solver's batch-wide error norm?): evaluated on fixed batches",
 }
 
 
@@ -61,7 +66,7 @@ def subset_checks(model, x, y, *, eps: float, seed: int = 0, status=None) -> dic
         status(len(runs), "input gradients")
     zero, ascent = gradient_checks(model, x, y, step=eps / 4)
     return {"subset": len(x), "zero_grad_fraction": zero, "ascent_fraction": ascent, "more_steps": MORE_STEPS,
-            **accuracy}
+            **accuracy, **batch_dependence(model, x)}
 
 
 def gradient_checks(model, x, y, step: float) -> tuple[float, float | None]:
@@ -102,7 +107,8 @@ def flags(checks: dict | None, found, attacks) -> dict:
                   "blackbox_beats_whitebox": beats is True,
                   "pgd_autoattack_gap": values["aa_gap"] is not None and values["aa_gap"] > AA_GAP,
                   "non_finite": values["non_finite_attacks"] is not None,
-                  "outside_threat_model": values["outside"] is not None}
+                  "outside_threat_model": values["outside"] is not None,
+                  "batch_dependent": is_batch_dependent(sub)}
     fired = [name for name, on in conditions.items() if on]
     return {"zero_grad_fraction": zero, "ascent_fraction": ascent, "steps_monotone": steps_ok,
             "eps_monotone": eps_ok, "blackbox_beats_whitebox": beats,
@@ -110,6 +116,7 @@ def flags(checks: dict | None, found, attacks) -> dict:
             "pgd_autoattack_gap": values["aa_gap"],
             "outside_threat_model": sorted(k for k, v in found.excess.items() if v > BOUND_SLACK),
             "non_finite": {k: v for k, v in found.non_finite.items() if v}, "checks": checks, "fired": fired,
+            "batch_dependent": None if checks is None else is_batch_dependent(sub),
             "messages": [MESSAGES[name].format(**values) for name in fired]}
 
 

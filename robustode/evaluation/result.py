@@ -37,6 +37,8 @@ class EvalResult:
     randomized: bool = False  # two eval-mode forwards of one batch differed: attacked with EOT
     escalation: list[dict] = field(default_factory=list)  # the stages run because something looked wrong
     attack_seconds: dict[str, float] = field(default_factory=dict)
+    # A model with ODE blocks: its solvers, and per attack the f-evaluations per batch (forward, adjoint backward).
+    ode: dict | None = None
 
     def __str__(self) -> str:
         """A short table: each accuracy with its interval, then how it was obtained and what fired."""

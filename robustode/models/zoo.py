@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..registry import Registry
+from ..registry import Registry, parse_spec
 
 registry = Registry("model")
 
@@ -31,9 +31,11 @@ def create(name: str, num_classes: int = 10, **kwargs: Any) -> nn.Module:
 
     model = robustode.models.create("wrn34_10", num_classes=10)
     model = robustode.models.create("lm_resnet56", normalize=False)
+    model = robustode.models.create("ode_net16_1(method=dopri5, rtol=1e-3)")   # settings in the name
     """
-    factory, parsed, args = registry.resolve(name)
-    options = {**parsed, "num_classes": num_classes, **kwargs}
+    base, settings = parse_spec(name, "model")  # "ode_net16_1(method=dopri5)": settings in the name
+    factory, parsed, args = registry.resolve(base)
+    options = {**parsed, **settings, "num_classes": num_classes, **kwargs}
     try:
         inspect.signature(factory).bind(*args, **options)
     except TypeError as err:

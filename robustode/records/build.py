@@ -112,7 +112,8 @@ def evaluation_section(ev) -> dict:
             "autoattack_standard": bool(aa and ev.attack_settings[aa].get("standard")), "robust": robust,
             "attack_settings": ev.attack_settings, "seconds": ev.seconds, "flags": ev.flags,
             "worst_case_acc": ev.worst_case, "intervals": {k: list(v) for k, v in ev.intervals.items()},
-            "interval_method": ev.interval_method, "randomized": ev.randomized, "escalation": ev.escalation}
+            "interval_method": ev.interval_method, "randomized": ev.randomized, "escalation": ev.escalation,
+            "ode": getattr(ev, "ode", None)}  # a CorruptionResult has none
 
 
 def _finite(value):

@@ -117,6 +117,9 @@ class EvaluationInfo:
     per_example: dict | None = None  # {"file": name beside the record, "sha256": ...}: per-point results
     randomized: bool = False  # two eval-mode forwards of one batch differed: evaluated with EOT
     escalation: list[dict] = field(default_factory=list)  # stages run because a flag fired, in order
+    # A model with ODE blocks: "solvers" (each block's, described) and per attack "evaluations_per_batch"
+    # of f (forward and adjoint backward); "probe": robustode probe's sweeps when it ran. None otherwise.
+    ode: dict | None = None
 
 
 @dataclass

@@ -4,7 +4,9 @@ FLOPs are counted with torch's FlopCounterMode (convolutions, matmuls, attention
 over the run's first real training step, all of its passes included: no extra step
 and no copy, so nothing a defense or model does is run twice. An attack step's
 backward counts its input gradient only, which is all it computes. A compiled run
-is not counted (the counter cannot see inside compiled graphs).
+is not counted (the counter cannot see inside compiled graphs), nor a model with an ODE block solving
+with the adjoint (torchdiffeq's adjoint calls autograd.grad inside the backward, which the counter's
+module hooks refuse).
 """
 
 from __future__ import annotations
@@ -12,19 +14,25 @@ from __future__ import annotations
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..models.solver import solvers
+
 
 class FlopCount:
     """Context around one train_step: stores its FLOPs per training image on ``trainer.flops_per_image``."""
 
     def __init__(self, trainer, images: int):
         self.trainer, self.images = trainer, images
-        self.counter = FlopCounterMode(display=False)
+        adjoint = any(solver.adjoint for solver in solvers(trainer.model))
+        self.counter = None if adjoint else FlopCounterMode(display=False)
 
     def __enter__(self):
-        self.counter.__enter__()
+        if self.counter is not None:
+            self.counter.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
+        if self.counter is None:
+            return
         self.counter.__exit__(*exc)
         if exc[0] is None:
             self.trainer.flops_per_image = self.counter.get_total_flops() / self.images

@@ -162,6 +162,8 @@ def _prepared(model, defense, data: DataSet, settings) -> tuple[nn.Module, str |
     if isinstance(model, nn.Module):
         model = model.to(settings.device)  # checked where it will train (a CUDA-only model fails on the CPU)
     example = check_for_training(model, data)
+    if callable(getattr(defense, "use_auxiliary", None)):
+        defense.use_auxiliary(model)
     prepare = getattr(defense, "prepare", None)  # a duck-typed defense may have only train_step
     return model, (prepare(model, example) if prepare is not None else None)
 

@@ -17,6 +17,7 @@ from .lock import LOCK_NAME
 
 METRICS = ("epoch", "nominal_epoch", "steps", "lr", "loss", "train_acc", "seconds", "images_per_s",
            "eval_clean", "eval_robust", "note")
+ODE_METRICS = ("evals_forward_per_batch", "evals_backward_per_batch")  # columns of a run of an ODE model only
 
 
 def check_run_dir(out_dir: str | Path | None, resume: bool) -> Path | None:
@@ -96,7 +97,8 @@ class RunLog:
         if self.run_dir is None:
             return
         text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=METRICS, extrasaction="ignore", lineterminator="\n")
+        ode = tuple(k for k in ODE_METRICS if history and k in history[0])
+        writer = csv.DictWriter(text, fieldnames=METRICS + ode, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         writer.writerows(history)
         write_atomic(self.run_dir / "metrics.csv", text.getvalue())
@@ -106,6 +108,8 @@ def epoch_line(row: dict, settings) -> str:
     """One line per data epoch for the console and train.log."""
     line = (f"epoch {row['epoch']}/{settings.data_epochs}  loss {row['loss']:.4f}  acc {row['train_acc']:.2%}  "
             f"lr {row['lr']:.4g}  {row['seconds']:.1f} s  {row['images_per_s']:.0f} img/s")
+    if "evals_forward_per_batch" in row:  # an ODE model: f-evaluations per minibatch, forward + adjoint backward
+        line += f"  f-evals/batch {row['evals_forward_per_batch']:.0f}+{row['evals_backward_per_batch']:.0f}"
     if row.get("eval_robust") is not None:
         line += f"  held-out clean {row['eval_clean']:.2%}  {settings.eval_attack} {row['eval_robust']:.2%}"
     return line

@@ -88,7 +88,7 @@ class Trainer:
         self.model.train()
         if callable(getattr(self.defense, "begin_epoch", None)):
             self.defense.begin_epoch(e)
-        tally, stop = Tally(self.device), None
+        tally, stop = Tally(self.device, self.model), None  # the model's ODE solves are counted too
         autocast = self._autocast()
         with self.log.progress(n, f"epoch {e}/{s.data_epochs}") as progress:
             for i, (x, y) in enumerate(self.loader, 1):
@@ -113,7 +113,8 @@ class Trainer:
         images = count // s.replays  # Free-m counts each image once per replay
         row = {"epoch": e, "nominal_epoch": e * s.replays, "steps": self.steps, "lr": self.lr,
                "loss": loss, "train_acc": acc, "seconds": seconds, "images": images,
-               "images_per_s": images / seconds, "note": None if stop is None else stop.reason}
+               "images_per_s": images / seconds, **tally.evaluations(),
+               "note": None if stop is None else stop.reason}
         return row, stop
 
     def _read_back(self, e: int, i: int, n: int, tally: Tally, progress) -> Stop | None:
