@@ -183,3 +183,7 @@ def test_the_cli_trains_with_extra_data_and_refuses_bad_input_in_one_line(tmp_pa
     assert len(err) == 1 and "NCHW" in err[0]
     assert main([*base, "--extra-data", str(good), "--extra-fraction", "1"]) == 2
     assert "the fraction must lie in [0, 1), got 1" in capsys.readouterr().err
+    assert main(["data", "convert", str(good), str(tmp_path / "conv"), "--quiet"]) == 0
+    assert capsys.readouterr().out.startswith(f"wrote {tmp_path / 'conv'}: 40 images 32x32x3, 10 classes")
+    assert main(["data", "convert", str(good), str(tmp_path / "conv")]) == 1  # never into a full directory
+    assert "exists and is not empty" in capsys.readouterr().err
