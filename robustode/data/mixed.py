@@ -117,7 +117,9 @@ class MixedLoader:
             total = self.batches * self.batch_size
             shifts = torch.randint(0, 2 * PAD + 1, (total, 2), generator=gen)[positions].to(self.device)
             flips = (torch.rand(total, generator=gen) < 0.5)[positions].to(self.device)
-        return self._batches(bases, self._extra_batches(extras), shifts, flips)
+        # One copy of the epoch's indices to the device: a copy per batch would wait for the device each time.
+        base = torch.from_numpy(np.stack(bases)).to(self.device)
+        return self._batches(base, self._extra_batches(extras), shifts, flips)
 
     def _positions(self) -> torch.Tensor:
         """Where this rank's examples sit in the epoch's draws of augmentation, batch by batch."""
@@ -129,13 +131,12 @@ class MixedLoader:
     def _extra_batches(self, extras: list[np.ndarray]):
         if not self.resident:
             return iter(Prefetch(self.extra, extras, self.device))
-        return ((self.extra_images[i], self.extra_labels[i])
-                for i in (torch.from_numpy(e).to(self.device) for e in extras))
+        index = torch.from_numpy(np.stack(extras)).to(self.device)
+        return ((self.extra_images[i], self.extra_labels[i]) for i in index)
 
     def _batches(self, bases, extra_batches, shifts, flips):
         width = None
-        for i, (base, (extra_x, extra_y)) in enumerate(zip(bases, extra_batches)):
-            idx = torch.from_numpy(base).to(self.device)
+        for i, (idx, (extra_x, extra_y)) in enumerate(zip(bases, extra_batches)):
             images = torch.cat([self.images[idx], extra_x.permute(0, 3, 1, 2)])
             labels = torch.cat([self.labels[idx], extra_y])
             if self.augment:
