@@ -9,6 +9,7 @@ Training runs the checks that can fail (``check_for_training``) before its first
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -106,10 +107,11 @@ def check_model(model: nn.Module, data=None, num_classes: int | None = None,
     rows, out = _essentials(model, x, num_classes, output)
     if out is not None:
         with torch.no_grad(), bn_mode(model, "eval"), forked_rng(x.device):
-            rows += [_pixel_range(model, x, out), _determinism(model, x, out)]
-            cost = _cost(model, x[:1])
+            rows += [_guarded("pixel range", _pixel_range, model, x, out),
+                     _guarded("eval determinism", _determinism, model, x, out)]
+            cost = _guarded("cost", _cost, model, x[:1])
         split, split_row = _split(model, x)
-        rows += [_normalization(model, split), _batch_norm(model), split_row, cost]
+        rows += [_guarded("normalization", _normalization, model, split), _batch_norm(model), split_row, cost]
     else:
         rows.append(_batch_norm(model))
     return ModelReport(who, shape, tuple(sorted(rows, key=lambda r: ORDER.index(r.name))))
@@ -124,13 +126,34 @@ def check_for_training(model: nn.Module, data) -> torch.Tensor:
     """
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model must be an nn.Module or a registered model name, got {type(model).__name__}")
-    example = data.train.images[:2].to(_device(model)).float().div(255)
+    example = _training_example(model, data)
     rows, _ = _essentials(model, example, data.num_classes, None)
     failed = next((r for r in rows if r.status == "fail"), None)
     if failed is not None:
         raise ConfigError(f"{type(model).__name__} {failed.detail} (`robustode check-model` or "
                           "robustode.check_model shows every check)")
     return example
+
+
+def pixel_range_warning(model: nn.Module, data) -> str | None:
+    """check_model's warning for a model that barely sees [0, 1] pixels (one expecting [0, 255]), on the first
+    two training images of ``data``; None when it sees them. The model's mode and the RNG are left as they were."""
+    x = _training_example(model, data)
+    with torch.no_grad(), bn_mode(model, "eval"), forked_rng(x.device):
+        row = _pixel_range(model, x, model(x))
+    return f"{type(model).__name__}: {row.detail}" if row.status == "warn" else None
+
+
+def _training_example(model: nn.Module, data) -> torch.Tensor:
+    return data.train.images[:2].to(_device(model)).float().div(255)
+
+
+def _guarded(name: str, check: Callable[..., Check], *args) -> Check:
+    """A probe of the model that raised is a failed check naming the error, not a traceback."""
+    try:
+        return check(*args)
+    except Exception as err:  # the user's model raised inside this probe: that is the finding
+        return Check(name, "fail", f"raises on this probe ({first_line(err)})")
 
 
 def _essentials(model: nn.Module, x: torch.Tensor, num_classes: int | None, selector) -> tuple[list[Check], object]:
@@ -192,6 +215,8 @@ def _split(model: nn.Module, x: torch.Tensor):
         split = split_model(model, example=x)
     except ConfigError as err:
         return None, Check("yopo split", "warn", f"YOPO cannot train it: {err}")
+    except Exception as err:  # the user's model raised while being traced or verified
+        return None, Check("yopo split", "fail", f"raises on this probe ({first_line(err)})")
     return split, Check("yopo split", "ok", f"{split.description}; verified in eval and train mode")
 
 

@@ -134,12 +134,9 @@ class Registry:
         name (``defaults`` included, as in ``create``): "pgd-1()", " pgd-1 ( alpha = 2/255 ) " and "pgd-1" are
         one spec when 2/255 is pgd-1's step. Run names, records and tables use it: one name, one row."""
         name, settings = parse_spec(spec, self.kind)
-        parsed = self.resolve(name)[1]
-        plain = self.create(name, defaults)  # the name's own settings, as its factory resolves them
-        values = dataclasses.asdict(plain) if dataclasses.is_dataclass(plain) else getattr(plain, "settings", {})
-        kept = {k: v for k, v in settings.items()
-                if not (k in values and _same(values[k], v) or k in parsed and _same(parsed[k], v))}
-        return _spec_text(name, kept)
+        factory, parsed, _ = self.resolve(name)  # nothing is built: an entrance builds each object once
+        values = {**_declared_defaults(factory), **(defaults or {}), **parsed}
+        return _spec_text(name, {k: v for k, v in settings.items() if not (k in values and _same(values[k], v))})
 
     def _merge(self, spec: str, parsed: dict, settings: dict, overrides: dict) -> dict:
         """The spec's parentheses refine its name (``pgd-7(steps=9)``: 9 steps); an override that
@@ -287,6 +284,17 @@ def _value_text(value: Any) -> str:
             return f"{round(value * 255)}/255"
         return repr(value)
     return str(value)
+
+
+def _declared_defaults(factory: Callable[..., Any]) -> dict[str, Any]:
+    """The defaults a factory declares: a dataclass's field defaults, a function's keyword defaults."""
+    if dataclasses.is_dataclass(factory):
+        return {f.name: f.default for f in dataclasses.fields(factory) if f.default is not dataclasses.MISSING}
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # a builtin or C factory: no defaults to read
+        return {}
+    return {p.name: p.default for p in params if p.default is not p.empty}
 
 
 def _same(default: Any, value: Any) -> bool:

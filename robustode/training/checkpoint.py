@@ -28,6 +28,10 @@ FORMAT = "robustode-checkpoint"
 VERSION = 2  # 2: with a payload digest; version 1 (no digest) still loads, unverified
 READS = (1, 2)
 REQUIRED = ("model", "optimizers", "schedulers", "epoch", "steps", "rng", "config")
+# What torch.load raises on a damaged file: damage in the pickle's structure reaches the unpickler as a memo
+# key or index that is not there, an argument of the wrong type, a bad length, a failed assertion of torch.
+UNREADABLE = (RuntimeError, EOFError, ValueError, KeyError, IndexError, TypeError, AttributeError, OverflowError,
+              MemoryError, AssertionError, zipfile.BadZipFile)
 
 
 def save_checkpoint(path: str | Path, state: dict) -> None:
@@ -43,6 +47,10 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as err:  # a full disk, a vanished folder: the user's to fix, and the last checkpoint stays
+        tmp.unlink(missing_ok=True)
+        kept = "the previous checkpoint is left as it was" if path.exists() else "no checkpoint was written"
+        raise CheckpointError(f"cannot write checkpoint {path} ({err.strerror or err}); {kept}") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -63,8 +71,8 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
         detail = _unpickler_detail(e)
         raise CheckpointError(f"checkpoint {path} cannot be read with weights_only=True ({detail}): "
                               "it is corrupt or not a robustode checkpoint") from None
-    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile) as e:
-        detail = first_line(e, typed=False)
+    except UNREADABLE as e:
+        detail = first_line(e, typed=True)
         raise CheckpointError(f"checkpoint {path} is corrupt and cannot be read ({detail})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a robustode checkpoint (a {type(state).__name__} "

@@ -12,11 +12,11 @@ from torch import nn
 
 from .. import dist
 from ..attacks import Attack
-from ..checks import check_for_training
+from ..checks import check_for_training, pixel_range_warning
 from ..data.extra import ExtraSet
 from ..data.types import DataSet
 from ..defenses.base import Defense
-from ..errors import ConfigError
+from ..errors import ConfigError, first_line
 from ..utils import resolve_device
 from .checkpoint import load_checkpoint
 from .config import TrainConfig
@@ -78,7 +78,8 @@ def fit(model: nn.Module, defense: Defense, data: DataSet, config: TrainConfig |
             _check_same_run(RunInfo.from_dict(saved["config"], str(run_dir)), run, run_dir, _assumed(defense))
         log = RunLog(run_dir, quiet or not ctx.main, open_loggers(settings.log, run_dir, run.to_dict()) if ctx.main
                      else [])
-        for line in lowered:  # sizes the data cannot honour, lowered to its own
+        # Sizes the data cannot honour, lowered to its own; a model that expects [0, 255] pixels (as check-model says)
+        for line in [*lowered, *filter(None, [pixel_range_warning(model, data)])]:
             log.warn(line)
         loader = train_loader(data.train, extra, settings, torch.device(settings.device), ctx.rank, ctx.world_size)
         trainer = Trainer(model, defense, data, run, log, loader, run_dir, held_out, eval_attack)
@@ -101,7 +102,11 @@ def _start(trainer: Trainer, saved: dict | None, config: TrainConfig, log: RunLo
     """Resume from the checkpoint, or seed and write config.json; say what runs where."""
     run, s = trainer.run, trainer.settings
     if saved is not None:
-        trainer.load_state_dict(saved)
+        try:
+            trainer.load_state_dict(saved)
+        except RuntimeError as err:  # shapes the checks above could not see (a model without a registered name)
+            raise ConfigError(f"cannot resume {trainer.run_dir}: its checkpoint does not fit this model "
+                              f"({first_line(err, typed=False)}); resume with the run's own model") from None
         log.info(f"resuming {trainer.run_dir} after data epoch {trainer.epoch}")
         return
     trainer.seed()

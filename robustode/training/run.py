@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..errors import CheckpointError
+from ..defenses import defenses
+from ..errors import CheckpointError, ConfigError, UnknownNameError
 from ..models import count_parameters
 from ..records.migrate import single_step_before_v3
 from ..records.schema import DatasetInfo, Provenance
@@ -29,6 +30,16 @@ class ModelSetup:
     class_name: str  # type(model).__qualname__
     num_classes: int
     params: int | None = None  # trainable parameters (None in checkpoints written before it was stored)
+
+    def conflicts(self, new: ModelSetup) -> list[str]:
+        """Another model than the saved run's: another class, or the same class at another registered name,
+        build or size (lm_resnet20 resumed as lm_resnet32 is one class with other shapes)."""
+        mine, theirs = (self.class_name, self.name, self.kwargs), (new.class_name, new.name, new.kwargs)
+        sized = None not in (self.params, new.params) and self.params != new.params
+        if mine == theirs and not sized:
+            return []
+        return [f"model {self.name or self.class_name} ({self.params} parameters) -> "
+                f"{new.name or new.class_name} ({new.params} parameters)"]
 
     @classmethod
     def of(cls, model: nn.Module, num_classes: int) -> ModelSetup:
@@ -109,12 +120,18 @@ class RunInfo:
         saved = {**(assumed or {}), **self.defense.hyperparameters}
         now = new.defense.hyperparameters
         differ = {k: (saved[k], now[k]) for k in saved.keys() & now.keys() if saved[k] != now[k]}
-        if self.defense.spec != new.defense.spec:
+        if normalized(self.defense.spec) != normalized(new.defense.spec):  # a spelling is no change
             changed.append(f"defense {self.defense.spec} -> {new.defense.spec}")
         changed += [f"{k} {a!r} -> {b!r}" for k, (a, b) in differ.items()]
-        if self.model.class_name != new.model.class_name:
-            changed.append(f"model {self.model.class_name} -> {new.model.class_name}")
-        return changed
+        return changed + self.model.conflicts(new.model)
+
+
+def normalized(spec: str) -> str:
+    """A defense spec in its one spelling, so that a run saved before specs were canonical resumes."""
+    try:
+        return defenses.canonical(spec)
+    except (ConfigError, UnknownNameError):  # a duck-typed defense's own text
+        return spec
 
 
 def _plain(values: dict) -> dict:
