@@ -82,3 +82,10 @@ def test_a_mistyped_robustode_data_is_refused_as_a_mistyped_data_dir_is(tmp_path
     refused(capsys, [*TRAIN, "--out", str(tmp_path / "runs")], "$ROBUSTODE_DATA")
     assert not typo.exists() and not (tmp_path / "runs").exists()
     assert len(load_dataset("synthetic", data_dir=tmp_path).train) > 0  # --data-dir still wins over it
+
+
+def test_an_evaluation_batch_larger_than_n_records_the_batch_used():
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))
+    result = ro.evaluate(model, make_synthetic(8, 8, seed=0), attacks=["pgd-1"], n=8, batch_size=256,
+                         masking_checks=False, quiet=True, escalate=False)
+    assert result.batch_size == 8

@@ -57,6 +57,7 @@ def evaluate(model, data, attacks: Sequence[Attack], threat: ThreatModel, *, n=N
     batch_size = check_positive_int(batch_size, "batch_size")
     device = _device(model, device)
     x_all, y_all, num_classes = _data(data, n)
+    batch_size = min(batch_size, len(y_all))  # the batches evaluated, as the result and the record say
     start = time.perf_counter()
     console = Console(stderr=True, quiet=quiet)
     with preserved_mode(model), preserved_rng(seed), torch.autocast(device.type, enabled=False):
