@@ -7,13 +7,14 @@ import math
 
 import pytest
 import torch
-from training_utils import tiny
+from training_utils import Interrupting, Plain, data, same_weights, tiny
 
+from robustode.api import fit
 from robustode.cli import main
 from robustode.entrance import apply_recipe, recipe_defense
 from robustode.errors import ConfigError, UnknownNameError
 from robustode.recipes import Recipe, recipes
-from robustode.training import TrainConfig
+from robustode.training import TrainConfig, load_checkpoint
 from robustode.training.averaging import WeightAverage
 from robustode.training.schedules import onecycle
 
@@ -110,3 +111,15 @@ def test_list_recipes_and_a_cli_run_from_a_recipe_logs_which_setting_won(tmp_pat
     log = next(tmp_path.glob("*fastat*/train.log")).read_text()
     assert "recipe fastat: batch_size: 32 (given) over the recipe's 128" in log
     assert "recipe fastat: model: vit_tiny (given) over the recipe's preact_resnet18" in log
+
+
+def test_a_run_with_the_authors_average_resumes_to_the_weights_of_a_straight_run(tmp_path):
+    config = TrainConfig(epochs=3, batch_size=16, lr=0.05, schedule="onecycle", cyclic_peak=0.3, ema_style="wang2023")
+    straight = fit(tiny(), Plain(ema_decay=0.9), data(), config=config, out_dir=tmp_path / "a", quiet=True)
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny(), Interrupting(Plain(ema_decay=0.9), at=6), data(), config=config, out_dir=tmp_path / "b",
+            quiet=True)
+    resumed = fit(tiny(seed=1), Plain(ema_decay=0.9), data(), config=config, out_dir=tmp_path / "b", resume=True,
+                  quiet=True)
+    assert same_weights(resumed.model, straight.model)  # the average, with its warm-up position
+    assert load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")["ema"]["updates"] == 12
