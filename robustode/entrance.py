@@ -141,6 +141,9 @@ def apply_recipe(recipe: str | None, model, defense, config: TrainConfig, given:
     given explicitly (``defense`` None: not given; ``given``: the TrainConfig fields set); each note says
     where a given value won. Without a recipe the defense defaults to pgd-10."""
     if recipe is None:
+        if model is None:
+            raise ConfigError("no model given: a registered name (robustode list models), your nn.Module, or a "
+                              "recipe that names one (robustode list recipes)")
         return model, ("pgd-10" if defense is None else defense), config, ()
     chosen = recipes.get(recipe)
     if defense is not None and not isinstance(defense, str):
