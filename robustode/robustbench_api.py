@@ -18,6 +18,7 @@ from . import evaluation
 from .data import DataSet
 from .entrance import DEFAULT_ATTACKS, build_attacks, build_robustbench, build_threat, check_n, load_data
 from .errors import ConfigError
+from .evaluation.state import state_file, weights_digest
 from .interop.robustbench_export import THREAT_FOLDERS, export, model_info
 from .interop.robustbench_published import read_published
 from .records import DatasetInfo, Evaluated, Record, checkpoint_record, load_record
@@ -45,11 +46,12 @@ def evaluate_robustbench(name: str, checkpoint: str | Path, data: str | DataSet 
                          eps: float | str = DEFAULT_EPS, trust_pickle: bool = False, batch_size: int = 256,
                          device=None, data_dir=None, masking_checks: bool = True, quiet: bool = False,
                          label: str | None = None, command: str | None = None,
-                         published: str | Path | None = None) -> Evaluated:
+                         published: str | Path | None = None, state: str | Path | None = None) -> Evaluated:
     """Evaluate a RobustBench checkpoint with robustode's evaluator; return its record and per-point results.
 
     ``published``: the entry's model_info JSON (or a model_info folder): its clean, AutoAttack and external
     figures go into the record beside robustode's (robustode.interop.robustbench_published.comparison).
+    ``state``: a folder that keeps the evaluation's per-point progress, as in ``evaluate_checkpoint``.
 
         run = ro.evaluate_robustbench("Wang2023Better_WRN-28-10", "Wang2023Better_WRN-28-10.pt",
                                       attacks=["pgd-20", "autoattack"], n=1000)
@@ -61,8 +63,11 @@ def evaluate_robustbench(name: str, checkpoint: str | Path, data: str | DataSet 
     model = build_robustbench(name, checkpoint, trust_pickle).to(device)
     dataset = load_data(data, data_dir)
     check_n(n, dataset)
+    if state is not None:
+        state = state_file(state, weights_digest(model), [name, dataset.name, n, [a.name for a in built], str(eps),
+                                                          batch_size, masking_checks])
     result = evaluation.evaluate(model, dataset, built, threat, n=n, batch_size=batch_size, device=device,
-                                 quiet=quiet, masking_checks=masking_checks, surrogate=train_surrogate)
+                                 quiet=quiet, masking_checks=masking_checks, surrogate=train_surrogate, state=state)
     return checkpoint_record(*origin(name, checkpoint, model, figures), result, DatasetInfo(**dataset.describe()), label=label,
                              command=command)
 

@@ -103,3 +103,25 @@ def test_a_damaged_state_is_started_over_with_a_warning(checkpoint, tmp_path, mo
     monkeypatch.undo()
     assert main(argv) == 0 and load_record(out).evaluation.n == 32
     assert "evaluation state is damaged" in caplog.text and not state.exists()
+
+
+@pytest.mark.slow
+def test_a_robustbench_evaluation_resumes_after_sigterm_too(tmp_path, monkeypatch, capsys):
+    from records_fixtures import demo_record
+
+    from robustode.records import save
+
+    data = ["--dataset", "synthetic", "--quiet", "--no-masking-checks", "--device", "cpu"]
+    assert main(["train", "--model", "dm_wrn10_1", "--defense", "natural", "--epochs", "1", "--train-subset", "16",
+                 "--batch-size", "16", "--n", "8", "--out", str(tmp_path / "runs"), "--name", "r", *data]) == 0
+    save(demo_record(model="dm_wrn10_1", clean=0.5, pgd20=0.25, aa=0.25, n=8, label="Tiny"), tmp_path / "aa.json")
+    assert main(["export", str(tmp_path / "aa.json"), "--format", "robustbench", "--out", str(tmp_path / "rb"),
+                 "--checkpoint", str(tmp_path / "runs" / "r" / "checkpoints" / "last.pt")]) == 0
+    weights = tmp_path / "rb" / "models" / "cifar10" / "Linf" / "Tiny.pt"
+    argv = ["eval", "--robustbench", "dm_wrn10_1", "--checkpoint", str(weights), *EVAL, "--out",
+            str(tmp_path / "e.json"), *data]
+    terminate_after(monkeypatch, EvalState, "put", 2)
+    assert main(argv) == 143 and "continues the evaluation" in capsys.readouterr().err
+    monkeypatch.undo()
+    again = terminate_after(monkeypatch, EvalState, "put", 10**6)
+    assert main(argv) == 0 and len(again) == 2 and load_record(tmp_path / "e.json").evaluation.n == 32

@@ -33,6 +33,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_eval_robustbench(args) -> int:
+    from ..evaluation.state import STATE_DIR
     from ..files import check_output_dir, check_output_file
     from ..records import save, save_in, save_new
     from ..robustbench_api import evaluate_robustbench
@@ -41,11 +42,12 @@ def cmd_eval_robustbench(args) -> int:
     out = (check_output_file(args.out, force=args.force, what="--out", record=True) if args.out
            else Path(args.checkpoint).parent / f"{args.robustbench}.eval-record.json")
     check_output_dir(out.parent, what="the record's folder")
+    state = check_output_dir(out.parent / STATE_DIR, what="the evaluation state's folder")  # a rerun continues
     run = evaluate_robustbench(args.robustbench, args.checkpoint, args.dataset or "cifar10", attacks=args.attacks,
                                n=args.n, eps=args.eps, trust_pickle=args.trust_pickle,
                                batch_size=args.eval_batch_size, device=args.device, data_dir=args.data_dir,
                                masking_checks=args.masking_checks, quiet=args.quiet, command=command_line(args),
-                               published=args.published)
+                               published=args.published, state=state)
     out = save(run.record, out, overwrite=True, points=run.points) if args.out else save_new(run.record, out,
                                                                                                points=run.points)
     if args.records:
