@@ -14,6 +14,8 @@ stats only when you have them (they are kept until the next ones).
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import time
 from collections import deque
@@ -66,9 +68,14 @@ def line_interval() -> float:
     """Seconds between plain progress lines: $ROBUSTODE_PROGRESS_SECONDS, else 30."""
     text = os.environ.get("ROBUSTODE_PROGRESS_SECONDS", "")
     try:
-        return max(0.0, float(text)) if text else INTERVAL
+        seconds = float(text) if text else INTERVAL
     except ValueError:
+        seconds = math.nan
+    if not 0 <= seconds < math.inf:  # a typo is said, never silently taken for the default
+        logging.getLogger("robustode").warning("$ROBUSTODE_PROGRESS_SECONDS=%r is no number of seconds >= 0; "
+                                               "progress lines every %g s", text, INTERVAL)
         return INTERVAL
+    return seconds
 
 
 class Eta:

@@ -81,11 +81,13 @@ def test_quiet_progress_prints_nothing_and_wants_no_stats():
     assert out.getvalue() == ""
 
 
-def test_the_interval_comes_from_the_environment(monkeypatch):
+def test_the_interval_comes_from_the_environment(monkeypatch, caplog):
     monkeypatch.setenv("ROBUSTODE_PROGRESS_SECONDS", "5")
-    assert Progress(10, "x", console=plain_console()[0]).interval == 5.0
-    monkeypatch.setenv("ROBUSTODE_PROGRESS_SECONDS", "soon")
-    assert Progress(10, "x", console=plain_console()[0]).interval == 30.0
+    assert Progress(10, "x", console=plain_console()[0]).interval == 5.0 and not caplog.text
+    for typo in ("soon", "-5", "nan"):  # said, not silently taken for the default (issue 30, item 3)
+        monkeypatch.setenv("ROBUSTODE_PROGRESS_SECONDS", typo)
+        assert Progress(10, "x", console=plain_console()[0]).interval == 30.0
+        assert f"$ROBUSTODE_PROGRESS_SECONDS={typo!r} is no number" in caplog.text
 
 
 def test_an_evaluation_names_autoattacks_components_and_the_masking_checks_as_they_run(monkeypatch, capsys):

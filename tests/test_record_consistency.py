@@ -71,3 +71,14 @@ def test_the_leaderboard_refuses_per_example_files_that_give_other_accuracies(tm
     save(record, folder / "r.json", points=wrong)
     with pytest.raises(RecordError, match="clean accuracy 0.5, but its per-example file says 0.75"):
         write_report(folder, "md")
+
+
+def test_a_record_that_cannot_be_true_is_never_written(tmp_path):
+    import dataclasses
+
+    record = demo_record()
+    impossible = dataclasses.replace(record, evaluation=dataclasses.replace(
+        record.evaluation, robust={"pgd-20": 0.9}, pgd20_acc=0.9))
+    with pytest.raises(RecordError, match="not writing a record that cannot be true: pgd-20 accuracy 0.9 exceeds"):
+        save(impossible, tmp_path / "r.json")
+    assert not any(tmp_path.iterdir())

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..errors import RecordError
 from ..files import write_atomic
+from .consistency import check_consistent
 from .points import load_points, points_file, save_points
 from .schema import Record
 
@@ -37,6 +38,7 @@ def save(record: Record, path: str | os.PathLike, *, overwrite: bool = False, po
     path = Path(path)
     if not overwrite and path.exists():
         raise RecordError(f"{path}: a record of that name exists already; not overwriting it")
+    check_consistent(record, f"{path}: not writing a record that cannot be true")  # it would never load
     written = record
     if points is None and record.evaluation.per_example and record.path is not None \
             and record.path.parent.resolve() != path.parent.resolve():
