@@ -17,6 +17,8 @@ from robustode.data.convert import convert
 from robustode.data.extra import open_extra
 from robustode.data.mixed import MixedLoader, extra_share
 from robustode.errors import ConfigError, DataError
+from robustode.records import load_record
+from robustode.report.tables import method
 from robustode.training import TrainConfig, load_checkpoint
 
 MARK = 7  # every extra image is this grey, so a batch's extra share can be counted
@@ -175,8 +177,10 @@ def test_the_cli_trains_with_extra_data_and_refuses_bad_input_in_one_line(tmp_pa
             "--n", "16", "--quiet", "--defense", "natural", "--epochs", "1", "--out", str(tmp_path / "runs"),
             "--no-masking-checks"]
     assert main([*base, "--extra-data", str(good), "--extra-fraction", "0.25"]) == 0
-    record = json.loads(next((tmp_path / "runs").glob("*/record.json")).read_text())
+    path = next((tmp_path / "runs").glob("*/record.json"))
+    record = json.loads(path.read_text())
     assert record["dataset"]["extra"]["fraction"] == 0.25 and record["dataset"]["extra"]["count"] == 40
+    assert method(load_record(path)) == "natural + 40 extra images at 0.25"  # its own leaderboard row
     capsys.readouterr()
     assert main([*base, "--name", "x", "--extra-data", str(bad_npz(tmp_path, "nchw"))]) == 1
     err = capsys.readouterr().err.strip().splitlines()

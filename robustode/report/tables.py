@@ -31,7 +31,9 @@ def dataset_label(name: str, kind: str) -> str:
 
 
 def method(record: Record) -> str:
-    return record.defense.spec + (f" ({record.label})" if record.label else "")
+    extra = record.dataset.extra
+    mixed = f" + {extra['count']:,} extra images at {extra['fraction']:g}" if extra else ""
+    return record.defense.spec + mixed + (f" ({record.label})" if record.label else "")
 
 
 def table_key(record: Record) -> tuple:
