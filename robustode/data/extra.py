@@ -173,10 +173,10 @@ def _open_converted(folder: Path, shape: tuple[int, int, int], num_classes: int)
     part = memmap(images)
     label_array = read_labels(labels)
     histogram = class_histogram(label_array, num_classes, str(folder))
-    if len(part) != manifest.get("count") or list(histogram[:len(manifest.get("histogram", []))]) != \
-            list(manifest.get("histogram", [])):
-        raise DataError(f"{path} says {manifest.get('count')} images, histogram {manifest.get('histogram')}; the "
-                        f"files hold {len(part)}, {list(histogram)}")
+    said_count, said = manifest.get("count"), list(manifest.get("histogram", []))
+    if len(part) != said_count or list(histogram[:len(said)]) != said:  # the manifest's ends at its largest label
+        raise DataError(f"{path} says {said_count} images, histogram {said}; the files hold {len(part)}, "
+                        f"{list(histogram)}")
     return ExtraSet((part,), label_array, str(folder), manifest_digest(files), "files", histogram)
 
 
