@@ -175,13 +175,15 @@ def test_registry_factories_resolve_the_data_dir_themselves(data_dir):
 
 
 def test_the_default_data_folder_need_not_exist_yet(tmp_path, monkeypatch):
-    """Only a folder the user names must exist; $ROBUSTODE_DATA or ~/.cache/robustode is made when needed."""
+    """Only a folder the user names (--data-dir, $ROBUSTODE_DATA) must exist; ~/.cache/robustode is made when
+    needed."""
     from PIL import Image
 
     for split in ("train", "test"):
         for name in ("a", "b"):
             (tmp_path / "tree" / split / name).mkdir(parents=True)
             Image.new("RGB", (4, 4), (10, 20, 30)).save(tmp_path / "tree" / split / name / "0.png")
-    monkeypatch.setenv("ROBUSTODE_DATA", str(tmp_path / "not-yet"))
+    monkeypatch.delenv("ROBUSTODE_DATA", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
     data = load_dataset(f"imagefolder:{tmp_path / 'tree'}")
-    assert len(data.train) == 2 and (tmp_path / "not-yet").is_dir()  # its decode cache went there
+    assert len(data.train) == 2 and (tmp_path / "home" / ".cache" / "robustode").is_dir()  # its decode cache

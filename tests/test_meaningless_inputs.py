@@ -89,3 +89,12 @@ def test_an_evaluation_batch_larger_than_n_records_the_batch_used():
     result = ro.evaluate(model, make_synthetic(8, 8, seed=0), attacks=["pgd-1"], n=8, batch_size=256,
                          masking_checks=False, quiet=True, escalate=False)
     assert result.batch_size == 8
+
+
+def test_free_m_rounded_up_to_whole_data_epochs_records_and_logs_the_epochs_run(tmp_path):
+    data = make_synthetic(16, 8, seed=0)
+    result = ro.fit("vit_tiny", "free-2", data, epochs=3, batch_size=8, device="cpu", quiet=True,
+                    out_dir=tmp_path / "run")
+    assert result.nominal_epochs == 4  # 2 data epochs of 2 replays, not the 3 asked
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "epochs 3 is no multiple of the defense's 2 replays per minibatch: 2 data epochs run 4 nominal epochs" in log

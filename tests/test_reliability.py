@@ -112,6 +112,7 @@ def test_a_bit_flipped_checkpoint_is_refused_by_eval_load_and_resume(tmp_path, c
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     out = tmp_path_factory.mktemp("ckpt")
+    (out / "data").mkdir()  # $ROBUSTODE_DATA must exist, as --data-dir must
     os.environ.setdefault("ROBUSTODE_DATA", str(out / "data"))
     assert main(["train", *TINY, "--out", str(out / "runs"), "--name", "r"]) == 0
     return out / "runs" / "r" / "checkpoints" / "last.pt"

@@ -52,7 +52,8 @@ def run_demo(args, console) -> int:
         run_dir = out / f"{args.model}-{spec}"
         _, record = train(args.model, spec, data, epochs=args.epochs, device=args.device, out_dir=run_dir,
                           records_dir=records, command=command_line(args), label="demo",
-                          **{**SETTINGS, "batch_size": min(SETTINGS["batch_size"], n_train)})
+                          **{**SETTINGS, "batch_size": min(SETTINGS["batch_size"], n_train),
+                             "eval_n": min(SETTINGS["eval_n"], n_test)})
         show_summary(record, run_dir)
     print(write_report(records, "md"))  # plain: a wrapped Markdown table would not render
     write_report(records, "html", out / "leaderboard.html")

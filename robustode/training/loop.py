@@ -145,6 +145,10 @@ def fitted_to_data(settings, asked: TrainConfig, n_train: int, n_held_out: int) 
             raise ConfigError(f"{name}={value} exceeds the {have} {what}; ask for at most {have}")
         changes[name] = have
         lowered.append(f"{name} {value} (not asked for) exceeds the {have} {what}: using {have}")
+    run = settings.data_epochs * settings.replays
+    if run != settings.epochs:  # Free-m replays whole data epochs: the record says the epochs run
+        lowered.append(f"epochs {settings.epochs} is no multiple of the defense's {settings.replays} replays per "
+                       f"minibatch: {settings.data_epochs} data epochs run {run} nominal epochs")
     return (dataclasses.replace(settings, **changes) if changes else settings), lowered
 
 

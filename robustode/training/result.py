@@ -61,8 +61,9 @@ class TrainResult:
 
     @property
     def nominal_epochs(self) -> int:
-        """Nominal epochs done (Free-m replays each data epoch m times), at most the run's epochs."""
-        return min(self.run.train.epochs, self.data_epochs * self.run.defense.replays)
+        """Nominal epochs done: whole data epochs, each replayed m times by Free-m (asked for epochs that m does
+        not divide, the run is rounded up to them, as the lr schedule is, and the log says so)."""
+        return self.data_epochs * self.run.defense.replays
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | os.PathLike | dict, model: nn.Module | None = None) -> TrainResult:
