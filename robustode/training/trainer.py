@@ -128,7 +128,7 @@ class Trainer:
             total = elapsed / i * (n * (s.data_epochs - e) + n - i) + elapsed
             self.log.info(f"estimated training time {duration(total)}: {s.data_epochs - e + 1} data epoch(s) "
                           f"of {n} minibatches at {i * s.batch_size / elapsed:.0f} img/s (from the first {i} "
-                          "minibatches, warm-up included)")
+                          "minibatches, warm-up included; the held-out and final evaluations come on top)")
         self._watch_scale(loss, e)
         return self._check(loss, f"in data epoch {e} within its first {i} minibatches", elapsed)
 
