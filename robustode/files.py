@@ -26,10 +26,13 @@ def write_atomic(path: str | os.PathLike, data: str | bytes, *, overwrite: bool 
     raw = data.encode("utf-8") if isinstance(data, str) else data
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(raw)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(raw)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as err:  # a full disk: say which file could not be written (the old one stays)
+            raise OSError(err.errno, err.strerror, str(path)) from None
         if overwrite:
             os.replace(tmp, path)
         else:

@@ -4,6 +4,7 @@ expecting [0, 255] pixels as check-model does (issue 30, item 9)."""
 from __future__ import annotations
 
 import errno
+import os
 import io
 import random
 import zipfile
@@ -115,3 +116,28 @@ def test_train_warns_about_a_model_expecting_255_pixels_as_check_model_does(tmp_
     assert any(warning in row.detail for row in ro.check_model(Net(scale=1 / 255)).rows)
     ro.fit(Net(), "natural", DATA, out_dir=tmp_path / "plain", **FAST)
     assert warning not in (tmp_path / "plain" / "train.log").read_text()
+
+
+def test_a_full_disk_while_writing_a_record_or_report_names_the_file(tmp_path, monkeypatch, capsys):
+    from records_fixtures import demo_record
+
+    from robustode.records import save_in
+
+    records = tmp_path / "records"
+    save_in(demo_record(), records)
+    out = tmp_path / "board.md"
+    out.write_text("the previous report")
+
+    def full(fd, *args, **kwargs):
+        class Full(io.BytesIO):
+            def write(self, data):
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+        os.close(fd)
+        return Full()
+
+    monkeypatch.setattr("robustode.files.os.fdopen", full)
+    assert main(["leaderboard", "--records", str(records), "--out", str(out), "--force"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"robustode leaderboard: error: No space left on device: {out}"]
+    assert out.read_text() == "the previous report" and not list(tmp_path.glob(".board.md.*"))  # no temp file
