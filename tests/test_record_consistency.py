@@ -24,12 +24,19 @@ IMPOSSIBLE = [  # (what is wrong, evaluation fields replaced, words of the refus
     ("an interval without its accuracy", {"intervals": {"clean": [0.1, 0.2]}}, "does not hold its accuracy"),
     ("pgd20_acc unlike robust", {"pgd20_acc": 0.46}, "differs from robust['pgd-20']"),
 ]
+IMPOSSIBLE_TRAINING = [
+    ("a stop kind without a stop", {"stop_kind": "guard"}, "stop_kind 'guard' without a reason"),
+    ("a best epoch after the last", {"best_epoch": 106}, "best_epoch 106 is no epoch of a run of 105"),
+]
 
 
-@pytest.mark.parametrize(("what", "fields", "words"), IMPOSSIBLE, ids=[case[0] for case in IMPOSSIBLE])
-def test_a_record_that_cannot_be_true_is_refused_when_read(tmp_path, capsys, what, fields, words):
+CASES = [("evaluation", *case) for case in IMPOSSIBLE] + [("training", *case) for case in IMPOSSIBLE_TRAINING]
+
+
+@pytest.mark.parametrize(("section", "what", "fields", "words"), CASES, ids=[case[1] for case in CASES])
+def test_a_record_that_cannot_be_true_is_refused_when_read(tmp_path, capsys, section, what, fields, words):
     data = demo_record().to_dict()
-    data["evaluation"].update(fields)
+    data[section].update(fields)
     folder = tmp_path / "records"
     folder.mkdir()
     path = folder / "r.json"

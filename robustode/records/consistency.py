@@ -30,7 +30,7 @@ def _first_problem(record) -> str | None:
     named = {name: acc for name, acc in named.items() if acc is not None}
     if ev.n > record.dataset.n_test:
         return f"evaluation.n = {ev.n}, but the test set has only {record.dataset.n_test} images"
-    problem = _adversarial_problem(named) if ev.norm in NORMS else None
+    problem = (_adversarial_problem(named) if ev.norm in NORMS else None) or _training_problem(record.training)
     if problem:
         return problem
     counted = named if ev.norm in NORMS else {"clean": ev.clean_acc}  # a corruptions mean is no count
@@ -54,4 +54,13 @@ def _adversarial_problem(named: dict[str, float]) -> str | None:
                     "if it is also correct clean")
         if worst is not None and worst > acc + SLACK:
             return f"the worst case {worst:.4g} exceeds the {name} accuracy {acc:.4g}: it is correct under every attack"
+    return None
+
+
+def _training_problem(tr) -> str | None:
+    """Why training stopped is said only of a run that stopped; the best epoch is one the run trained."""
+    if tr.stop_kind is not None and not tr.stopped_early:
+        return f"training.stop_kind {tr.stop_kind!r} without a reason in training.stopped_early"
+    if tr.best_epoch is not None and not 1 <= tr.best_epoch <= tr.epochs:
+        return f"training.best_epoch {tr.best_epoch} is no epoch of a run of {tr.epochs}"
     return None
