@@ -269,6 +269,15 @@ def normalized_spec(spec: str, kind: str = "spec") -> str:
     return _spec_text(name, settings)
 
 
+def spelling(spec: str) -> str:
+    """``normalized_spec``, or the text as it is where it follows another grammar (an imported record's
+    name): what two records' specs are compared by."""
+    try:
+        return normalized_spec(spec)
+    except ConfigError:
+        return spec
+
+
 def _spec_text(name: str, settings: dict) -> str:
     items = ", ".join(f"{k}={_value_text(settings[k])}" for k in sorted(settings))
     return f"{name}({items})" if items else name

@@ -66,3 +66,21 @@ def test_two_evaluations_of_one_run_are_not_two_seeds(two_spellings):
     (row,) = group.rows
     assert row.seeds == [0] and row.runs == [again] and row.repeats == [first]
     assert "(+1 repeat evaluation)" in render([first, again], "md")
+
+
+def test_compare_meets_an_older_spelling_of_an_attack(tmp_path):
+    import numpy as np
+
+    from robustode.records import compare, load_record, save
+
+    old = demo_record(clean=0.75, pgd20=0.25, n=4)
+    old = dataclasses.replace(old, evaluation=dataclasses.replace(old.evaluation, robust={"pgd-20()": 0.25}))
+    new = demo_record(clean=0.5, pgd20=0.25, n=4, seed=1)
+    t, f = True, False
+    a = load_record(save(old, tmp_path / "a" / "r.json", points={
+        "clean": np.array([t, t, t, f]), "pgd-20()": np.array([t, f, f, f]), "worst_case": np.array([t, f, f, f])}))
+    b = load_record(save(new, tmp_path / "b" / "r.json", points={
+        "clean": np.array([t, t, f, f]), "pgd-20": np.array([f, t, f, f]), "worst_case": np.array([f, t, f, f])}))
+    rows = compare(a, b)
+    assert [r.metric for r in rows] == ["clean", "pgd-20()", "worst_case"]
+    assert (rows[1].only_a, rows[1].only_b) == (1, 1)

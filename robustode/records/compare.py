@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import RecordError
+from ..registry import spelling
 from ..stats import interval, mcnemar_exact
 from ..text import pct, table
 from .build import Evaluated
@@ -56,12 +57,14 @@ def compare(a: Record, b: Record) -> Comparisons:
     """Clean, every attack both ran, and the worst case, point by point on the same test points."""
     same_points(a, b)
     pa, pb = load_record_points(a), load_record_points(b)
-    # Every accuracy with a right-or-wrong per point in both (the corruptions' mean has none).
-    metrics = ["clean", *(k for k in a.evaluation.robust if k in b.evaluation.robust and k in pa and k in pb),
-               "worst_case"]
+    # Every accuracy with a right-or-wrong per point in both (the corruptions' mean has none); an attack
+    # by its spelling, so an older record's "pgd-20()" meets a newer one's "pgd-20".
+    in_b = {spelling(k): k for k in b.evaluation.robust if k in pb}
+    pairs = [("clean", "clean"), *((k, in_b[spelling(k)]) for k in a.evaluation.robust
+                                   if k in pa and spelling(k) in in_b), ("worst_case", "worst_case")]
     rows = Comparisons()
-    for metric in metrics:
-        x, y = torch.as_tensor(pa[metric]), torch.as_tensor(pb[metric])
+    for metric, other in pairs:
+        x, y = torch.as_tensor(pa[metric]), torch.as_tensor(pb[other])
         only_a, only_b = int((x & ~y).sum()), int((~x & y).sum())
         rows.append(Comparison(metric, x.float().mean().item(), y.float().mean().item(), only_a, only_b,
                                mcnemar_exact(only_a, only_b)))

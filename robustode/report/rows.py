@@ -20,9 +20,8 @@ import statistics
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from ..errors import ConfigError
 from ..records import Record
-from ..registry import normalized_spec
+from ..registry import spelling
 from ..stats import interval as proportion_interval
 from ..threat import CORRUPTIONS
 
@@ -122,19 +121,12 @@ class Row:
         return pgd is None, -(pgd or 0.0), -clean, self.mean(lambda r: r.training.seconds)
 
 
-def _normalized(spec: str) -> str:
-    try:
-        return normalized_spec(spec)
-    except ConfigError:  # a spec of another grammar (an old or imported record): as written
-        return spec
-
-
 def experiment_key(record: Record) -> str:
     """All that two runs of one experiment share, as text; the epochs are kept apart (see the module)."""
     tr, ev, pv = record.training, record.evaluation, record.provenance
     data = {k: v for k, v in dataclasses.asdict(record.dataset).items() if k != "source"}
     # One spelling per spec (new records hold the canonical one already) and an attack by its settings.
-    defense = {**dataclasses.asdict(record.defense), "spec": _normalized(record.defense.spec)}
+    defense = {**dataclasses.asdict(record.defense), "spec": spelling(record.defense.spec)}
     attacks = sorted(json.dumps(settings, sort_keys=True) for settings in ev.attack_settings.values())
     key = {"model": dataclasses.asdict(record.model), "defense": defense, "data": data,
            "training": [tr.batch_size, tr.optimizer and dataclasses.asdict(tr.optimizer), tr.world_size],
