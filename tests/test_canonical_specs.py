@@ -84,3 +84,19 @@ def test_compare_meets_an_older_spelling_of_an_attack(tmp_path):
     rows = compare(a, b)
     assert [r.metric for r in rows] == ["clean", "pgd-20()", "worst_case"]
     assert (rows[1].only_a, rows[1].only_b) == (1, 1)
+
+
+def test_combine_takes_an_older_spelling_of_the_same_run_and_attack(tmp_path):
+    import numpy as np
+
+    from robustode.records import combine, load_record, save
+
+    t, f = True, False
+    points = {"clean": np.array([t, t, t, f]), "pgd-20": np.array([t, f, f, f]), "worst_case": np.array([t, f, f, f])}
+    new = demo_record(clean=0.75, pgd20=0.25, n=4)
+    old = dataclasses.replace(new, defense=dataclasses.replace(new.defense, spec="pgd-10(alpha=2/255)"),
+                              evaluation=dataclasses.replace(new.evaluation, robust={"pgd-20()": 0.25}))
+    old_points = {"clean": points["clean"], "pgd-20()": points["pgd-20"], "worst_case": points["worst_case"]}
+    merged = combine([load_record(save(new, tmp_path / "a" / "r.json", points=points)),
+                      load_record(save(old, tmp_path / "b" / "r.json", points=old_points))])
+    assert list(merged.record.evaluation.robust) == ["pgd-20"] and merged.record.evaluation.worst_case_acc == 0.25

@@ -71,6 +71,15 @@ def compare(a: Record, b: Record) -> Comparisons:
     return rows
 
 
+def _run_facts(record: Record, section: str):
+    """What two records of one run share: a defense by its family and resolved settings (its spec may be
+    spelt differently by an older robustode)."""
+    if section != "defense":
+        return getattr(record, section)
+    d = record.defense
+    return d.name, d.single_step, d.hyperparameters
+
+
 def same_points(a: Record, b: Record) -> None:
     """RecordError unless both records were evaluated on the same test points under the same threat."""
     ma, mb = point_meta(a), point_meta(b)
@@ -91,7 +100,7 @@ def combine(records: list[Record]) -> Evaluated:
     for other in records[1:]:
         same_points(first, other)
         for section in ("model", "defense", "training"):
-            if getattr(other, section) != getattr(first, section):
+            if _run_facts(other, section) != _run_facts(first, section):
                 raise RecordError(f"records of different runs cannot be combined (their {section} differs)")
     points = [load_record_points(r) for r in records]
     merged = dataclasses.replace(copy.deepcopy(first), path=None)  # a new record: saved, it names its points
@@ -99,12 +108,14 @@ def combine(records: list[Record]) -> Evaluated:
     ev.per_example = None
     worst = torch.ones(ev.n, dtype=torch.bool)
     per_point = {"clean": torch.as_tensor(points[0]["clean"])}
+    keys = {spelling(name): name for name in ev.robust}  # one attack in two spellings is one column
     for record, arrays in zip(records, points):
         worst &= torch.as_tensor(arrays["worst_case"])
         for name in record.evaluation.robust:
-            per_point[name] = torch.as_tensor(arrays[name])
-            ev.robust[name] = record.evaluation.robust[name]
-            ev.attack_settings[name] = record.evaluation.attack_settings.get(name, {})
+            key = keys.setdefault(spelling(name), name)
+            per_point[key] = torch.as_tensor(arrays[name])
+            ev.robust[key] = record.evaluation.robust[name]
+            ev.attack_settings[key] = record.evaluation.attack_settings.get(name, {})
         for field in ("pgd20_acc", "autoattack_acc", "autoattack_standard"):
             if record.evaluation.pgd20_acc is not None if field == "pgd20_acc" else record.evaluation.autoattack_acc \
                     is not None:
