@@ -25,6 +25,7 @@ from .models import register_model
 from .records import combine, compare, load_record
 from .corruptions_api import evaluate_checkpoint_corruptions as evaluate_corruptions
 from .robustbench_api import evaluate_robustbench, export_robustbench, load_robustbench
+from .probe_api import probe, probe_checkpoint
 from .threat import ThreatModel
 from .training import TrainConfig
 
@@ -56,6 +57,8 @@ __all__ = [
     "load_model",
     "load_record",
     "load_robustbench",
+    "probe",
+    "probe_checkpoint",
     "register_attack",
     "register_defense",
     "register_model",

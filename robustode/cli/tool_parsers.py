@@ -1,4 +1,4 @@
-"""Argument parsing for the commands around runs: check-model, leaderboard, compare, combine, list, demo."""
+"""Argument parsing for the commands around runs: check-model, leaderboard, compare, combine, list, demo, probe."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from ..errors import ConfigError
 from .data_cmd import data
 from .listing import KINDS
 from .parser import _checked, _command, _data_options, _integer, positive_int
+from .probe_cmd import probe_parser
 from .robustbench_cmd import export_parser
 
 
@@ -18,6 +19,7 @@ def add_all(sub) -> None:
     demo(sub)
     data(sub)
     export_parser(sub)
+    probe_parser(sub)
 
 
 @_checked

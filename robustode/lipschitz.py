@@ -1,0 +1,101 @@
+"""Per-block Lipschitz estimates of the residual functions, at data points, along depth.
+
+For a residual step x + f(x) (a shape-keeping block of a ResNet-family model) and for an ODE
+block's field f(t, x) at points x(t) of its trajectory, the local Lipschitz constant of f at x
+is the largest singular value of its input Jacobian J, estimated per point by power iteration
+on J^T J: v <- J^T J v / ||J^T J v||, sigma = ||J v||. One iteration is one Jacobian-vector
+product (a forward with tangents) and one vector-Jacobian product (a backward): one
+forward-backward pass of the block. The iteration stops when every point's estimate moved by
+less than TOLERANCE (relative), at most MAX_ITERATIONS times.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.func import linearize, vjp
+
+from .models.blocks import PreActBlock
+from .models.solver import integrate, ode_blocks
+
+TOLERANCE = 0.01  # relative change of every point's estimate between two iterations
+MAX_ITERATIONS = 20
+DEPTH_POINTS = 4  # times t = k T / DEPTH_POINTS, k = 0 .. DEPTH_POINTS - 1, along an ODE block
+
+
+@dataclass
+class Estimate:
+    block: str  # the module's name in the model
+    t: float | None  # time along an ODE block (None: a discrete residual step)
+    depth: int  # position along the model's depth (residual steps and ODE times in order)
+    mean: float  # over the points
+    max: float
+    iterations: int  # power iterations until every point's estimate moved < TOLERANCE
+
+    def to_dict(self) -> dict:
+        return dict(vars(self))
+
+
+def spectral_norm(f, x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """(per point the estimated largest singular value of df/dx at x, iterations used)."""
+    _, pullback = vjp(f, x)
+    with warnings.catch_warnings():  # linearize traces f with make_fx, whose constant folding warns on CPU
+        warnings.simplefilter("ignore")
+        _, push = linearize(f, x)  # J v without recomputing f(x) each iteration
+    v = torch.randn_like(x)
+    v = v / v.flatten(1).norm(dim=1).view(-1, *[1] * (x.dim() - 1))
+    sigma = None
+    for i in range(1, MAX_ITERATIONS + 1):
+        jv = push(v)
+        (jtjv,) = pullback(jv)
+        new = jv.flatten(1).norm(dim=1)
+        v = jtjv / jtjv.flatten(1).norm(dim=1).clamp_min(1e-30).view(-1, *[1] * (x.dim() - 1))
+        if sigma is not None and ((new - sigma).abs() <= TOLERANCE * sigma.clamp_min(1e-30)).all():
+            return new, i
+        sigma = new
+    return sigma, MAX_ITERATIONS
+
+
+def block_inputs(model: nn.Module, x: torch.Tensor, blocks: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
+    """The input each of ``blocks`` receives when the model runs on ``x`` (a residual block's: the input of its
+    first batch norm, which every stage's way of calling it passes through)."""
+    seen: dict[str, torch.Tensor] = {}
+    hooks = [(block.bn1 if isinstance(block, PreActBlock) else block).register_forward_pre_hook(
+        lambda m, args, name=name: seen.setdefault(name, args[0].detach())) for name, block in blocks.items()]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return seen
+
+
+def profile(model: nn.Module, x: torch.Tensor) -> list[Estimate]:
+    """Lipschitz estimates of every residual step and every ODE block (at DEPTH_POINTS times), in depth order."""
+    steps = {n: m for n, m in model.named_modules() if isinstance(m, PreActBlock) and not m.downsamples}
+    odes = {n: m for n, m in model.named_modules() if m in ode_blocks(model)}
+    inputs = block_inputs(model, x, {**steps, **odes})
+    rows: list[Estimate] = []
+    for name, block in {**steps, **odes}.items():
+        if name not in inputs:
+            continue
+        if name in steps:
+            rows.append(_estimate(block.residual, inputs[name], name, None, len(rows)))
+            continue
+        solver, field = block.solver, block.field.field
+        for k in range(DEPTH_POINTS):
+            t = solver.T * k / DEPTH_POINTS
+            with torch.no_grad():
+                state = inputs[name] if k == 0 else integrate(block.field, inputs[name], solver, 0.0, t)
+            at = torch.tensor(t, dtype=state.dtype, device=state.device)
+            rows.append(_estimate(lambda u, at=at, f=field: f(at, u), state, name, t, len(rows)))
+    return rows
+
+
+def _estimate(f, x, name, t, depth) -> Estimate:
+    sigma, iterations = spectral_norm(f, x)
+    return Estimate(name, t, depth, sigma.mean().item(), sigma.max().item(), iterations)

@@ -1,0 +1,191 @@
+"""The ODE probe: how a model's accuracy depends on its discretization, and its blocks' Lipschitz profile.
+
+    result = ro.probe(model, data, n=200)
+    print(probe_table(result))
+
+- A continuous model (ODE blocks, robustode.models.solver) is evaluated under other test-time
+  solver settings (method, step size, tolerances, T): clean and PGD-20 accuracy with 95%
+  intervals, the evaluations of f per batch of one forward, and the seconds, per setting; the
+  attack runs through the setting it is evaluated with.
+- A discrete ODE ResNet is swept over its step size h (a stage with an ``h``: the small-step
+  ResNet) and, for LM-ResNet, over its scheme (the learned k, and k = 0: forward Euler).
+- Every model gets per-block Lipschitz estimates of its residual functions along depth
+  (robustode.lipschitz).
+A setting the model does not have is a ConfigError before any work.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .attacks import build
+from .errors import ConfigError
+from .evaluation import evaluate
+from .lipschitz import profile
+from .models.lm_resnet import LMStage
+from .models.solver import function_evaluations, reset_evaluations, solver_override, solvers, swapped
+from .threat import DEFAULT_EPS, ThreatModel
+
+LIPSCHITZ_POINTS = 16  # the first points of the test set
+
+
+@dataclass
+class ProbeResult:
+    rows: list[dict] = field(default_factory=list)  # one per setting: setting, own, clean, pgd20, intervals, cost
+    lipschitz: list[dict] = field(default_factory=list)  # one per residual step or ODE time: block, t, mean, max
+    n: int = 0
+    eps: float = DEFAULT_EPS
+
+    def to_dict(self) -> dict:
+        return {"n": self.n, "eps": self.eps, "rows": self.rows, "lipschitz": self.lipschitz}
+
+
+def default_settings(model: nn.Module) -> list[dict]:
+    """The sweep of a model: its own setting first, then the others worth comparing."""
+    own = solvers(model)
+    if own:
+        s = own[0]
+        steps = [{"method": m, "step_size": h} for m in ("euler", "rk4") for h in (s.T / 4, s.T / 16)]
+        tolerances = [{"method": "dopri5", "rtol": tol, "atol": tol} for tol in (1e-2, 1e-4)]
+        return [{}, *steps, *tolerances, {"T": s.T / 2}, {"T": 2 * s.T}]
+    if _stages_with_h(model):
+        h = _stages_with_h(model)[0].h
+        return [{}, *({"h": h * f} for f in (0.25, 0.5, 2.0, 4.0))]
+    if any(isinstance(m, LMStage) for m in model.modules()):
+        return [{}, {"scheme": "euler"}]
+    return [{}]
+
+
+def check_settings(model: nn.Module, settings: list[dict]) -> None:
+    """A setting the model does not have: ConfigError, before any work."""
+    own = solvers(model)
+    for setting in settings:
+        if not setting:
+            continue
+        if own:
+            swapped(own[0], **setting)
+        elif set(setting) - {"h", "scheme"} or ("h" in setting and not _stages_with_h(model)) or \
+                ("scheme" in setting and (setting["scheme"] != "euler" or
+                                          not any(isinstance(m, LMStage) for m in model.modules()))):
+            raise ConfigError(f"probe setting {setting} does not fit {type(model).__name__}: it has "
+                              f"{'no ODE block' if not own else 'ODE blocks'}; a small-step ResNet takes h=..., "
+                              "an LM-ResNet scheme=euler, a model with ODE blocks its solver settings")
+        elif "h" in setting and not setting["h"] > 0:
+            raise ConfigError(f"probe setting h must be > 0, got {setting['h']}")
+
+
+def probe(model: nn.Module, data, *, n: int = 100, eps: float = DEFAULT_EPS, settings: list[dict] | None = None,
+          batch_size: int = 100, lipschitz: bool = True, quiet: bool = True) -> ProbeResult:
+    """Sweep ``settings`` (default: ``default_settings(model)``) and estimate the blocks' Lipschitz profile."""
+    settings = default_settings(model) if settings is None else [{}, *settings]
+    check_settings(model, settings)
+    model.eval()
+    attack = build("pgd-20", eps=eps)
+    result = ProbeResult(n=n, eps=eps)
+    for setting in settings:
+        with applied(model, setting):
+            start = time.perf_counter()
+            ev = evaluate(model, data, [attack], ThreatModel(eps=eps), n=n, batch_size=batch_size, quiet=quiet,
+                          masking_checks=False, escalate=False)
+            result.rows.append({"setting": describe(model, setting), "own": not setting, **setting,
+                                "clean": ev.clean_acc, "clean_interval": list(ev.intervals["clean"]),
+                                "pgd20": ev.robust[attack.name], "pgd20_interval": list(ev.intervals[attack.name]),
+                                "evals_per_forward": _forward_evals(model, data, batch_size),
+                                "seconds": time.perf_counter() - start})
+    if lipschitz:
+        x = _first_images(data, LIPSCHITZ_POINTS, next(model.parameters()).device)
+        result.lipschitz = [row.to_dict() for row in profile(model, x)]
+    return result
+
+
+def describe(model: nn.Module, setting: dict) -> str:
+    own = solvers(model)
+    if own:
+        return swapped(own[0], **setting).describe()
+    if _stages_with_h(model):
+        return f"h={setting.get('h', _stages_with_h(model)[0].h):g}"
+    return f"scheme={setting.get('scheme', 'learned k')}"
+
+
+@contextmanager
+def applied(model: nn.Module, setting: dict):
+    """The model under one probe setting, restored afterwards."""
+    if not setting:
+        yield
+    elif solvers(model):
+        with solver_override(model, **setting):
+            yield
+    elif "h" in setting:
+        with _attribute(_stages_with_h(model), "h", setting["h"]):
+            yield
+    else:
+        stages = [m for m in model.modules() if isinstance(m, LMStage)]
+        saved = [s.k.detach().clone() for s in stages]
+        with torch.no_grad():
+            for s in stages:
+                s.k.zero_()  # k = 0: x[n+1] = x[n] + f(x[n]), forward Euler
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for s, k in zip(stages, saved):
+                    s.k.copy_(k)
+
+
+@contextmanager
+def _attribute(modules, name, value):
+    saved = [getattr(m, name) for m in modules]
+    for m in modules:
+        setattr(m, name, value)
+    try:
+        yield
+    finally:
+        for m, v in zip(modules, saved):
+            setattr(m, name, v)
+
+
+def _stages_with_h(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(getattr(m, "h", None), float)]
+
+
+def _first_images(data, k: int, device) -> torch.Tensor:
+    split = data.test if hasattr(data, "test") else data
+    x = split.images[:k] if hasattr(split, "images") else split[0][:k]
+    x = x.to(device)
+    return x.float().div(255) if x.dtype == torch.uint8 else x.float()
+
+
+def _forward_evals(model: nn.Module, data, batch_size: int) -> float | None:
+    """Evaluations of f in one forward of a batch (None for a model without ODE blocks)."""
+    if not solvers(model):
+        return None
+    reset_evaluations(model)
+    with torch.no_grad():
+        model(_first_images(data, batch_size, next(model.parameters()).device))
+    return float(function_evaluations(model)["forward"])
+
+
+def probe_table(result: ProbeResult) -> str:
+    """The probe as Markdown: the sweep, then the Lipschitz profile."""
+    lines = [f"| setting | clean | PGD-20 (eps {result.eps * 255:.0f}/255) | f-evals/forward | seconds |",
+             "|---|---|---|---|---|"]
+    for r in result.rows:
+        evals = "" if r["evals_per_forward"] is None else f"{r['evals_per_forward']:.0f}"
+        own = " (own)" if r["own"] else ""
+        lines.append(f"| {r['setting']}{own} | {_pct(r['clean'], r['clean_interval'])} | "
+                     f"{_pct(r['pgd20'], r['pgd20_interval'])} | {evals} | {r['seconds']:.1f} |")
+    if result.lipschitz:
+        lines += ["", "| block | t | Lipschitz mean | max | power iterations |", "|---|---|---|---|---|"]
+        for r in result.lipschitz:
+            t = "" if r["t"] is None else f"{r['t']:g}"
+            lines.append(f"| {r['block']} | {t} | {r['mean']:.3f} | {r['max']:.3f} | {r['iterations']} |")
+    return "\n".join(lines)
+
+
+def _pct(value: float, interval) -> str:
+    return f"{value:.1%} [{interval[0]:.1%}, {interval[1]:.1%}]"
