@@ -13,6 +13,7 @@ from .columns import columns, group_notes, reading_notes
 from .cost import COSTS, Cost
 from .curves import training_curve
 from .page import CSS, JS
+from .probe_plots import accuracy_plot, lipschitz_plot
 from .tables import Group, group_records, method
 
 INTRO = ("Red points and line: the Pareto front (no other row is both cheaper, by {cost}, and more robust). "
@@ -68,11 +69,19 @@ def _curves(g: Group) -> str:
     return out
 
 
+def _probes(g: Group) -> str:
+    """The probed runs' plots (robustode probe --record): accuracy against discretization, Lipschitz along depth."""
+    images = "".join(_img(svg, f"{kind} of {method(r)}") for r in g.records
+                     for kind, svg in (("Accuracy against step size or tolerance", accuracy_plot(r)),
+                                       ("Lipschitz estimates along depth", lipschitz_plot(r))) if svg is not None)
+    return '<h3>ODE probe</h3>\n<div class="curves">' + images + "</div>" if images else ""
+
+
 def _section(g: Group, cost: Cost) -> str:
     above = "\n".join(_note(n) for n in group_notes(g))
     below = "\n".join(_note(n) for n in reading_notes(g))
     return (f"<section>\n<h2>{escape(g.title)}</h2>\n{above}\n{_table(g)}\n{below}\n{_plots(g, cost)}\n"
-            f"{_curves(g)}\n</section>")
+            f"{_curves(g)}\n{_probes(g)}\n</section>")
 
 
 def render_html(records: Iterable[Record], title: str = "robustode leaderboard",
