@@ -4,12 +4,16 @@ function-evaluation counts, the adjoint's gradient, the auxiliary loss and bad s
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import pytest
 import torch
 from torch import nn
 
+from robustode.api import fit
+from robustode.data import make_synthetic
 from robustode.defenses import create_defense
+from robustode.defenses.natural import Natural
 from robustode.errors import ConfigError, SolverError
 from robustode.models import create
 from robustode.models.solver import (
@@ -21,6 +25,7 @@ from robustode.models.solver import (
     reset_evaluations,
     solver_override,
 )
+from robustode.training import load_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -173,3 +178,20 @@ def test_sodef_jacobian_is_the_autograd_jacobian():
     z, t = torch.randn(3, 64, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64)
     auto = torch.stack([torch.autograd.functional.jacobian(lambda v: field(t, v[None])[0], z[i]) for i in range(3)])
     assert torch.allclose(field.jacobian(t, z), auto, atol=1e-12)
+
+
+def test_a_solve_that_fails_in_training_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    @dataclass
+    class BlowsUp(Natural):
+        """Natural training whose model's solve exceeds its step budget from data epoch 2 on."""
+
+        def end_epoch(self, model, optimizers, epoch):
+            for block in model.blocks:
+                block.solver = Solver(method="dopri5", rtol=1e-9, atol=1e-9, max_steps=2)
+
+    torch.manual_seed(0)
+    model = create("ode_net4_1(step_size=0.5)")
+    with pytest.raises(SolverError, match="max_steps=2"):
+        fit(model, BlowsUp(), make_synthetic(8, 4, seed=0), epochs=3, batch_size=4, device="cpu", quiet=True,
+            out_dir=tmp_path / "run", eval_every=0)
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["epoch"] == 1
