@@ -104,3 +104,32 @@ def test_an_evaluation_names_autoattacks_components_and_the_masking_checks_as_th
     ro.evaluate(model, make_synthetic(16, 16, seed=0), attacks=[tiny_aa], n=16, batch_size=8, escalate=False)
     err = capsys.readouterr().err
     assert "apgd-ce (1/4) on" in err and "gradient-masking checks on 16 points: 0/4 checks  PGD-20 at eps" in err
+
+
+def test_escalation_stages_show_progress_over_their_batches(monkeypatch, capsys):
+    import torch
+    from torch import nn
+
+    import robustode as ro
+    from robustode.data import make_synthetic
+    from robustode.evaluation import escalation
+
+    class Constant(nn.Module):  # always class 0: its label-0 points survive every attack
+        def __init__(self):
+            super().__init__()
+            self.bias = nn.Parameter(torch.tensor([1.0] + [0.0] * 9))
+
+        def forward(self, x):
+            return self.bias.expand(len(x), 10) + 0 * x.flatten(1)[:, :1]
+
+    monkeypatch.setenv("ROBUSTODE_PROGRESS_SECONDS", "0")
+    monkeypatch.setattr(escalation, "SQUARE", "square(n_queries=5)")
+    model = Constant()
+    model.robustode_escalate = "declared for the test"
+    data = make_synthetic(16, 64, seed=0)
+    still = int((data.test.labels == 0).sum())
+    assert still > 4  # more than one batch of 4 for each stage
+    ro.evaluate(model, data, attacks=["fgsm"], n=64, batch_size=4, masking_checks=False, surrogate=model)
+    err = capsys.readouterr().err
+    assert f"escalation: square: 1/{-(-still // 4)} batches" in err
+    assert f"escalation: transfer: 1/{-(-still // 4)} batches" in err

@@ -35,6 +35,7 @@ from ..attacks.pgd import run_pgd
 from ..attacks.eot import correct_on_draws
 from ..attacks.spec import Attack
 from ..models.solver import ode_blocks, solver_override, solvers, swapped
+from ..progress import Progress
 from .attack_loop import load_batch
 from .result import fraction, set_intervals
 
@@ -78,7 +79,9 @@ def escalate(model, x_all, y_all, result, why: list[str], *, data, batch_size: i
             continue
         _say(console, f"escalating ({', '.join(why)}): {name} on {int(still.sum())} points still robust")
         start = time.perf_counter()
-        robust = _attack_points(model, x_all, y_all, still, attack, batch_size, device, draws)
+        with Progress(-(-int(still.sum()) // batch_size), f"escalation: {name}", console=console,
+                      quiet=console is None or console.quiet) as progress:
+            robust = _attack_points(model, x_all, y_all, still, attack, batch_size, device, draws, progress)
         result.per_point[f"stage:{name}"] = robust
         result.per_point["worst_case"] = still & robust
         result.worst_case = fraction(result.per_point["worst_case"])
@@ -100,11 +103,11 @@ def _surrogate(surrogate, model, data, device) -> tuple[nn.Module | None, str]:
     return surrogate(model, data, device)
 
 
-def _attack_points(model, x_all, y_all, mask, attack: Attack, batch_size, device, draws) -> torch.Tensor:
+def _attack_points(model, x_all, y_all, mask, attack: Attack, batch_size, device, draws, progress) -> torch.Tensor:
     """Per point: robust after ``attack`` (points outside ``mask`` are left as they were: robust)."""
     robust = torch.ones_like(mask)
     index = mask.nonzero().squeeze(1)
-    for lo in range(0, len(index), batch_size):
+    for b, lo in enumerate(range(0, len(index), batch_size)):
         idx = index[lo:lo + batch_size]
         x, y = load_batch(x_all[idx], y_all[idx], 0, len(idx), device)
         outcome = attack.run(model, x, y)
@@ -112,6 +115,7 @@ def _attack_points(model, x_all, y_all, mask, attack: Attack, batch_size, device
         if outcome.robust is not None:
             verdict &= outcome.robust
         robust[idx] = verdict.cpu()
+        progress.update(b + 1)
     return robust
 
 
