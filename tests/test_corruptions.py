@@ -117,3 +117,18 @@ def test_cli_record_and_its_own_leaderboard_table(tmp_path, capsys):
     assert linf < corruptions  # one table each, L-inf first
     assert text[corruptions:].count("| robustbench:dm_wrn10_1 |") == 1 and "Severity 5" in text[corruptions:]
     assert "Severity 5" not in text[:corruptions]
+
+
+@pytest.mark.usefixtures("data_dir")
+def test_a_robustode_checkpoint_on_the_corruptions_keeps_its_training_facts(tmp_path):
+    root = write_folder(tmp_path / "CIFAR-10-C")
+    assert main(["train", "--model", "dm_wrn10_1", "--defense", "natural", "--epochs", "1", "--dataset", "synthetic",
+                 "--train-subset", "64", "--batch-size", "32", "--n", "8", "--no-masking-checks", "--device", "cpu",
+                 "--quiet", "--out", str(tmp_path / "runs")]) == 0
+    run = next((tmp_path / "runs").iterdir())
+    record = ro.evaluate_corruptions(run / "checkpoints" / "last.pt", f"cifar10c:{root}", "synthetic", n=4,
+                                     quiet=True).record
+    assert (record.evaluation.norm, record.evaluation.n, record.dataset.name) == ("corruptions", 4, "cifar10c")
+    assert record.training.epochs == 1 and record.dataset.n_train == 64 and record.defense.spec == "natural"
+    with pytest.raises(ConfigError, match="needs|belong to a RobustBench entry"):
+        ro.evaluate_corruptions(run / "checkpoints" / "last.pt", f"cifar10c:{root}", "synthetic", published="x.json")
