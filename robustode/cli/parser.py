@@ -311,7 +311,9 @@ def _eval(sub) -> None:
     p = _command(sub, "eval", "evaluate a saved checkpoint and write a record",
                  "Evaluate a checkpoint written by `robustode train` on the data set it was\n"
                  "trained on (or --dataset), print the summary and write a record (default:\n"
-                 "eval-record.json in the run directory).\n\n"
+                 "eval-record.json in the run directory). With --robustbench NAME the\n"
+                 "checkpoint is a RobustBench entry's .pt (docs/robustbench.md); with\n"
+                 "--corruptions cifar10c:PATH, the common corruptions instead of attacks.\n\n"
                  "  robustode eval --checkpoint runs/NAME/checkpoints/last.pt \\\n"
                  "                 --attacks pgd-20,autoattack --n 1000",
                  EPILOG)
