@@ -47,7 +47,7 @@ class Gray(Net):
 
 
 API = [  # (what is wrong, ro.train keyword arguments, error type, words in the message)
-    ("model None", {"model": None}, ConfigError, "model must be an nn.Module"),
+    ("model None", {"model": None}, ConfigError, "no model given: a registered name"),
     ("model a number", {"model": 42}, ConfigError, "model must be an nn.Module"),
     ("unknown model", {"model": "no_such_net"}, UnknownNameError, "unknown model"),
     ("no parameters", {"model": NoParams()}, ConfigError, "no trainable parameters"),
