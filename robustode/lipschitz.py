@@ -3,20 +3,17 @@
 For a residual step x + f(x) (a shape-keeping block of a ResNet-family model) and for an ODE
 block's field f(t, x) at points x(t) of its trajectory, the local Lipschitz constant of f at x
 is the largest singular value of its input Jacobian J, estimated per point by power iteration
-on J^T J: v <- J^T J v / ||J^T J v||, sigma = ||J v||. One iteration is one Jacobian-vector
-product (a forward with tangents) and one vector-Jacobian product (a backward): one
-forward-backward pass of the block. The iteration stops when every point's estimate moved by
+on J^T J: v <- J^T J v / ||J^T J v||, sigma = ||J v||. One forward builds the graph; each
+iteration is two backward passes through it (J v by the double-backward trick, then J^T J v). The iteration stops when every point's estimate moved by
 less than TOLERANCE (relative), at most MAX_ITERATIONS times.
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.func import linearize, vjp
 
 from .models.blocks import PreActBlock
 from .models.solver import integrate, ode_blocks
@@ -41,21 +38,23 @@ class Estimate:
 
 def spectral_norm(f, x: torch.Tensor) -> tuple[torch.Tensor, int]:
     """(per point the estimated largest singular value of df/dx at x, iterations used)."""
-    _, pullback = vjp(f, x)
-    with warnings.catch_warnings():  # linearize traces f with make_fx, whose constant folding warns on CPU
-        warnings.simplefilter("ignore")
-        _, push = linearize(f, x)  # J v without recomputing f(x) each iteration
-    v = torch.randn_like(x)
-    v = v / v.flatten(1).norm(dim=1).view(-1, *[1] * (x.dim() - 1))
-    sigma = None
-    for i in range(1, MAX_ITERATIONS + 1):
-        jv = push(v)
-        (jtjv,) = pullback(jv)
-        new = jv.flatten(1).norm(dim=1)
-        v = jtjv / jtjv.flatten(1).norm(dim=1).clamp_min(1e-30).view(-1, *[1] * (x.dim() - 1))
-        if sigma is not None and ((new - sigma).abs() <= TOLERANCE * sigma.clamp_min(1e-30)).all():
-            return new, i
-        sigma = new
+    shape = (-1, *[1] * (x.dim() - 1))
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        y = f(x)  # one forward; every iteration reuses its graph
+        u = torch.zeros_like(y, requires_grad=True)
+        (pullback,) = torch.autograd.grad(y, x, u, create_graph=True)  # J^T u, linear in u
+        v = torch.randn_like(x)
+        v = v / v.flatten(1).norm(dim=1).view(shape)
+        sigma = None
+        for i in range(1, MAX_ITERATIONS + 1):
+            (jv,) = torch.autograd.grad(pullback, u, v, retain_graph=True)  # J v: the double-backward trick
+            (jtjv,) = torch.autograd.grad(y, x, jv, retain_graph=True)  # J^T J v
+            new = jv.flatten(1).norm(dim=1).detach()
+            v = (jtjv / jtjv.flatten(1).norm(dim=1).clamp_min(1e-30).view(shape)).detach()
+            if sigma is not None and ((new - sigma).abs() <= TOLERANCE * sigma.clamp_min(1e-30)).all():
+                return new, i
+            sigma = new
     return sigma, MAX_ITERATIONS
 
 
