@@ -55,7 +55,7 @@ def test_a_randomized_model_is_not_judged_for_batch_dependence():
     assert batch_dependence(model, torch.rand(8, 3, 32, 32))["batch_change"] is None
 
 
-@pytest.mark.slow  # 26 s on this CPU: masking checks, Square and the swap stage through dopri5
+@pytest.mark.slow  # 10 s on this CPU idle (26 s loaded): masking checks, Square, the swap stage through dopri5
 def test_an_adaptive_model_is_flagged_escalated_and_no_more_robust_than_under_the_solver_swap_attack():
     model = small_ode_net("dopri5")
     x, y = blobs(32, seed=2)
