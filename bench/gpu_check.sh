@@ -4,8 +4,10 @@
 # time-to-robustness runs (bench/time_to_robust.py) and a torch.compile comparison, inside ~9.5 minutes;
 # the tables are printed last. Results go to $OUT (the device tool brings them back), else /tmp/gpu_check.
 #
-# Prepare the checkout once (both folders are git-ignored):
+# Prepare the checkout once (both folders are git-ignored; the GPU machine has neither torchattacks nor
+# torchdiffeq, and no network):
 #   mkdir -p .whl .data && cp /work/shared/wheels/torchattacks-3.5.1-py3-none-any.whl .whl/ \
+#     && .venv/bin/pip download --no-deps -d .whl torchdiffeq==0.2.5 \
 #     && cp /work/shared/data/cifar10-jpeg.tar.gz .data/
 # Run it on the GPU machine from the repo root (device tool: carry [".whl", ".data"], timeout_s 600):
 #   bash bench/gpu_check.sh
@@ -13,14 +15,15 @@
 #   GPU_CHECK_TOY=1 PYTHON=.venv/bin/python bash bench/gpu_check.sh
 #
 # Settings (environment): PYTHON (default python3), GPU_CHECK_SECONDS (whole budget, default 560),
-# GPU_CHECK_STAGES (default "throughput yopo ratio models robust compile cudagraphs stream"), TTR_DEFENSES (time-to-robust defenses),
+# GPU_CHECK_STAGES (default "throughput yopo ratio models ode robust compile cudagraphs stream recipe"), TTR_DEFENSES
+# (time-to-robust defenses),
 # TTR_BUDGET (seconds of training per defense, default 150).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 TOTAL=${GPU_CHECK_SECONDS:-560}
-STAGES=${GPU_CHECK_STAGES:-throughput yopo ratio models robust compile cudagraphs stream}
+STAGES=${GPU_CHECK_STAGES:-throughput yopo ratio models ode robust compile cudagraphs stream recipe}
 RESULTS=${OUT:-/tmp/gpu_check}
 WORK=$(mktemp -d /tmp/gpu_check.XXXXXX)  # records, step costs, the wheel's install: $OUT takes 8 files at most
 trap 'rm -rf "$WORK"' EXIT
@@ -58,8 +61,10 @@ if missing:
 EOF
 WHEEL=$(ls .whl/torchattacks-*.whl 2>/dev/null | head -n 1 || true)
 [[ -n $WHEEL ]] || die "no .whl/torchattacks-*.whl: copy /work/shared/wheels/torchattacks-3.5.1-py3-none-any.whl into .whl/ and carry .whl"
-"$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$WORK/site" "$WHEEL" \
-  || die "pip could not install $WHEEL"
+ls .whl/torchdiffeq-*.whl >/dev/null 2>&1 \
+  || die "no .whl/torchdiffeq-*.whl: .venv/bin/pip download --no-deps -d .whl torchdiffeq==0.2.5, and carry .whl"
+"$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$WORK/site" .whl/*.whl \
+  || die "pip could not install the wheels in .whl"
 export PYTHONPATH="$WORK/site:$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 
 if [[ -n ${GPU_CHECK_TOY:-} ]]; then
@@ -73,6 +78,9 @@ if [[ -n ${GPU_CHECK_TOY:-} ]]; then
   TTR=(--model resnet20 --dataset synthetic --train-subset 32 --n 8 --epochs 1 --batch-size 16
        --defenses "${TTR_DEFENSES:-natural,yopo-2-1}")
   STREAM=(--images 20000 --batches 5 --model resnet20 --step-batch 8 --rounds 2)
+  SC_ODE=(--models ode_net16_1 --defenses natural,natural-x4,pgd-3,yopo-5-3 --batch-size 8 --steps 1 --pairs 2)
+  RECIPE=(--recipe fastat --defense fgsm-rs --model resnet20 --dataset synthetic --train-subset 64 --epochs 1
+          --batch-size 16 --n 16)
 else
   DEVICE=cuda
   [[ -f .data/cifar10-jpeg.tar.gz ]] || die "no .data/cifar10-jpeg.tar.gz: copy /work/shared/data/cifar10-jpeg.tar.gz into .data/ and carry .data"
@@ -89,10 +97,16 @@ else
        --budget-seconds "${TTR_BUDGET:-150}")
   # the extra-data stream from a 1M-image .npy (3.07 GB on the machine's disk) feeding WRN-28-10 bf16 steps
   STREAM=(--images 1000000 --batches 200 --model dm_wrn28_10 --step-batch 512 --rounds 20)
+  # an ode_net PGD-3 step against 4 natural ones (rk4, fixed grid: its function evaluations per pass are known)
+  SC_ODE=(--models ode_net16_1 --defenses natural,natural-x4,pgd-3,yopo-5-3 --batch-size 512 --steps 2 --pairs 3
+          --warmup 2)
+  # a recipe end to end on the real data: FastAT's settings for FGSM-RS on preact_resnet18, one epoch of 10,000 images
+  RECIPE=(--recipe fastat --defense fgsm-rs --dataset cifar10-jpeg --data-dir .data --train-subset 10000 --epochs 1
+          --n 500)
 fi
 
 "$PYTHON" - "$DEVICE" <<'EOF' 2>&1 | tee -a "$LOG" || die "torch cannot use the device (see above)"
-import sys, torch, robustode, torchattacks
+import sys, torch, robustode, torchattacks, torchdiffeq
 device = sys.argv[1]
 if device == "cuda" and not torch.cuda.is_available():
     sys.exit("torch sees no CUDA device")
@@ -110,12 +124,15 @@ stage yopo 45 "$PYTHON" bench/step_cost.py "${SC_YOPO[@]}" --device "$DEVICE" --
 stage ratio 60 "$PYTHON" bench/step_cost.py --mode ratio "${SC_RATIO[@]}" --device "$DEVICE" \
   --json "$WORK/step_cost/ratio.json"
 stage models 60 "$PYTHON" bench/throughput.py "${TP_MODELS[@]}" --device "$DEVICE" --json "$RESULTS/throughput_models.json"
+stage ode 45 "$PYTHON" bench/step_cost.py --mode ratio "${SC_ODE[@]}" --device "$DEVICE" --json "$WORK/step_cost/ode.json"
 stage robust 330 "$PYTHON" bench/time_to_robust.py "${TTR[@]}" --device "$DEVICE" --records "$WORK/records" \
   --html "$RESULTS/leaderboard.html" --json "$RESULTS/time_to_robust.json"
 stage compile 120 "$PYTHON" bench/throughput.py "${TP_COMPILE[@]}" --device "$DEVICE" --json "$RESULTS/throughput_compile.json"
 stage cudagraphs 90 "$PYTHON" bench/throughput.py "${TP_GRAPHS[@]}" --device "$DEVICE" --json "$RESULTS/throughput_cudagraphs.json"
 stage stream 90 "$PYTHON" bench/data_stream.py "${STREAM[@]}" --device "$DEVICE" --dir "$WORK/stream" \
   --json "$WORK/step_cost/data_stream.json"
+stage recipe 90 "$PYTHON" -m robustode train "${RECIPE[@]}" --device "$DEVICE" --no-masking-checks \
+  --out "$WORK/recipe" --records "$WORK/records" --quiet
 
 # One archive for the records and the step costs: $OUT brings back 8 files at most.
 (cd "$WORK" && ls -d records step_cost/*.json 2>/dev/null) >"$WORK/archived" || true
@@ -139,7 +156,7 @@ for name in ("throughput.json", "throughput_models.json", "throughput_compile.js
         continue
     report = json.load(open(path))
     (time_to_robust.show if name == "time_to_robust.json" else throughput.show)(report, console)
-for name in ("yopo.json", "ratio.json"):
+for name in ("yopo.json", "ratio.json", "ode.json"):
     path = os.path.join(work, "step_cost", name)
     if os.path.isfile(path):
         step_cost.show(json.load(open(path)), console)
