@@ -119,6 +119,7 @@ class Progress:
         self._bar: Bar | None = None
         self._eta: Eta | None = None
         self._last_line = 0.0
+        self._last_done = -1  # the count of the last line printed: one line per count at most
 
     def __enter__(self) -> Progress:
         self._eta = Eta(self.total, self.clock)
@@ -154,8 +155,9 @@ class Progress:
                 self._last_line = self.clock()
             self._bar.update(self._task, completed=done, stats=self.stats, eta=self._eta_text())
             return
-        if self.clock() - self._last_line >= self.interval and done < self.total:
-            self._last_line = self.clock()
+        fresh = stats is not None or done != self._last_done  # a count already shown is not shown again alone
+        if self.clock() - self._last_line >= self.interval and done < self.total and fresh:
+            self._last_line, self._last_done = self.clock(), done
             self.console.print(self.line(done), markup=False, highlight=False, soft_wrap=True)
 
     def _eta_text(self) -> str:

@@ -252,5 +252,5 @@ def test_awp_waits_for_its_warmup_epochs_and_the_modifiers_check_their_ranges():
 def test_modifiers_are_hyperparameters_of_the_record_after_the_defense_own_fields():
     defense = create_defense("pgd-3(ema_decay=0.999, label_smoothing=0.1)")
     keys = list(defense.hyperparameters())
-    assert keys[-4:] == ["label_smoothing", "awp_gamma", "awp_warmup", "ema_decay"] and keys[0] == "eps"
+    assert keys[-5:] == ["label_smoothing", "awp_gamma", "awp_warmup", "ema_decay", "aux_weight"] and keys[0] == "eps"
     assert defense.hyperparameters()["ema_decay"] == 0.999 and defense.spec.startswith("pgd-3(ema_decay=0.999")

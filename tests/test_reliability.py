@@ -182,11 +182,13 @@ def test_a_short_run_scales_the_preset_milestones_and_anneals(capsys):
     assert "lr milestones [75, 90, 100] (of 105 epochs) were scaled to the 2 epochs" in capsys.readouterr().err
 
 
-def test_off_a_terminal_progress_lines_with_an_eta_and_a_time_estimate_are_logged(capsys):
+def test_off_a_terminal_progress_lines_with_an_eta_and_a_time_estimate_are_logged(capsys, monkeypatch):
+    monkeypatch.setenv("ROBUSTODE_PROGRESS_SECONDS", "0")  # a line at every minibatch (30 s by default)
     fit(tiny(), Plain(), data(n_train=64), epochs=2, batch_size=8, log_every=2, device="cpu")
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("epoch 1/2: ")]
-    assert len(lines) == 3 and all("minibatches" in line and "eta" in line and "img/s" in line for line in lines)
+    assert [line.split()[2] for line in lines] == [f"{i}/8" for i in range(1, 8)]  # once each, the last not
+    assert all("minibatches" in line and "eta" in line and "img/s" in line for line in lines)
     assert "estimated training time" in err
     assert "no GPU found" not in err  # the device was chosen, not found
     ro.evaluate(tiny().eval(), data(n_test=16), n=16, batch_size=2, masking_checks=False)

@@ -78,8 +78,8 @@ def test_committed_records_render_every_format():
     md = render(records, "md")
     tables = sections(md)
     assert len(tables) == len(group_records(records)) >= 2  # unlike runs (the demo's budget) apart
-    names = {r.defense.spec + (f" ({r.label})" if r.label else "") for r in records}
-    assert sorted(row[0] for rows in tables.values() for row in rows) == sorted(names)  # seeds share a row
+    names = {(r.model.name, r.defense.spec + (f" ({r.label})" if r.label else "")) for r in records}
+    assert sorted(row[0] for rows in tables.values() for row in rows) == sorted(n for _, n in names)  # seeds share
     for rows in tables.values():
         for row in rows:
             seeded = row[6].endswith("runs)")
