@@ -8,14 +8,14 @@
 # torchdiffeq, and no network):
 #   mkdir -p .whl .data && cp /work/shared/wheels/torchattacks-3.5.1-py3-none-any.whl .whl/ \
 #     && .venv/bin/pip download --no-deps -d .whl torchdiffeq==0.2.5 \
-#     && cp /work/shared/data/cifar10-jpeg.tar.gz .data/
+#     && cp /work/shared/data/cifar10-jpeg.tar.gz /work/shared/tools/prototype.py .data/
 # Run it on the GPU machine from the repo root (device tool: carry [".whl", ".data"], timeout_s 600):
 #   bash bench/gpu_check.sh
 # Dry run on the CPU with tiny models, synthetic data and the same logic (venv python here):
 #   GPU_CHECK_TOY=1 PYTHON=.venv/bin/python bash bench/gpu_check.sh
 #
 # Settings (environment): PYTHON (default python3), GPU_CHECK_SECONDS (whole budget, default 560),
-# GPU_CHECK_STAGES (default "throughput yopo ratio models ode robust compile cudagraphs stream recipe"), TTR_DEFENSES
+# GPU_CHECK_STAGES (default "throughput prototype yopo ratio models ode robust compile cudagraphs stream recipe"), TTR_DEFENSES
 # (time-to-robust defenses),
 # TTR_BUDGET (seconds of training per defense, default 150).
 set -euo pipefail
@@ -23,7 +23,7 @@ cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 TOTAL=${GPU_CHECK_SECONDS:-560}
-STAGES=${GPU_CHECK_STAGES:-throughput yopo ratio models ode robust compile cudagraphs stream recipe}
+STAGES=${GPU_CHECK_STAGES:-throughput prototype yopo ratio models ode robust compile cudagraphs stream recipe}
 RESULTS=${OUT:-/tmp/gpu_check}
 WORK=$(mktemp -d /tmp/gpu_check.XXXXXX)  # records, step costs, the wheel's install: $OUT takes 8 files at most
 trap 'rm -rf "$WORK"' EXIT
@@ -79,6 +79,7 @@ if [[ -n ${GPU_CHECK_TOY:-} ]]; then
        --defenses "${TTR_DEFENSES:-natural,yopo-2-1}")
   STREAM=(--images 20000 --batches 5 --model resnet20 --step-batch 8 --rounds 2)
   SC_ODE=(--models ode_net16_1 --defenses natural,natural-x4,pgd-3,yopo-5-3 --batch-size 8 --steps 1 --pairs 2)
+  PROTO=(--smoke)
   RECIPE=(--recipe fastat --defense fgsm-rs --model resnet20 --dataset synthetic --train-subset 64 --epochs 1
           --batch-size 16 --n 16)
 else
@@ -101,6 +102,7 @@ else
   SC_ODE=(--models ode_net16_1 --defenses natural,natural-x4,pgd-3,yopo-5-3 --batch-size 512 --steps 2 --pairs 3
           --warmup 2)
   # a recipe end to end on the real data: FastAT's settings for FGSM-RS on preact_resnet18, one epoch of 10,000 images
+  PROTO=()  # the prototype's own run: its throughput benchmarks, then FGSM-RS on PreActResNet-18, 15 epochs
   RECIPE=(--recipe fastat --defense fgsm-rs --dataset cifar10-jpeg --data-dir .data --train-subset 10000 --epochs 1
           --n 500)
 fi
@@ -119,6 +121,12 @@ git rev-parse HEAD 2>/dev/null | sed 's/^/commit /' | tee -a "$LOG" || true
 
 # -- the measurements ---------------------------------------------------------------------------------
 stage throughput 170 "$PYTHON" bench/throughput.py "${TP_MAIN[@]}" --device "$DEVICE" --json "$RESULTS/throughput.json"
+# The floor to beat, in the same call on the same card: ../shared/tools/prototype.py, carried in .data/.
+if [[ -f .data/prototype.py && -f .data/cifar10-jpeg.tar.gz ]]; then
+  stage prototype 200 "$PYTHON" .data/prototype.py "${PROTO[@]}" --data .data/cifar10-jpeg.tar.gz
+else
+  say "stage prototype: skipped (copy /work/shared/tools/prototype.py and the data tar into .data/ and carry .data)"
+fi
 mkdir -p "$WORK/step_cost"
 stage yopo 45 "$PYTHON" bench/step_cost.py "${SC_YOPO[@]}" --device "$DEVICE" --json "$WORK/step_cost/yopo.json"
 stage ratio 60 "$PYTHON" bench/step_cost.py --mode ratio "${SC_RATIO[@]}" --device "$DEVICE" \
