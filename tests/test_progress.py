@@ -133,3 +133,19 @@ def test_escalation_stages_show_progress_over_their_batches(monkeypatch, capsys)
     err = capsys.readouterr().err
     assert f"escalation: square: 1/{-(-still // 4)} batches" in err
     assert f"escalation: transfer: 1/{-(-still // 4)} batches" in err
+
+
+def test_the_probe_shows_progress_over_its_settings(monkeypatch, capsys):
+    import torch
+
+    import robustode as ro
+    from robustode.data import make_synthetic
+
+    monkeypatch.setenv("ROBUSTODE_PROGRESS_SECONDS", "0")
+    torch.manual_seed(0)
+    model = ro.create_model("ode_net16_1", num_classes=10)
+    ro.probe(model, make_synthetic(8, 8, seed=0), n=8, settings=[{"method": "euler", "step_size": 0.5}],
+             lipschitz=False, quiet=False)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("probe: test-time settings")]
+    assert [line.split()[3] for line in lines] == ["0/2", "1/2"]  # each setting named as it starts, with an ETA
+    assert "rk4" in lines[0] and "euler" in lines[1] and "eta" in lines[1]
