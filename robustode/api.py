@@ -62,39 +62,33 @@ def train(model: nn.Module | str | None, defense: str | Defense | None = None, d
     """Train ``model`` with ``defense`` on ``data``, evaluate it, and return (model, record).
 
     Args:
-        model: a registered name ("lm_resnet20", see ``ro.list_models()``) or your own
-            ``nn.Module`` (images in [0, 1] -> logits).
-        defense: a spec ("natural", "pgd-10", "free-8", "yopo-5-3", ...; ``ro.list_defenses()``),
-            optionally with settings ("pgd-10(alpha=2/255)") and modifiers ("pgd-10(ema_decay=0.999)"),
+        model: a registered name ("lm_resnet20", ``ro.list_models()``) or your own ``nn.Module`` ([0, 1] -> logits).
+        defense: a spec ("pgd-10", "yopo-5-3", "pgd-10(alpha=2/255, ema_decay=0.999)"; ``ro.list_defenses()``)
             or a Defense. With ``ema_decay`` the returned, evaluated and saved model is the weight average.
-        data: a registered data set ("cifar10", "cifar10-jpeg", "imagefolder:PATH", "synthetic") or a DataSet.
+        data: a registered data set ("cifar10", "cifar10-jpeg", "imagefolder:PATH", ...) or a DataSet;
+            train_subset, test_subset keep only the first images of each split.
         eps: budget of the defense and the final evaluation, e.g. "8/255" (default: the defense's; 8/255).
         defense_options: other fields of the defense, e.g. {"first": "conv1"} for YOPO.
-        attacks: the final evaluation's attacks ("pgd-20"; add "autoattack").
-        n: the final evaluation uses the first n test images (default: all).
+        attacks, n: the final evaluation's attacks ("pgd-20"; add "autoattack") on the first n test images.
         masking_checks: run the gradient-masking checks (PGD-50, PGD-20 at 2 eps on <= 256 points).
-        train_subset, test_subset: keep only the first images of each split.
-        out_dir: run directory (config.json, train.log, metrics.csv, checkpoints/, record.json);
-            an existing one is refused unless ``resume`` (continue it from its last checkpoint).
+        out_dir: run directory (config.json, train.log, metrics.csv, checkpoints/, record.json); an existing
+            one is refused unless ``resume`` (continue it from its last checkpoint).
         records_dir: also save the record there (e.g. "leaderboard/records"); label, command: stored in it.
         output: index or key of the logits of a model returning a tuple / list / dict (``SelectOutput``).
         config, settings: training settings, a ``ro.TrainConfig`` and/or its fields: epochs, batch_size,
             lr, schedule, seed, device, compile, eval_every, max_seconds, extra_fraction, ...
-        extra_data: extra training images mixed into every minibatch (``extra_fraction`` of it, 0.7 by
-            default): released .npz parts ("1m.npz" or a list) or a directory from ``robustode data convert``.
-        recipe: a published setup in one word ("wang2023", "fastat"; ``robustode list recipes``): model,
-            defense (default pgd-10 without a recipe), modifiers, optimizer, schedule and data mix; what you
-            give explicitly wins, and the run's log says where.
+        extra_data: extra images mixed into every minibatch (``extra_fraction``, 0.7): .npz parts or a converted dir.
+        recipe: a published setup in one word ("wang2023", "fastat"; ``robustode list recipes``); what you give
+            explicitly wins over it, and the run's log says where. Without a recipe the defense defaults to pgd-10.
 
-    Bad settings and untrainable models (ro.check_model's failures) raise a RobustodeError first.
-    """
+    Bad settings and untrainable models (ro.check_model's failures) raise a RobustodeError first."""
     config = train_config(config, settings)
     model, defense, config, notes = apply_recipe(recipe, model, defense, config, set(config.explicit()), extra_data)
     check_model_name(model, output)
     defense = recipe_defense(recipe, defense, eps, defense_options)
     threat = build_threat(eps)
     attacks, eval_attack = build_attacks(attacks, threat), build_eval_attack(config)
-    check_positive_int(eval_batch_size, "eval_batch_size")
+    check_positive_int(eval_batch_size, "eval_batch_size")  # (a bad one would fail after the training)
     if records_dir is not None:
         check_output_dir(records_dir, what="records folder")
     dataset = load_data(data, data_dir, train_subset, test_subset)
@@ -104,19 +98,28 @@ def train(model: nn.Module | str | None, defense: str | Defense | None = None, d
     trained = training.fit(model, defense, dataset, config, out_dir=out_dir, resume=resume, quiet=quiet,
                            extra=extra, notes=notes, eval_attack=eval_attack)
     with run_lock(trained.run_dir):  # the record is the run's; under torchrun each rank evaluates its shard
-        state = None if trained.run_dir is None else state_file(  # a killed evaluation resumes with --resume
-            Path(trained.run_dir) / STATE_DIR, weights_digest(trained.model),
-            [dataset.name, n, [a.name for a in attacks], threat.eps, eval_batch_size, masking_checks])
-        evaluation = evaluate_sharded(trained.model, dataset, attacks, threat, n=n, batch_size=eval_batch_size,
-                                      device=trained.run.train.device, quiet=quiet, masking_checks=masking_checks,
-                                      surrogate=train_surrogate, state=state)
-        warnings = run_warnings(trained, evaluation, dataset.num_classes)  # a run that learnt nothing says so
-        log = RunLog(trained.run_dir and Path(trained.run_dir), quiet or not context().main)
-        for warning in warnings:
-            log.warn(warning)
-        record = _save(run_record(trained, evaluation, label=label, command=command,
-                                  notes="; ".join(warnings) or None), trained.run_dir, records_dir)
+        evaluation = _final_evaluation(trained, dataset, attacks, threat, n, eval_batch_size, masking_checks, quiet)
+        record = _save(_run_record(trained, evaluation, dataset, label, command, quiet), trained.run_dir, records_dir)
     return trained.model, record
+
+
+def _run_record(trained, evaluation, dataset, label, command, quiet: bool) -> Evaluated:
+    """The run's record, with what looks wrong (a run that learnt nothing) warned about and in its notes."""
+    warnings = run_warnings(trained, evaluation, dataset.num_classes)
+    log = RunLog(trained.run_dir and Path(trained.run_dir), quiet or not context().main)
+    for warning in warnings:
+        log.warn(warning)
+    return run_record(trained, evaluation, label=label, command=command, notes="; ".join(warnings) or None)
+
+
+def _final_evaluation(trained, dataset, attacks, threat, n, batch_size: int, masking_checks: bool, quiet: bool):
+    """The trained model's evaluation; its state in the run directory, so a killed one resumes with --resume."""
+    state = None if trained.run_dir is None else state_file(
+        Path(trained.run_dir) / STATE_DIR, weights_digest(trained.model),
+        [dataset.name, n, [a.name for a in attacks], threat.eps, batch_size, masking_checks])
+    return evaluate_sharded(trained.model, dataset, attacks, threat, n=n, batch_size=batch_size,
+                            device=trained.run.train.device, quiet=quiet, masking_checks=masking_checks,
+                            surrogate=train_surrogate, state=state)
 
 
 def fit(model: nn.Module | str | None, defense: str | Defense | None = None, data: str | DataSet = "cifar10", *,

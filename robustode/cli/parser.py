@@ -8,15 +8,13 @@ import sys
 
 from ..data import datasets
 from ..defenses import defenses
-from ..errors import ConfigError
 from ..recipes import recipes
-from ..registry import split_specs
-from ..rules import BELOW_ONE, BUDGET, NONNEG, Choice, Each
 from ..threat import DEFAULT_EPS
 from ..training.config import PRECISIONS
 from ..training.loggers import LOGGERS
 from ..training.schedules import SCHEDULES
-from ..utils import parse_fraction
+from .types import (_checked, _integer, attack_list, below_one, budget, count, fraction, gigabytes,  # noqa: F401
+                    logger_list, positive_int, positive_number, run_folder, seed_list)  # (re-exported)
 
 EPILOG = "Budgets and step sizes accept fractions: --eps 8/255, --defense 'pgd-10(alpha=2/255)'."
 
@@ -73,99 +71,6 @@ class Parser(argparse.ArgumentParser):
             return exact
         matches = {a for option, a in self._option_string_actions.items() if option.startswith(name)}
         return matches.pop() if len(matches) == 1 else None
-
-
-def _checked(parse):
-    """An argparse type from a function raising ConfigError (its message becomes argparse's)."""
-
-    def convert(text: str):
-        try:
-            return parse(text)
-        except ConfigError as err:
-            raise argparse.ArgumentTypeError(str(err)) from None
-
-    convert.__name__ = parse.__name__  # argparse names the type in "invalid <name> value"
-    return convert
-
-
-@_checked
-def budget(text: str) -> float:
-    return BUDGET(text, "the value")
-
-
-@_checked
-def positive_number(text: str) -> float:
-    value = parse_fraction(text)
-    if not value > 0:
-        raise ConfigError(f"expected a number > 0, got {text}")
-    return value
-
-
-def _integer(text: str, minimum: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise ConfigError(f"expected an integer, got {text!r}") from None
-    if value < minimum:
-        raise ConfigError(f"expected an integer >= {minimum}, got {value}")
-    return value
-
-
-@_checked
-def below_one(text: str) -> float:
-    value = parse_fraction(text)
-    if not 0 < value < 1:
-        raise ConfigError(f"expected a number in (0, 1), got {text}")
-    return value
-
-
-@_checked
-def positive_int(text: str) -> int:
-    return _integer(text, 1)
-
-
-@_checked
-def count(text: str) -> int:
-    return _integer(text, 0)
-
-
-def _no_empty_item(text: str, example: str) -> None:
-    """A list with an empty item ("0,,1", "pgd-20,") is a typo, not a shorter list."""
-    if re.search(r"^\s*,|,\s*,|,\s*$", text):
-        raise ConfigError(f"an empty item in the list {text!r}; expected e.g. {example}")
-
-
-@_checked
-def seed_list(text: str) -> list[int]:
-    _no_empty_item(text, "0,1,2")
-    seeds = [_integer(part.strip(), 0) for part in text.split(",") if part.strip()]
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ConfigError(f"expected distinct seeds separated by commas, e.g. 0,1,2, got {text!r}")
-    return seeds
-
-
-@_checked
-def run_folder(text: str) -> str:
-    """A run directory's name: one visible folder under --out, never a path (``..``, ``a/b``) or a name the
-    leaderboard's search would skip (``.hidden``)."""
-    if not re.fullmatch(r"[A-Za-z0-9_=+][A-Za-z0-9._=+-]*", text):
-        raise ConfigError(f"{text!r} is no run name: one folder name of letters, digits and . _ = + - that does "
-                          "not start with . or - (no path separators; --out says where it goes)")
-    return text
-
-
-@_checked
-def attack_list(text: str) -> list[str]:
-    _no_empty_item(text, "pgd-20,autoattack")
-    names = split_specs(text)  # commas inside a spec's parentheses are its own: "pgd-50(restarts=5, norm=l2)"
-    if not names:
-        raise ConfigError("expected a comma-separated list of attacks, e.g. pgd-20,autoattack")
-    return names
-
-
-@_checked
-def logger_list(text: str) -> tuple[str, ...]:
-    return Each(Choice(LOGGERS))([part.strip() for part in text.split(",")], "--log")
 
 
 def build_parser() -> Parser:
@@ -245,16 +150,7 @@ def _train(sub) -> None:
                        help="one run per seed, e.g. 0,1,2 (the leaderboard groups them: mean +- std)")
     p.add_argument("--precision", choices=PRECISIONS, help="default: bf16 on CUDA, float32 on CPU")
     p.add_argument("--compile", action="store_true", help="torch.compile the model for training")
-    p.add_argument("--eval-every", type=count, default=0, metavar="E",
-                   help="held-out PGD-20 every E data epochs (default: 0, only the final evaluation)")
-    p.add_argument("--eval-n", type=positive_int, default=1000, metavar="N",
-                   help="test images for those held-out evaluations (default: 1000)")
-    p.add_argument("--holdout", type=count, default=0, metavar="N",
-                   help="keep the last N training images out of training for those held-out evaluations and "
-                        "--keep-best (default: 0, the first --eval-n test images)")
-    p.add_argument("--keep-best", action="store_true",
-                   help="keep checkpoints/best.pt, the epoch with the best held-out PGD-20 "
-                        "(needs --eval-every)")
+    _held_out_options(p)
     p.add_argument("--max-seconds", type=positive_number, metavar="S", help="stop training after S seconds")
     p.add_argument("--log", type=logger_list, metavar="LIST",
                    help=f"experiment logs in the run directory each epoch: {', '.join(LOGGERS)} (W&B offline; "
@@ -267,14 +163,17 @@ def _train(sub) -> None:
     p.set_defaults(run=cmd_train)
 
 
-@_checked
-def fraction(text: str) -> float:
-    return BELOW_ONE(text, "the fraction")
-
-
-@_checked
-def gigabytes(text: str) -> float:
-    return NONNEG(text, "the budget")
+def _held_out_options(p: Parser) -> None:
+    p.add_argument("--eval-every", type=count, default=0, metavar="E",
+                   help="held-out PGD-20 every E data epochs (default: 0, only the final evaluation)")
+    p.add_argument("--eval-n", type=positive_int, default=1000, metavar="N",
+                   help="test images for those held-out evaluations (default: 1000)")
+    p.add_argument("--holdout", type=count, default=0, metavar="N",
+                   help="keep the last N training images out of training for those held-out evaluations and "
+                        "--keep-best (default: 0, the first --eval-n test images)")
+    p.add_argument("--keep-best", action="store_true",
+                   help="keep checkpoints/best.pt, the epoch with the best held-out PGD-20 "
+                        "(needs --eval-every)")
 
 
 def _extra_options(p: Parser) -> None:

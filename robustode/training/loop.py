@@ -44,24 +44,19 @@ def fit(model: nn.Module, defense: Defense, data: DataSet, config: TrainConfig |
         data: a ``DataSet``; the periodic evaluation takes the first ``eval_n`` test images, or, with
             ``holdout=N``, the last N training images, kept out of training.
         config: a ``TrainConfig`` (default: all defaults); unset fields take the defense's paper preset.
-        out_dir: run directory for config.json, train.log, metrics.csv and
-            checkpoints/last.pt (every ``checkpoint_every`` epochs), best.pt (``keep_best``)
-            and final.pt (a run stopped inside an epoch by ``max_seconds``).
+        out_dir: run directory for config.json, train.log, metrics.csv and checkpoints/last.pt (every
+            ``checkpoint_every`` epochs), best.pt (``keep_best``), final.pt (``max_seconds`` ran out mid-epoch).
         resume: continue the run in ``out_dir`` from checkpoints/last.pt, exactly.
         quiet: no console output.
         extra: an ``ExtraSet`` (``robustode.data.extra.open_extra``), e.g. generated images, mixed into every
             minibatch at ``config.extra_fraction``; an epoch keeps the base set's minibatch count.
         notes: lines for the log: where an explicit setting replaced the recipe's (``config.recipe``).
-        eval_attack: the periodic evaluations' attack, built at the entrance (default: built here from
-            ``config.eval_attack``, by training.held_out.held_out_attack).
+        eval_attack: the periodic evaluations' attack, built at the entrance (default: from config.eval_attack).
 
-    On Ctrl-C the last checkpoint (the last completed epoch) stays on disk; resume continues from it.
-    Under ``torchrun --nproc_per_node=N`` every process trains on its shard of each
-    minibatch of ``batch_size`` (the global batch) and only rank 0 writes (see
-    robustode.training.data_parallel).
+    On Ctrl-C the last checkpoint (the last completed epoch) stays on disk; resume continues from it. Under
+    torchrun every process trains on its shard of each global minibatch; only rank 0 writes (data_parallel.py).
 
-        result = fit(create_model("resnet20"), create_defense("pgd-7"), load_dataset("cifar10"),
-                     TrainConfig(epochs=10), out_dir="runs/r20")
+        fit(models.create("resnet20"), create_defense("pgd-7"), load_dataset("cifar10"), TrainConfig(epochs=10))
     """
     config = config or TrainConfig()
     ctx = dist.setup(resolve_device(config.device))  # under torchrun: join its process group
@@ -76,26 +71,36 @@ def fit(model: nn.Module, defense: Defense, data: DataSet, config: TrainConfig |
         run = RunInfo.describe(settings, config, model, defense, data, extra)
         if saved is not None:
             _check_same_run(RunInfo.from_dict(saved["config"], str(run_dir)), run, run_dir, _assumed(defense))
-        log = RunLog(run_dir, quiet or not ctx.main, open_loggers(settings.log, run_dir, run.to_dict()) if ctx.main
-                     else [])
-        # Sizes the data cannot honour, lowered to its own; a model that expects [0, 255] pixels (as check-model says)
-        for line in [*lowered, *filter(None, [pixel_range_warning(model, data)])]:
-            log.warn(line)
+        log = _open_log(run_dir, quiet, ctx.main, settings, run, [*lowered, pixel_range_warning(model, data)])
         loader = train_loader(data.train, extra, settings, torch.device(settings.device), ctx.rank, ctx.world_size)
         trainer = Trainer(model, defense, data, run, log, loader, run_dir, held_out, eval_attack)
         _start(trainer, saved, config, log, note)
-        feed = describe_feed(loader, settings, torch.device(settings.device))
-        for line in _opening_lines(settings.recipe, notes, feed):
+        for line in _opening_lines(settings.recipe, notes, describe_feed(loader, settings, trainer.device)):
             log.info(line)
-        trainer.start_peak_memory()
-        try:
-            run_epochs(trainer, log)
-        finally:
-            log.close()  # the experiment logs, flushed even when the run stops or is killed
-        dist.broadcast_module(trainer.model)  # after a stop on rank 0's checkpoint, all return its weights
-        if trainer.average is not None:
-            dist.broadcast_module(trainer.average.model)
+        _train_all(trainer, log)
     return trainer.result()
+
+
+def _open_log(run_dir, quiet: bool, main: bool, settings, run: RunInfo, warnings: list) -> RunLog:
+    """The run's log (with its experiment loggers on the process that writes) and its first warnings: sizes the
+    data cannot honour, lowered to its own; a model that expects [0, 255] pixels (as check-model says)."""
+    log = RunLog(run_dir, quiet or not main, open_loggers(settings.log, run_dir, run.to_dict()) if main else [])
+    for line in filter(None, warnings):
+        log.warn(line)
+    return log
+
+
+def _train_all(trainer: Trainer, log: RunLog) -> None:
+    """Every epoch; the experiment logs closed even when the run stops or is killed; under torchrun every rank
+    then holds rank 0's weights (after a stop on rank 0's checkpoint too)."""
+    trainer.start_peak_memory()
+    try:
+        run_epochs(trainer, log)
+    finally:
+        log.close()
+    dist.broadcast_module(trainer.model)
+    if trainer.average is not None:
+        dist.broadcast_module(trainer.average.model)
 
 
 def _start(trainer: Trainer, saved: dict | None, config: TrainConfig, log: RunLog, note: str | None) -> None:
