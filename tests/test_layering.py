@@ -118,3 +118,16 @@ def test_no_import_circle_between_packages():
     assert first_circle(edges) is None
     circle = first_circle({**edges, "evaluation": edges["evaluation"] | {"training"}})  # as it was before
     assert circle is not None and {"evaluation", "training"} <= set(circle)
+
+
+def test_no_file_over_300_lines_and_no_function_over_50():
+    too_long = []
+    for path in ROOT.rglob("*.py"):
+        source = path.read_text()
+        if len(source.splitlines()) > 300:
+            too_long.append(f"{path.relative_to(ROOT)}: {len(source.splitlines())} lines")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 50:
+                too_long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: "
+                                f"{node.end_lineno - node.lineno + 1} lines")
+    assert too_long == []
