@@ -116,6 +116,11 @@ def worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
     rows = AWP_SHARDS[rank]
     results["awp"] = awp_gradients(rows, (rows.stop - rows.start) / 5)
     torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
+    # A spawned process leaves through os._exit, past robustode's atexit teardown: a gloo group left up then
+    # now and then aborts the process as its threads are torn down ("terminate called without an active
+    # exception", SIGABRT). Both ranks close it here, together.
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
 
 
 def free_port() -> int:
