@@ -131,12 +131,6 @@ def check_fields(obj) -> None:
             object.__setattr__(obj, f.name, value)  # frozen dataclasses too
 
 
-def check_value(cls, name: str, value):
-    """``value`` checked by the rule of ``cls``'s field ``name`` (for an entrance that gets it alone)."""
-    f = {f.name: f for f in fields(cls)}[name]
-    return f.metadata["check"](value, f.metadata.get("label") or name)
-
-
 def check_positive_int(value, name: str) -> int:
     """``value`` if it is an int >= 1 (a count given in Python: no text parsed)."""
     return STRICT_COUNT(value, name)

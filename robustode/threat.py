@@ -22,7 +22,6 @@ NORMS = ("linf", "l2")  # the attacks' norms
 NORM = Choice(NORMS)  # the rule of an attack's norm setting
 CORRUPTIONS = "corruptions"  # common corruptions (CIFAR-10-C): no adversary, no budget
 THREATS = (*NORMS, CORRUPTIONS)  # what a ThreatModel, a record and a leaderboard table are about
-PIXEL_RANGE = (0.0, 1.0)  # every image, clean or adversarial
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
+from training_utils import Net
 
 import robustode as ro
 from robustode import rules
@@ -114,16 +115,6 @@ def test_a_defense_that_skipped_its_checks_is_checked_at_the_entrance():
 
     with pytest.raises(ConfigError, match=r"ema_decay must lie in \[0, 1\)"):
         ro.fit(nn.Linear(2, 2), Sloppy(ema_decay=1.5), make_synthetic(8, 8, seed=0), quiet=True)
-
-
-class Net(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 4, 3, stride=4)
-        self.fc = nn.Linear(4 * 8 * 8, 10)
-
-    def forward(self, x):
-        return self.fc(torch.relu(self.conv1(x)).flatten(1))
 
 
 def test_train_builds_each_object_once(monkeypatch):

@@ -6,21 +6,11 @@ import math
 from types import SimpleNamespace
 
 import torch
-from torch import nn
 
 import robustode as ro
+from training_utils import Net
 from robustode.data import make_synthetic
 from robustode.training.sanity import run_warnings
-
-
-class Net(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 4, 3, stride=4)
-        self.fc = nn.Linear(4 * 8 * 8, 10)
-
-    def forward(self, x):
-        return self.fc(torch.relu(self.conv1(x)).flatten(1))
 
 
 def test_a_run_at_chance_with_a_young_average_warns_in_its_log_and_record(tmp_path):

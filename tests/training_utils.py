@@ -37,6 +37,18 @@ class Tiny(LayerOneModel):
         self.hook_calls += 1
 
 
+class Net(nn.Module):
+    """A custom model (no layer-one contract) of two layers: a user's own model as the tests use it."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 3, stride=4)
+        self.fc = nn.Linear(4 * 8 * 8, 10)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv1(x)).flatten(1))
+
+
 def tiny(seed: int = 0) -> Tiny:
     torch.manual_seed(seed)
     return Tiny()

@@ -133,7 +133,6 @@ def cmd_eval(args) -> int:
     from ..errors import ConfigError
     from ..evaluation.state import STATE_DIR
     from ..files import check_output_dir, check_output_file
-    from ..records import save, save_in, save_new
     from .corruptions_cmd import cmd_eval_corruptions
     from .robustbench_cmd import cmd_eval_robustbench
 
@@ -155,16 +154,23 @@ def cmd_eval(args) -> int:
                               batch_size=args.eval_batch_size, device=args.device, data_dir=args.data_dir,
                               masking_checks=args.masking_checks, quiet=args.quiet, state=state,
                               command=command_line(args))
-    # An explicit --out is replaced only with --force (checked above); the default name never is:
-    # a second evaluation of one checkpoint gets eval-record__2.json.
+    show_summary(run.record, write_eval_record(run, out, args))
+    return 0
+
+
+def write_eval_record(run, out: Path, args) -> Path:
+    """An evaluation's record (and its per-point file) at ``out``, and a copy in --records. An explicit --out
+    is replaced only with --force (checked before the work); the default name never is: a second evaluation
+    of one checkpoint gets eval-record__2.json."""
+    from ..records import save, save_in, save_new
+
     if args.out or args.force:
         out = save(run.record, out, overwrite=args.force, points=run.points)
     else:
         out = save_new(run.record, out, points=run.points)
     if args.records:
         save_in(run.record, args.records, points=run.points)
-    show_summary(run.record, out)
-    return 0
+    return out
 
 
 def cmd_check_model(args) -> int:

@@ -8,8 +8,7 @@ from pathlib import Path
 def cmd_eval_corruptions(args) -> int:
     from ..corruptions_api import evaluate_checkpoint_corruptions
     from ..files import check_output_dir, check_output_file
-    from ..records import save, save_in, save_new
-    from .commands import command_line, run_directory
+    from .commands import command_line, run_directory, write_eval_record
     from .robustbench_cmd import show_published
 
     default = (Path(args.checkpoint).parent / f"{args.robustbench}.corruptions-record.json" if args.robustbench
@@ -21,11 +20,7 @@ def cmd_eval_corruptions(args) -> int:
                                           batch_size=args.eval_batch_size, device=args.device,
                                           data_dir=args.data_dir, quiet=args.quiet, command=command_line(args),
                                           published=args.published)
-    out = save(run.record, out, overwrite=True, points=run.points) if args.out else save_new(run.record, out,
-                                                                                               points=run.points)
-    if args.records:
-        save_in(run.record, args.records, points=run.points)
-    show_corruption_summary(run.record, out)
+    show_corruption_summary(run.record, write_eval_record(run, out, args))
     show_published(run.record)
     return 0
 

@@ -35,9 +35,8 @@ def cmd_export(args) -> int:
 def cmd_eval_robustbench(args) -> int:
     from ..evaluation.state import STATE_DIR
     from ..files import check_output_dir, check_output_file
-    from ..records import save, save_in, save_new
     from ..robustbench_api import evaluate_robustbench
-    from .commands import command_line, show_summary
+    from .commands import command_line, show_summary, write_eval_record
 
     out = (check_output_file(args.out, force=args.force, what="--out", record=True) if args.out
            else Path(args.checkpoint).parent / f"{args.robustbench}.eval-record.json")
@@ -48,11 +47,7 @@ def cmd_eval_robustbench(args) -> int:
                                batch_size=args.eval_batch_size, device=args.device, data_dir=args.data_dir,
                                masking_checks=args.masking_checks, quiet=args.quiet, command=command_line(args),
                                published=args.published, state=state)
-    out = save(run.record, out, overwrite=True, points=run.points) if args.out else save_new(run.record, out,
-                                                                                               points=run.points)
-    if args.records:
-        save_in(run.record, args.records, points=run.points)
-    show_summary(run.record, out)
+    show_summary(run.record, write_eval_record(run, out, args))
     show_published(run.record)
     return 0
 
