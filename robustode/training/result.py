@@ -60,6 +60,16 @@ class TrainResult:
         return self.run.defense.passes_per_batch * self.images / self.run.data.n_train
 
     @property
+    def function_evaluations(self) -> dict | None:
+        """An ODE model's evaluations of its fields per training minibatch, all the defense's passes together,
+        averaged over the run's data epochs: {"forward", "backward" (adjoint)}; None for a discrete model."""
+        rows = [row for row in self.history if "evals_forward_per_batch" in row]
+        if not rows:
+            return None
+        return {part: sum(row[f"evals_{part}_per_batch"] for row in rows) / len(rows)
+                for part in ("forward", "backward")}
+
+    @property
     def nominal_epochs(self) -> int:
         """Nominal epochs done: whole data epochs, each replayed m times by Free-m (asked for epochs that m does
         not divide, the run is rounded up to them, as the lr schedule is, and the log says so)."""
