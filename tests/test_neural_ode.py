@@ -180,7 +180,7 @@ def test_sodef_jacobian_is_the_autograd_jacobian():
     assert torch.allclose(field.jacobian(t, z), auto, atol=1e-12)
 
 
-def test_a_solve_that_fails_in_training_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+def test_a_solve_that_fails_in_training_is_a_diverged_run_that_keeps_the_last_good_checkpoint(tmp_path):
     @dataclass
     class BlowsUp(Natural):
         """Natural training whose model's solve exceeds its step budget from data epoch 2 on."""
@@ -191,7 +191,12 @@ def test_a_solve_that_fails_in_training_stops_the_run_and_keeps_the_last_good_ch
 
     torch.manual_seed(0)
     model = create("ode_net4_1(step_size=0.5)")
-    with pytest.raises(SolverError, match="max_steps=2"):
-        fit(model, BlowsUp(), make_synthetic(8, 4, seed=0), epochs=3, batch_size=4, device="cpu", quiet=True,
-            out_dir=tmp_path / "run", eval_every=0)
-    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["epoch"] == 1
+    result = fit(model, BlowsUp(), make_synthetic(8, 4, seed=0), epochs=3, batch_size=4, device="cpu", quiet=True,
+                 out_dir=tmp_path / "run", eval_every=0)
+    assert result.stop.kind == "diverged" and result.data_epochs == 1
+    assert "max_steps=2" in result.stop.reason and "data epoch 2, minibatch 1 of 2" in result.stop.reason
+    kept = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert kept["epoch"] == 1
+    assert all(torch.equal(v, kept["model"][k]) for k, v in result.model.state_dict().items())
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "stopped: SolverError: the dopri5" in log and "kept the checkpoint of data epoch 1" in log

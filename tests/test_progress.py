@@ -149,3 +149,21 @@ def test_the_probe_shows_progress_over_its_settings(monkeypatch, capsys):
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("probe: test-time settings")]
     assert [line.split()[3] for line in lines] == ["0/2", "1/2"]  # each setting named as it starts, with an ETA
     assert "rk4" in lines[0] and "euler" in lines[1] and "eta" in lines[1]
+
+
+def test_an_ode_models_progress_lines_count_its_function_evaluations(monkeypatch, capsys):
+    import torch
+
+    import robustode as ro
+    from robustode.data import make_synthetic
+
+    monkeypatch.setenv("ROBUSTODE_PROGRESS_SECONDS", "0")
+    torch.manual_seed(0)
+    model = ro.create_model("ode_net4_1(step_size=0.5)", num_classes=10)  # rk4, 2 steps: 8 evaluations of f
+    data = make_synthetic(12, 8, seed=0)
+    ro.fit(model, "pgd-2", data, epochs=1, batch_size=4, device="cpu", eval_every=0)
+    train_lines = [line for line in capsys.readouterr().err.splitlines() if "loss" in line and "img/s" in line]
+    assert train_lines and all("f-evals/batch 24+0" in line for line in train_lines)  # 2 attack + 1 pass
+    ro.evaluate(model, data, attacks=["pgd-3"], n=8, batch_size=4, masking_checks=False, escalate=False)
+    attack_lines = [line for line in capsys.readouterr().err.splitlines() if "pgd-3" in line and "so far" in line]
+    assert attack_lines and all("f-evals/batch 24+0" in line for line in attack_lines)  # 3 steps x 8

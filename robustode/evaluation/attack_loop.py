@@ -61,12 +61,20 @@ def run_attacks(model, x_all, y_all, attacks, *, batch_size: int, device, draws:
                     with reporting(lambda text, b=b: progress.update(b, f"{attack.name}: {text}")):  # its parts
                         _one_batch(model, x_all, y_all, attack, lo, b, batch_size, device, draws, found, state)
                 if progress.wants_line:
-                    done = state.get(f"robust:{attack.name}")[: min(lo + batch_size, n)]
-                    progress.update(b + 1, f"{attack.name} {done.mean():.1%} so far")
+                    progress.update(b + 1, _so_far(attack.name, state, min(lo + batch_size, n), b + 1))
                 else:
                     progress.update(b + 1)
         _collect(attack.name, found, state)
     return found
+
+
+def _so_far(name: str, state: EvalState, points: int, batches: int) -> str:
+    """An attack's progress line: robust accuracy so far, and an ODE model's f-evaluations per batch."""
+    text = f"{name} {state.get(f'robust:{name}')[:points].mean():.1%} so far"
+    forward, backward = state.get(f"evals_forward:{name}"), state.get(f"evals_backward:{name}")
+    if forward is not None and forward[:batches].any():  # a discrete model counts none
+        text += f" f-evals/batch {forward[:batches].mean():.0f}+{backward[:batches].mean():.0f}"
+    return text
 
 
 def _one_batch(model, x_all, y_all, attack, lo, b, batch_size, device, draws, found, state) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 import torch
@@ -36,7 +37,9 @@ class Tally:
         count = torch.tensor(float(self.count), dtype=torch.float64, device=self.device)
         stacked = torch.stack([self.loss_sum.double(), self.correct.double(), count])
         loss_sum, correct, count = all_sum(stacked).tolist()
-        return loss_sum / max(count, 1), correct / max(count, 1), int(count)
+        if not count:  # the epoch's first step failed (a solve past its budget): no loss to report
+            return math.nan, math.nan, 0
+        return loss_sum / count, correct / count, int(count)
 
     def evaluations(self) -> dict:
         """Evaluations of the model's ODE fields per minibatch this epoch, forward and (adjoint) backward,

@@ -7,18 +7,16 @@ defense's end of epoch) -> held-out evaluation (not timed) -> checkpoint (not ti
 from __future__ import annotations
 
 import math
-import random
 from contextlib import nullcontext
-from dataclasses import asdict
 
-import numpy as np
 import torch
 
 from ..dist import all_max, broadcast_module, context
+from ..errors import SolverError, first_line
 from ..evaluation import evaluate_sharded
 from ..progress import duration
 from .averaging import weight_average
-from .checkpoint import load_checkpoint, load_optimizer, rng_state, save_checkpoint, set_rng_state, to_device
+from .checkpoint import load_checkpoint
 from .cost import FlopCount, peak_memory, reset_peak_memory
 from .data_parallel import GradientSync, agree_on_stop
 from .held_out import HELD_OUT, held_out_attack
@@ -27,12 +25,13 @@ from .result import Stop, TrainResult
 from .run import RunInfo
 from .schedules import lr_factor, make_scheduler, momentum_cycles
 from .tally import Tally
+from .trainer_state import TrainerState
 
 LOSS_SCALE = 100.0  # warn when the training loss exceeds its initial value this many times
 ESTIMATE_AFTER = 10  # minibatches of this process's first epoch behind the time estimate
 
 
-class Trainer:
+class Trainer(TrainerState):
     def __init__(self, model, defense, data, run: RunInfo, log, loader, run_dir=None, held_out=None,
                  eval_attack=None):
         s = self.settings = run.train
@@ -94,8 +93,9 @@ class Trainer:
             for i, (x, y) in enumerate(self.loader, 1):
                 if self.sync is not None:  # this rank's share of the global minibatch
                     self.sync.weight = len(y) / self.loader.global_batch_size(i - 1)
-                with autocast, self._counting(len(y)):
-                    out = self.defense.train_step(self.net, x, y, self.optimizers, self.on_step)
+                out, stop = self._train_step(x, y, autocast, f"in data epoch {e}, minibatch {i} of {n}")
+                if stop is not None:
+                    break
                 tally.add(out)
                 if self.initial_loss is None:  # one read-back per run: the scale the loss is watched against
                     self.initial_loss = all_max(float(out.loss))
@@ -117,12 +117,26 @@ class Trainer:
                "note": None if stop is None else stop.reason}
         return row, stop
 
+    def _train_step(self, x, y, autocast, where: str):
+        """(the defense's step's output, None); an ODE solve past its step budget: (None, a diverged Stop)."""
+        try:
+            with autocast, self._counting(len(y)):
+                return self.defense.train_step(self.net, x, y, self.optimizers, self.on_step), None
+        except SolverError as err:
+            if self.dist.enabled:  # the other ranks wait in a collective: the error ends the job (torchrun)
+                raise
+            return None, Stop("diverged", f"{first_line(err)} {where}")
+
     def _read_back(self, e: int, i: int, n: int, tally: Tally, progress) -> Stop | None:
         """Mid-epoch: progress, the one-off time estimate, the loss-scale watch, divergence and budget."""
         s = self.settings
         loss, acc, _ = tally.totals()
         elapsed = all_max(tally.elapsed())
-        progress.update(i, f"loss {loss:.4f} acc {acc:.1%} lr {self.lr:.4g} {i * s.batch_size / elapsed:.0f} img/s")
+        evals = tally.evaluations()  # an ODE model's f-evaluations per minibatch so far, forward+backward
+        cost = f" f-evals/batch {evals['evals_forward_per_batch']:.0f}+{evals['evals_backward_per_batch']:.0f}" \
+            if evals else ""
+        progress.update(i, f"loss {loss:.4f} acc {acc:.1%} lr {self.lr:.4g} {i * s.batch_size / elapsed:.0f} img/s"
+                        + cost)
         if i == self.estimate_at:
             self.estimate_at = None
             total = elapsed / i * (n * (s.data_epochs - e) + n - i) + elapsed
@@ -244,54 +258,3 @@ class Trainer:
                            data_epochs=self.epoch, stop=self.stop, best=self.best,
                            run_dir=None if self.run_dir is None else str(self.run_dir),
                            peak_memory_bytes=self._peak(), flops_per_image=self.flops_per_image)
-
-    # -- checkpoints ------------------------------------------------------------------------------
-
-    def seed(self) -> None:
-        seed = self.settings.seed
-        torch.manual_seed(seed + self.dist.rank)  # data-parallel ranks draw independent random starts
-        random.seed(seed)
-        np.random.seed(seed)
-
-    def state_dict(self, mid_epoch: bool = False) -> dict:
-        return {
-            "model": self.evaluated.state_dict(),
-            "ema": None if self.average is None else self.average.state(),  # with the live weights
-            "optimizers": [opt.state_dict() for opt in self.optimizers],
-            "schedulers": [s.state_dict() for s in self.schedulers],
-            "epoch": self.epoch, "steps": self.steps, "seconds": self.seconds, "lr": self.lr,
-            "rng": rng_state(self.device),
-            "loader": self.loader.state_dict(),
-            "defense": self.defense.state_dict(),
-            "config": self.run.to_dict(),
-            "history": self.history, "best": self.best, "initial_loss": self.initial_loss,
-            "flops_per_image": self.flops_per_image, "peak_memory_bytes": self._peak(),
-            "stop": None if self.stop is None else asdict(self.stop),
-            "mid_epoch": mid_epoch,  # True only in final.pt of a run stopped inside an epoch
-        }
-
-    def load_weights(self, state: dict) -> None:
-        """A checkpoint's weights: its model, or its average and the live weights kept beside it."""
-        if self.average is None:
-            self.model.load_state_dict(state["model"])
-        else:
-            self.average.load(state["model"], state["ema"])
-
-    def load_state_dict(self, state: dict) -> None:
-        self.load_weights(state)
-        for opt, saved in zip(self.optimizers, state["optimizers"]):
-            load_optimizer(opt, saved)
-        for scheduler, saved in zip(self.schedulers, state["schedulers"]):
-            scheduler.load_state_dict(saved)
-        self.epoch, self.steps = state["epoch"], state["steps"]
-        self.seconds, self.lr = state["seconds"], state["lr"]
-        self.history, self.best = list(state["history"]), state["best"]
-        self.initial_loss = state.get("initial_loss")
-        self.flops_per_image, self.peak_memory_bytes = state.get("flops_per_image"), state.get("peak_memory_bytes")
-        self.loader.load_state_dict(state["loader"])
-        self.defense.load_state_dict(to_device(state["defense"], self.device))
-        set_rng_state(state["rng"], self.device)
-
-    def save(self, name: str, mid_epoch: bool = False) -> None:
-        if self.run_dir is not None:
-            save_checkpoint(self.run_dir / "checkpoints" / name, self.state_dict(mid_epoch))
