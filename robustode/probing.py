@@ -8,7 +8,9 @@
   intervals, the evaluations of f per batch of one forward, and the seconds, per setting; the
   attack runs through the setting it is evaluated with.
 - A discrete ODE ResNet is swept over its step size h (a stage with an ``h``: the small-step
-  ResNet) and, for LM-ResNet, over its scheme (the learned k, and k = 0: forward Euler).
+  ResNet) and its scheme: LM-ResNet's learned k against k = 0 (forward Euler), the RK2 ResNet's Heun
+  steps against its blocks as Euler steps (the plain ResNet), the small-step ResNet's Euler steps
+  against Heun steps with the same f (a stage's ``schemes``, robustode.models.rk_resnet).
 - Every model gets per-block Lipschitz estimates of its residual functions along depth
   (robustode.lipschitz).
 A setting the model does not have is a ConfigError before any work.
@@ -17,7 +19,7 @@ A setting the model does not have is a ConfigError before any work.
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -33,6 +35,7 @@ from .progress import Progress
 from .threat import DEFAULT_EPS, ThreatModel
 
 LIPSCHITZ_POINTS = 16  # the first points of the test set
+LM_SCHEMES = ("learned k", "euler")  # LM-ResNet's trained scheme, and k = 0: forward Euler
 
 
 @dataclass
@@ -54,12 +57,9 @@ def default_settings(model: nn.Module) -> list[dict]:
         steps = [{"method": m, "step_size": h} for m in ("euler", "rk4") for h in (s.T / 4, s.T / 16)]
         tolerances = [{"method": "dopri5", "rtol": tol, "atol": tol} for tol in (1e-2, 1e-4)]
         return [{}, *steps, *tolerances, {"T": s.T / 2}, {"T": 2 * s.T}]
-    if _stages_with_h(model):
-        h = _stages_with_h(model)[0].h
-        return [{}, *({"h": h * f} for f in (0.25, 0.5, 2.0, 4.0))]
-    if any(isinstance(m, LMStage) for m in model.modules()):
-        return [{}, {"scheme": "euler"}]
-    return [{}]
+    h_stages = _stages_with_h(model)
+    sizes = [{"h": h_stages[0].h * f} for f in (0.25, 0.5, 2.0, 4.0)] if h_stages else []
+    return [{}, *sizes, *({"scheme": scheme} for scheme in _schemes(model)[1:])]
 
 
 def check_settings(model: nn.Module, settings: list[dict]) -> None:
@@ -70,13 +70,15 @@ def check_settings(model: nn.Module, settings: list[dict]) -> None:
             continue
         if own:
             swapped(own[0], **setting)
-        elif set(setting) - {"h", "scheme"} or ("h" in setting and not _stages_with_h(model)) or \
-                ("scheme" in setting and (setting["scheme"] != "euler" or
-                                          not any(isinstance(m, LMStage) for m in model.modules()))):
-            raise ConfigError(f"probe setting {setting} does not fit {type(model).__name__}: it has "
-                              f"{'no ODE block' if not own else 'ODE blocks'}; a small-step ResNet takes h=..., "
-                              "an LM-ResNet scheme=euler, a model with ODE blocks its solver settings")
-        elif "h" in setting and not setting["h"] > 0:
+            continue
+        h_stages, schemes = _stages_with_h(model), _schemes(model)
+        if set(setting) - {"h", "scheme"} or ("h" in setting and not h_stages) or \
+                ("scheme" in setting and setting["scheme"] not in schemes):
+            takes = [*(["h=..."] if h_stages else []), *([f"scheme={'|'.join(schemes)}"] if schemes else [])]
+            raise ConfigError(f"probe setting {setting} does not fit {type(model).__name__}: it has no ODE block "
+                              f"and takes {' or '.join(takes) if takes else 'no test-time setting'} (a model "
+                              "with ODE blocks takes its solver's settings)")
+        if "h" in setting and not setting["h"] > 0:
             raise ConfigError(f"probe setting h must be > 0, got {setting['h']}")
 
 
@@ -116,34 +118,61 @@ def describe(model: nn.Module, setting: dict) -> str:
     own = solvers(model)
     if own:
         return swapped(own[0], **setting).describe()
-    if _stages_with_h(model):
-        return f"h={setting.get('h', _stages_with_h(model)[0].h):g}"
-    return f"scheme={setting.get('scheme', 'learned k')}"
+    h_stages, schemes = _stages_with_h(model), _schemes(model)
+    parts = [f"h={setting.get('h', h_stages[0].h):g}"] if h_stages else []
+    if schemes and (not h_stages or "scheme" in setting):
+        parts.append(f"scheme={setting.get('scheme', schemes[0])}")
+    return " ".join(parts) or "as trained"
 
 
 @contextmanager
 def applied(model: nn.Module, setting: dict):
     """The model under one probe setting, restored afterwards."""
-    if not setting:
-        yield
-    elif solvers(model):
+    if solvers(model) and setting:
         with solver_override(model, **setting):
             yield
-    elif "h" in setting:
-        with _attribute(_stages_with_h(model), "h", setting["h"]):
-            yield
-    else:
-        stages = [m for m in model.modules() if isinstance(m, LMStage)]
-        saved = [s.k.detach().clone() for s in stages]
+        return
+    with ExitStack() as stack:
+        if "h" in setting:
+            stack.enter_context(_attribute(_stages_with_h(model), "h", setting["h"]))
+        if "scheme" in setting:
+            stack.enter_context(_scheme(model, setting["scheme"]))
+        yield
+
+
+def _schemes(model: nn.Module) -> tuple[str, ...]:
+    """A discrete ODE ResNet's test-time schemes, the trained one first (empty: nothing to swap)."""
+    if any(isinstance(m, LMStage) for m in model.modules()):
+        return LM_SCHEMES
+    stages = _scheme_stages(model)
+    return tuple(stages[0].schemes) if stages else ()
+
+
+def _scheme_stages(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(getattr(m, "schemes", None), tuple)]
+
+
+def _scheme(model: nn.Module, scheme: str):
+    """The model under one scheme: a stage with ``schemes`` sets its ``scheme``; LM-ResNet's "euler" is k = 0."""
+    stages = [m for m in model.modules() if isinstance(m, LMStage)]
+    if not stages:
+        return _attribute(_scheme_stages(model), "scheme", scheme)
+    return _k_zeroed(stages) if scheme == "euler" else nullcontext()
+
+
+@contextmanager
+def _k_zeroed(stages: list[LMStage]):
+    """LM-ResNet as forward Euler: k = 0, x[n+1] = x[n] + f(x[n]); the learned k restored afterwards."""
+    saved = [s.k.detach().clone() for s in stages]
+    with torch.no_grad():
+        for s in stages:
+            s.k.zero_()
+    try:
+        yield
+    finally:
         with torch.no_grad():
-            for s in stages:
-                s.k.zero_()  # k = 0: x[n+1] = x[n] + f(x[n]), forward Euler
-        try:
-            yield
-        finally:
-            with torch.no_grad():
-                for s, k in zip(stages, saved):
-                    s.k.copy_(k)
+            for s, k in zip(stages, saved):
+                s.k.copy_(k)
 
 
 @contextmanager

@@ -21,7 +21,8 @@ def test_the_step_size_sweep_of_a_small_step_resnet_contains_its_h_and_reproduce
     torch.manual_seed(0)
     model = create("stepsize_resnet20").eval()
     data = make_synthetic(8, 16, seed=0)
-    assert default_settings(model) == [{}, {"h": 0.025}, {"h": 0.05}, {"h": 0.2}, {"h": 0.4}]  # {}: its own h
+    assert default_settings(model) == [{}, {"h": 0.025}, {"h": 0.05}, {"h": 0.2}, {"h": 0.4},  # {}: its own h
+                                       {"scheme": "heun"}]
     result = probe(model, data, n=16, batch_size=16, settings=[{"h": 0.05}], lipschitz=False)
     own = [row for row in result.rows if row["own"]]
     assert len(own) == 1 and own[0]["setting"] == "h=0.1"
@@ -44,10 +45,37 @@ def test_an_ode_models_sweep_counts_each_settings_evaluations(monkeypatch):
     assert all(0 < row["mean"] <= row["max"] and row["iterations"] <= 20 for row in result.lipschitz)
 
 
+def test_the_rk2_resnet_read_as_euler_steps_is_the_plain_resnet_with_its_weights():
+    torch.manual_seed(0)
+    rk2, plain = create("rk2_resnet20").eval(), create("resnet20").eval()
+    plain.load_state_dict(rk2.state_dict())
+    x = torch.rand(4, 3, 32, 32)
+    assert default_settings(rk2) == [{}, {"scheme": "euler"}]
+    with probe_module.applied(rk2, {"scheme": "euler"}):
+        assert torch.allclose(rk2(x), plain(x), atol=1e-5)
+    assert not torch.allclose(rk2(x), plain(x), atol=1e-3)  # back to Heun steps
+    result = probe(rk2, make_synthetic(8, 8, seed=0), n=8, batch_size=8, lipschitz=False)
+    assert [row["setting"] for row in result.rows] == ["scheme=heun", "scheme=euler"]
+
+
+def test_the_small_step_resnets_heun_scheme_takes_two_evaluations_of_each_blocks_f():
+    torch.manual_seed(0)
+    stage = create("stepsize_resnet20").eval().stages[0]
+    x, h = torch.rand(2, 16, 32, 32), stage.h
+    expected = x
+    for block in stage.blocks:  # stage 1 has no downsampling block
+        k1 = h * block.residual(expected)
+        expected = expected + 0.5 * (k1 + h * block.residual(expected + k1))
+    with probe_module.applied(stage, {"scheme": "heun"}):
+        assert torch.allclose(stage(x), expected, atol=1e-6)
+    assert stage.scheme == "euler" and not torch.allclose(stage(x), expected, atol=1e-4)
+
+
 @pytest.mark.parametrize("name,setting,message", [
     ("resnet20", {"h": 0.1}, "does not fit PreActResNet"), ("stepsize_resnet20", {"h": 0}, "h must be > 0"),
     ("ode_net4_1", {"method": "rk45"}, "method must be one of"), ("ode_net4_1", {"rtol": 0}, "rtol must be > 0"),
     ("ode_net4_1", {"h": 0.1}, "no setting h"), ("lm_resnet20", {"scheme": "rk2"}, "does not fit"),
+    ("rk2_resnet20", {"scheme": "rk4"}, "takes scheme=heun|euler"), ("resnet20", {"scheme": "euler"}, "no test-time"),
 ])
 def test_a_probe_setting_the_model_does_not_have_is_one_line_before_any_work(name, setting, message):
     with pytest.raises(ConfigError, match=message) as err:

@@ -23,7 +23,8 @@ def probe_parser(sub) -> None:
     p = _command(sub, "probe", "sweep a model's solver or step size at test time; Lipschitz along depth",
                  "Evaluate a checkpoint's model under other test-time discretizations: a model with ODE\n"
                  "blocks under other solvers (method, step size, rtol/atol, T), a small-step ResNet under\n"
-                 "other step sizes h, an LM-ResNet as forward Euler (k = 0); clean and PGD-20 accuracy with\n"
+                 "other step sizes h and Heun steps (scheme=heun), an LM-ResNet as forward Euler (k = 0),\n"
+                 "an RK2 ResNet's blocks as Euler steps (scheme=euler); clean and PGD-20 accuracy with\n"
                  "95% intervals, f-evaluations per forward and seconds for each. Then per-block Lipschitz\n"
                  "estimates of the residual functions along depth (power iteration at 16 test points).\n"
                  "A setting the model does not have is an error before any work.\n\n"

@@ -23,7 +23,12 @@ class HeunStage(nn.Module):
     Each Heun step uses two blocks (two residual functions), so a stage of n
     blocks is one plain step (the downsampling block in stages 2 and 3)
     followed by (n - 1) / 2 Heun steps; n must be odd.
+
+    ``scheme`` is a test-time choice (robustode probe): "heun" (trained), or "euler": the same blocks,
+    each a forward Euler step x <- x + f(x), i.e. read as the plain ResNet.
     """
+
+    schemes = ("heun", "euler")  # the first: the scheme it trains with
 
     def __init__(self, blocks: Sequence[PreActBlock]):
         super().__init__()
@@ -32,9 +37,14 @@ class HeunStage(nn.Module):
                 f"a Heun stage needs an odd number of blocks (1 plain + pairs), got {len(blocks)}"
             )
         self.blocks = nn.ModuleList(blocks)
+        self.scheme = "heun"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.blocks[0](x)
+        if self.scheme == "euler":
+            for f in self.blocks[1:]:
+                x = x + f.residual(x)
+            return x
         for f1, f2 in zip(self.blocks[1::2], self.blocks[2::2]):
             k1 = f1.residual(x)
             k2 = f2.residual(x + k1)
@@ -47,20 +57,32 @@ class StepSizeStage(nn.Module):
 
     A downsampling block changes the shape (no ODE step in one space), so it
     takes a plain step shortcut(x) + f(x), as in the other ODE variants.
+
+    ``h`` and ``scheme`` are test-time choices too (robustode probe): "euler" (trained), or "heun", the
+    second-order step with each block's own f: x <- x + h/2 (f(x) + f(x + h f(x))), two evaluations per block.
     """
+
+    schemes = ("euler", "heun")  # the first: the scheme it trains with
 
     def __init__(self, blocks: Sequence[PreActBlock], h: float = 0.1):
         super().__init__()
         self.blocks = nn.ModuleList(blocks)
         self.h = h
+        self.scheme = "euler"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:
-            x = block(x) if block.downsamples else x + self.h * block.residual(x)
+            if block.downsamples:
+                x = block(x)
+            elif self.scheme == "heun":
+                k1 = self.h * block.residual(x)
+                x = x + 0.5 * (k1 + self.h * block.residual(x + k1))
+            else:
+                x = x + self.h * block.residual(x)
         return x
 
     def extra_repr(self) -> str:
-        return f"h={self.h}"
+        return f"h={self.h}, scheme={self.scheme}"
 
 
 def rk2_resnet(depth: int, num_classes: int = 10, normalize: bool = True) -> PreActResNet:
