@@ -60,7 +60,7 @@ def test_train_writes_the_run_directory_and_the_record(tmp_path, capsys):
     assert (record.training.epochs, record.training.seed, record.training.batch_size) == (2, 1, 32)
     assert (record.dataset.n_train, record.evaluation.n) == (64, 32)
     assert record.command.startswith("robustode train --model vit_tiny")
-    assert record.evaluation.flags["checks"]["subset"] == 32  # the masking checks ran, on all 32 images
+    assert record.evaluation.flags.checks.subset == 32  # the masking checks ran, on all 32 images
     rows = list(csv.DictReader(io.StringIO((run / "metrics.csv").read_text())))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     assert all(0 <= float(r["eval_robust"]) <= 1 for r in rows)  # --eval-every 1: held-out PGD-20 each epoch
@@ -148,7 +148,7 @@ def test_eval_rebuilds_the_model_from_a_checkpoint_and_writes_a_record(tmp_path,
     assert main(argv) == 0
     record = load_record(run / "eval-record.json")
     assert set(record.evaluation.robust) == {"pgd-5", "fgsm"} and record.evaluation.n == 16
-    assert record.evaluation.flags["checks"] is None
+    assert record.evaluation.flags.checks is None
     assert (record.model.name, record.defense.spec, record.dataset.n_train) == ("vit_tiny", "pgd-1", 64)
     model = ro.load_model(run / "checkpoints" / "last.pt")
     data = ro.load_dataset("synthetic")

@@ -96,7 +96,7 @@ def test_a_run_killed_mid_epoch_resumes_both_streams_to_the_weights_of_a_straigh
     assert same_weights(resumed.model, straight.model)
     assert [r["loss"] for r in resumed.history] == [r["loss"] for r in straight.history]
     described = resumed.run.data.extra
-    assert described["count"] == 30 and described["fraction"] == 0.5 and sum(described["histogram"]) == 30
+    assert described.count == 30 and described.fraction == 0.5 and sum(described.histogram) == 30
     assert "8 extra + 8 base" in (tmp_path / "cut" / "train.log").read_text()
 
 

@@ -1,5 +1,6 @@
 """A record of every schema version still loads and renders as it did, whatever is registered today:
-one fixture per version (tests/fixtures/record_v<N>.json), the schema-3 field filled by the v2 migration."""
+one fixture per version (tests/fixtures/record_v<N>.json), the schema-3 field filled by the v2 migration, the
+nested parts typed by the v3 one (tests/test_record_parts.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from robustode.report import group_records, render
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # (fixture, its defense spec, single-step as its day knew it)
-VERSIONS = [("record_v1.json", "yopo-5-3", False), ("record_v2.json", "fgsm-rs", True)]
+VERSIONS = [("record_v1.json", "yopo-5-3", False), ("record_v2.json", "fgsm-rs", True),
+            ("record_v3.json", "pgd-3", False)]
 
 
 def row_of(record):
@@ -37,7 +39,7 @@ def test_each_version_loads_and_renders(name, spec, single_step):
     assert record.schema_version == SCHEMA_VERSION and record.defense.spec == spec
     assert record.defense.single_step is single_step and row_of(record).single_step is single_step
     md = render([record], "md")
-    assert ("Collapsed" in md) is single_step and f"| {spec} |" in md
+    assert ("Collapsed" in md) is single_step and f"| {spec} " in md
 
 
 def test_a_v2_record_keeps_its_per_example_file():
@@ -97,4 +99,4 @@ def test_the_field_belongs_to_schema_3_only(tmp_path):
 def test_a_new_record_says_single_step_in_its_file(tmp_path):
     path = save(demo_record(defense="fgsm-rs"), tmp_path / "r.json")
     raw = json.loads(path.read_text())
-    assert raw["schema_version"] == 3 and raw["defense"]["single_step"] is True
+    assert raw["schema_version"] == SCHEMA_VERSION == 4 and raw["defense"]["single_step"] is True

@@ -125,7 +125,11 @@ SECTIONS = ("model", "defense", "dataset", "training", "evaluation", "provenance
 def test_make_record_rejects_unknown_keyword():
     rec = demo_record().to_dict()
     rec["model"]["depth"] = 34
-    with pytest.raises(RecordError, match="section 'model'.*depth"):
+    with pytest.raises(RecordError, match="unknown field 'model.depth'"):
+        make_record(**{k: rec[k] for k in SECTIONS})
+    del rec["model"]["depth"], rec["evaluation"]["attack_settings"]["pgd-20"]["steps"]
+    rec["evaluation"]["attack_settings"]["pgd-20"]["stpes"] = 20  # a part's field by another name
+    with pytest.raises(RecordError, match="unknown field 'evaluation.attack_settings.pgd-20.stpes'"):
         make_record(**{k: rec[k] for k in SECTIONS})
 
 

@@ -99,7 +99,8 @@ def test_export_marks_masking_and_escalation_unreliable_and_refuses_without_auto
     fired = demo_record(model="dm_wrn10_1", aa=0.4, evaluation={"flags": {"fired": ["ascent_fraction"]}})
     info_path, _ = export(fired, model, tmp_path / "a", "Fired")
     assert json.loads(info_path.read_text())["unreliable"] is True
-    broke = demo_record(model="dm_wrn10_1", aa=0.4, evaluation={"escalation": [{"stage": "x", "broken": 2}]})
+    broke = demo_record(model="dm_wrn10_1", aa=0.4, evaluation={"escalation": [{"stage": "x", "why": ["zero_grad"],
+                                                                                      "broken": 2}]})
     assert json.loads(export(broke, model, tmp_path / "b", "Broke")[0].read_text())["unreliable"] is True
     with pytest.raises(RecordError, match="ranks entries by AutoAttack"):
         export(demo_record(model="dm_wrn10_1"), model, tmp_path / "c", "NoAA")

@@ -59,7 +59,7 @@ def test_not_json_and_nothing_found(tmp_path):
 
 def test_comparison_says_the_difference_and_whether_the_interval_contains_it():
     ev = SimpleNamespace(clean_acc=0.93, worst_case_acc=0.60, robust={"autoattack": 0.66},
-                         attack_settings={"autoattack": {"attack": "autoattack"}},
+                         autoattack_spec="autoattack",
                          intervals={"clean": (0.92, 0.94), "autoattack": (0.65, 0.67), "worst_case": (0.59, 0.61)})
     rows = {r["figure"]: r for r in comparison({"source": "f", "clean": 0.9244, "autoattack": 0.6731,
                                                 "external": 0.661}, ev)}

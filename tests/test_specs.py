@@ -115,6 +115,5 @@ def test_robustode_eval_runs_an_attack_spec_with_commas(tmp_path):
     record = load_record(tmp_path / "eval.json")
     spec = "pgd-3(eps=0.5, norm=l2, restarts=2)"  # its one spelling: settings sorted
     assert list(record.evaluation.robust) == [spec, "fgsm"]
-    assert record.evaluation.attack_settings[spec]["restarts"] == 2
-    assert record.evaluation.attack_settings[spec]["norm"] == "l2"
-    assert record.evaluation.attack_settings[spec]["eps"] == 0.5
+    settings = record.evaluation.attack_settings[spec]
+    assert settings.restarts == 2 and settings.norm == "l2" and settings.eps == 0.5

@@ -242,9 +242,8 @@ def show_summary(record, where: Path) -> None:
     console.print(table)
     if record.notes:
         console.print(f"[yellow]note: {record.notes}[/yellow]", highlight=False)
-    fired = ev.flags.get("fired")
-    if fired:
-        console.print(f"[yellow]gradient-masking flags fired: {', '.join(fired)}[/yellow]")
+    if ev.flags.fired:
+        console.print(f"[yellow]gradient-masking flags fired: {', '.join(ev.flags.fired)}[/yellow]")
     if tr.stopped_early:
         console.print(f"[yellow]training stopped early: {tr.stopped_early}[/yellow]")
     console.print(f"results in {where}", highlight=False)

@@ -47,7 +47,8 @@ def probe_parser(sub) -> None:
 def cmd_probe(args) -> int:
     from ..probe_api import probe_checkpoint
     from ..probing import probe_table
-    from ..records import load_record, save
+    from ..records import OdeInfo, ProbeInfo, load_record, save
+    from ..records.validate import build
     from ..rules import parse_fraction
     from .commands import console
 
@@ -60,7 +61,8 @@ def cmd_probe(args) -> int:
         with open(args.out, "w") as f:
             json.dump(result.to_dict(), f, indent=1)
     if record is not None:
-        ode = {**(record.evaluation.ode or {}), "probe": result.to_dict()}
+        probe = build(ProbeInfo, result.to_dict(), args.record, "evaluation.ode.probe.")
+        ode = dataclasses.replace(record.evaluation.ode or OdeInfo(), probe=probe)
         save(dataclasses.replace(record, evaluation=dataclasses.replace(record.evaluation, ode=ode)), args.record,
              overwrite=True)
     return 0

@@ -32,7 +32,7 @@ def percent(fraction: float) -> str:
 def unreliable(record: Record) -> bool:
     """A masking flag fired, or an escalation stage broke points the attacks had left robust."""
     ev = record.evaluation
-    return bool(ev.flags.get("fired")) or any(stage.get("broken", 0) > 0 for stage in ev.escalation)
+    return bool(ev.flags.fired) or any((stage.broken or 0) > 0 for stage in ev.escalation)
 
 
 def model_info(record: Record, name: str) -> dict:

@@ -66,8 +66,7 @@ def comparison(published: dict, evaluation) -> list[dict]:
     """One row per published figure: what robustode measured against it, the difference and whether robustode's
     interval contains the published number. AutoAttack without a robustode AutoAttack, and external, compare
     with robustode's worst case (over all its attacks and escalation)."""
-    aa = next((k for k in evaluation.robust if evaluation.attack_settings.get(k, {}).get("attack") == "autoattack"),
-              None)
+    aa = evaluation.autoattack_spec
     ours = {"clean": "clean", "autoattack": aa or "worst_case", "external": "worst_case", "corruptions": "corruptions"}
     rows = []
     for key, value in published.items():

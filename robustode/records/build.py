@@ -8,9 +8,10 @@ import math
 import re
 from dataclasses import dataclass
 
-from ..errors import RecordError
 from .io import dumps
+from .migrate import typed_evaluation
 from .schema import DatasetInfo, DefenseInfo, EvaluationInfo, ModelInfo, Provenance, Record, TrainingInfo
+from .validate import build
 
 
 def make_record(*, model: dict, defense: dict, dataset: dict, training: dict, evaluation: dict,
@@ -19,21 +20,18 @@ def make_record(*, model: dict, defense: dict, dataset: dict, training: dict, ev
     """Build and validate a record from one dict per section.
 
     Each dict holds that section's fields (see ``ModelInfo``, ``DefenseInfo``,
-    ``DatasetInfo``, ``TrainingInfo``, ``EvaluationInfo``, ``Provenance``);
-    fields with a default may be left out. ``provenance`` is what
+    ``DatasetInfo``, ``TrainingInfo``, ``EvaluationInfo``, ``Provenance``), its nested
+    parts as dicts or as their types (robustode.records.parts); fields with a default
+    may be left out, in the parts too. ``provenance`` is what
     ``robustode.utils.provenance(device, precision)`` returns.
     """
     sections = {"model": (ModelInfo, model), "defense": (DefenseInfo, defense),
                 "dataset": (DatasetInfo, dataset), "training": (TrainingInfo, training),
                 "evaluation": (EvaluationInfo, evaluation), "provenance": (Provenance, provenance)}
-    built = {}
-    for name, (cls, values) in sections.items():
-        try:
-            built[name] = cls(**values)
-        except TypeError as err:  # a missing or unknown keyword
-            raise RecordError(f"record section '{name}': {err}") from None
+    # Each section checked as it is built: a bad field is named by its path before JSON would.
+    built = {name: build(cls, values, "new record", f"{name}.", lenient=True)
+             for name, (cls, values) in sections.items()}
     record = Record(**built, label=label, notes=notes, command=command)
-    Record.from_dict(record.to_dict(), source="new record")  # names a bad field before JSON would
     # Through JSON and back, so the record equals what loading its file will give.
     return Record.from_dict(json.loads(dumps(record)), source="new record")
 
@@ -101,19 +99,21 @@ def checkpoint_record(model: dict, defense: dict, evaluation, dataset: DatasetIn
 
 
 def evaluation_section(ev) -> dict:
-    """The record's evaluation section from a robustode.evaluation.EvalResult."""
+    """The record's evaluation section from a robustode.evaluation.EvalResult (whose flags, attack settings,
+    escalation stages and ODE account are dicts in schema 3's form: typed as a schema-3 record's are)."""
     robust = dict(ev.robust)
     # AutoAttack under any spec ("autoattack", "autoattack-dev", with settings): its own flag says standard.
     aa = next((k for k in robust if ev.attack_settings.get(k, {}).get("attack") == "autoattack"), None)
     # A CorruptionResult says its threat model (norm "corruptions", no eps); an EvalResult is L-inf.
     norm, eps = getattr(ev, "norm", "linf"), ev.eps if ev.eps is not None else 0.0
-    return {"n": ev.n, "norm": norm, "eps": eps, "clean_acc": ev.clean_acc,
-            "pgd20_acc": robust.get("pgd-20"), "autoattack_acc": robust.get(aa) if aa else None,
-            "autoattack_standard": bool(aa and ev.attack_settings[aa].get("standard")), "robust": robust,
-            "attack_settings": ev.attack_settings, "seconds": ev.seconds, "flags": ev.flags,
-            "worst_case_acc": ev.worst_case, "intervals": {k: list(v) for k, v in ev.intervals.items()},
-            "interval_method": ev.interval_method, "randomized": ev.randomized, "escalation": ev.escalation,
-            "ode": getattr(ev, "ode", None)}  # a CorruptionResult has none
+    section = {"n": ev.n, "norm": norm, "eps": eps, "clean_acc": ev.clean_acc,
+               "pgd20_acc": robust.get("pgd-20"), "autoattack_acc": robust.get(aa) if aa else None,
+               "autoattack_standard": bool(aa and ev.attack_settings[aa].get("standard")), "robust": robust,
+               "attack_settings": ev.attack_settings, "seconds": ev.seconds, "flags": ev.flags,
+               "worst_case_acc": ev.worst_case, "intervals": {k: list(v) for k, v in ev.intervals.items()},
+               "interval_method": ev.interval_method, "randomized": ev.randomized, "escalation": ev.escalation,
+               "ode": getattr(ev, "ode", None)}  # a CorruptionResult has none
+    return typed_evaluation(section)
 
 
 def _finite(value):

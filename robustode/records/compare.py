@@ -22,6 +22,7 @@ from ..stats import interval, mcnemar_exact
 from ..text import pct, table
 from .build import Evaluated
 from .io import load_record_points, point_meta
+from .parts import AttackSettings
 from .schema import Record
 
 SIGNIFICANCE = 0.05
@@ -115,14 +116,13 @@ def combine(records: list[Record]) -> Evaluated:
             key = keys.setdefault(spelling(name), name)
             per_point[key] = torch.as_tensor(arrays[name])
             ev.robust[key] = record.evaluation.robust[name]
-            ev.attack_settings[key] = record.evaluation.attack_settings.get(name, {})
+            ev.attack_settings[key] = record.evaluation.attack_settings.get(name, AttackSettings())
         for field in ("pgd20_acc", "autoattack_acc", "autoattack_standard"):
             if record.evaluation.pgd20_acc is not None if field == "pgd20_acc" else record.evaluation.autoattack_acc \
                     is not None:
                 setattr(ev, field, getattr(record.evaluation, field))
         ev.escalation = ev.escalation + [s for s in record.evaluation.escalation if s not in ev.escalation]
-        ev.flags.setdefault("fired", [])
-        ev.flags["fired"] += [f for f in record.evaluation.flags.get("fired", []) if f not in ev.flags["fired"]]
+        ev.flags.fired += [f for f in record.evaluation.flags.fired if f not in ev.flags.fired]
     per_point["worst_case"] = worst
     ev.worst_case_acc = worst.float().mean().item()
     ev.intervals = {k: list(interval(int(v.sum()), ev.n, ev.interval_method)) for k, v in per_point.items()}

@@ -1,12 +1,14 @@
-"""The record schema: typed sections, each field's type and range (robustode.records.validate reads them).
+"""The record schema: typed sections, each field's type and range.
 
 A record is typed data: numbers are JSON numbers (never strings), accuracies are
-fractions in [0, 1], and every field of the schema is present in every file.
-``Record.from_dict`` checks all of it and raises :class:`RecordError` naming the
-source, so a report never silently drops or misreads a result.
+fractions in [0, 1], and every field of the schema is present in every file (an
+attack's settings and a probe row keep only those that apply). The parts nested in a
+section are typed too, all the way down (robustode.records.parts). ``Record.from_dict``
+checks all of it (robustode.records.validate) and raises :class:`RecordError` naming
+the source and the field's path, so a report never silently drops or misreads a result.
 
 A record stores all its rendering needs (whether its defense is single-step, too), so
-an old record renders the same whatever is registered today. Records of schemas 1 and 2
+an old record renders the same whatever is registered today. Records of schemas 1 to 3
 still load: ``migrate`` says what each later version added and how it is filled.
 """
 
@@ -18,12 +20,13 @@ from pathlib import Path
 from ..errors import RecordError
 from ..threat import THREATS
 from .consistency import check_consistent
-from .migrate import from_v1, from_v2
+from .migrate import from_v1, from_v2, from_v3
+from .parts import AttackSettings, EscalationStage, ExtraInfo, MaskingFlags, OdeInfo
 from .show import record_text
 from .validate import FRACTION, NONNEG, POSITIVE, build, plain
 
-SCHEMA_VERSION = 3
-READS = (1, 2, 3)
+SCHEMA_VERSION = 4
+READS = (1, 2, 3, 4)
 DATASET_KINDS = ("real", "jpeg-copy", "synthetic", "custom")
 # Why training stopped early (training.Stop.kind): a non-finite loss, max_seconds spent, the defense's guard.
 STOP_KINDS = ("diverged", "budget", "guard")
@@ -51,9 +54,11 @@ class DatasetInfo:
     n_test: int = field(metadata=POSITIVE)
     num_classes: int = field(metadata=POSITIVE)
     source: str = ""  # where the data was read from
-    # The extra training set mixed into every minibatch (robustode.data.extra): source, count, shape,
-    # class histogram, digest and what it covers, fraction; None when there was none.
-    extra: dict | None = None
+    extra: ExtraInfo | None = None  # the extra training set mixed into every minibatch; None: there was none
+
+    def __post_init__(self):
+        if isinstance(self.extra, dict):  # as a run description (config.json, a checkpoint) holds it
+            self.extra = ExtraInfo(**self.extra)
 
 
 @dataclass
@@ -98,19 +103,25 @@ class EvaluationInfo:
     autoattack_acc: float | None = field(default=None, metadata=FRACTION)
     autoattack_standard: bool = False  # False: not the standard AA (e.g. torchattacks' 10-step version)
     robust: dict[str, float] = field(default_factory=dict, metadata=FRACTION)  # every attack run
-    attack_settings: dict = field(default_factory=dict)  # per attack: steps, step size, restarts
+    attack_settings: dict[str, AttackSettings] = field(default_factory=dict)  # per attack, as it ran
     seconds: float = field(default=0.0, metadata=NONNEG)
-    flags: dict = field(default_factory=dict)  # gradient-masking checks
+    flags: MaskingFlags = field(default_factory=MaskingFlags)  # gradient-masking checks
     worst_case_acc: float | None = field(default=None, metadata=FRACTION)  # correct under every attack
     # 95% interval [lo, hi] of "clean", every attack and "worst_case", by interval_method.
     intervals: dict[str, list[float]] = field(default_factory=dict, metadata=FRACTION)
     interval_method: str = field(default="wilson", metadata={"choices": ("wilson", "clopper-pearson")})
     per_example: dict | None = None  # {"file": name beside the record, "sha256": ...}: per-point results
     randomized: bool = False  # two eval-mode forwards of one batch differed: evaluated with EOT
-    escalation: list[dict] = field(default_factory=list)  # stages run because a flag fired, in order
-    # A model with ODE blocks: "solvers" (each block's, described) and per attack "evaluations_per_batch"
-    # of f (forward and adjoint backward); "probe": robustode probe's sweeps when it ran. None otherwise.
-    ode: dict | None = None
+    escalation: list[EscalationStage] = field(default_factory=list)  # stages run because a flag fired, in order
+    # A model with ODE blocks: its solvers and per attack the evaluations of f per batch; robustode probe's
+    # sweep when it ran (on a discrete ODE ResNet too). None otherwise.
+    ode: OdeInfo | None = None
+
+    @property
+    def autoattack_spec(self) -> str | None:
+        """The attack that is AutoAttack, under any spec ("autoattack", "autoattack-dev", ...), or None."""
+        return next((k for k in self.robust if k in self.attack_settings
+                     and self.attack_settings[k].attack == "autoattack"), None)
 
 
 @dataclass
@@ -160,6 +171,8 @@ class Record:
                               f"versions {', '.join(map(str, READS))}")
         if version < 3:
             d = from_v2(d, version, source)
+        if version < 4:
+            d = from_v3(d)
         record = build(cls, d, source, "", lenient=version < SCHEMA_VERSION)  # older: later fields default
         if version < 2:
             from_v1(record)

@@ -14,7 +14,7 @@ def record_text(record) -> str:
     rows = accuracy_rows(ev.clean_acc, ev.robust, ev.worst_case_acc, ev.intervals)
     trained = (f"trained {tr.epochs} epoch(s), seed {tr.seed}, {duration(tr.seconds)} on "
                f"{record.provenance.device}" + (f"; stopped early: {tr.stopped_early}" if tr.stopped_early else ""))
-    fired = ", ".join(ev.flags.get("fired", [])) or "none"
+    fired = ", ".join(ev.flags.fired) or "none"
     evaluated = f"evaluated on {ev.n} test points at {ev.norm} eps {eps_text(ev.eps)}; masking flags: {fired}"
     notes = f"\nnote: {record.notes}" if record.notes else ""
     return f"{head}\n{table(['', 'accuracy', '95% interval'], rows)}\n{trained}\n{evaluated}{notes}"

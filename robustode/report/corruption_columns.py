@@ -35,8 +35,8 @@ def corruption_columns(group: Group) -> list[Column]:
 
 def corruption_group_notes(group: Group) -> list[str]:
     first = group.records[0]
-    data = first.evaluation.attack_settings.get(CORRUPTIONS, {})
-    what = (f"Threat model: common corruptions ({len(data.get('corruptions', []))} corruptions × {SEVERITIES} "
+    data = first.evaluation.attack_settings.get(CORRUPTIONS)
+    what = (f"Threat model: common corruptions ({len(data.corruptions or []) if data else 0} corruptions × {SEVERITIES} "
             f"severities of {group.dataset}, the first {group.n:,} images of each; no adversary). Never mixed with "
             "L∞ or L2 rows.")
     return [what, f"Hardware: {'; '.join(group.devices)}.",

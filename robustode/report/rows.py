@@ -59,9 +59,7 @@ def _interval_key(record: Record, metric: str) -> str:
     """AutoAttack's interval is filed under its attack spec ("autoattack", "autoattack-dev", ...)."""
     if metric != "autoattack":
         return metric
-    settings = record.evaluation.attack_settings
-    return next((k for k in record.evaluation.robust if settings.get(k, {}).get("attack") == "autoattack"),
-                "autoattack")
+    return record.evaluation.autoattack_spec or "autoattack"
 
 
 def collapsed(record: Record) -> bool:
@@ -127,7 +125,7 @@ def experiment_key(record: Record) -> str:
     data = {k: v for k, v in dataclasses.asdict(record.dataset).items() if k != "source"}
     # One spelling per spec (new records hold the canonical one already) and an attack by its settings.
     defense = {**dataclasses.asdict(record.defense), "spec": spelling(record.defense.spec)}
-    attacks = sorted(json.dumps(settings, sort_keys=True) for settings in ev.attack_settings.values())
+    attacks = sorted(json.dumps(dataclasses.asdict(s), sort_keys=True) for s in ev.attack_settings.values())
     key = {"model": dataclasses.asdict(record.model), "defense": defense, "data": data,
            "training": [tr.batch_size, tr.optimizer and dataclasses.asdict(tr.optimizer), tr.world_size],
            "evaluation": [ev.n, ev.norm, ev.eps, attacks],

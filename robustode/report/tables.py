@@ -32,7 +32,7 @@ def dataset_label(name: str, kind: str) -> str:
 
 def method(record: Record) -> str:
     extra = record.dataset.extra
-    mixed = f" + {extra['count']:,} extra images at {extra['fraction']:g}" if extra else ""
+    mixed = f" + {extra.count:,} extra images at {extra.fraction:g}" if extra else ""
     return record.defense.spec + mixed + (f" ({record.label})" if record.label else "")
 
 
