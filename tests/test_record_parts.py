@@ -1,5 +1,6 @@
 """The parts nested in a record are typed all the way down (schema 4): a schema-3 record's dicts load into
-them without losing a key, and a bad value deep inside is named by its path."""
+them without losing a key, a bad value deep inside is named by its path, and training.function_evaluations
+holds an ODE run's f-evaluations (None for a discrete model)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,12 @@ from pathlib import Path
 import pytest
 from records_fixtures import demo_record
 
+from robustode.api import evaluate, fit
 from robustode.cli import main
+from robustode.data import make_synthetic
+from robustode.defenses.natural import Natural
 from robustode.errors import RecordError
+from robustode.models import create
 from robustode.records import (
     SCHEMA_VERSION,
     AttackSettings,
@@ -23,6 +28,7 @@ from robustode.records import (
     Record,
     SubsetChecks,
     load_record,
+    run_record,
     save,
 )
 from robustode.records.validate import plain
@@ -63,6 +69,7 @@ def test_a_v3_record_loads_each_nested_part_into_its_type(v3):
     assert ev.ode.probe.rows[0].own and ev.ode.probe.rows[1].method == "euler"
     assert ev.ode.probe.rows[1].step_size == 0.25 and ev.ode.probe.rows[0].method is None
     assert ev.ode.probe.lipschitz[0].block == "blocks.0" and ev.ode.probe.lipschitz[1].depth == 1
+    assert record.training.function_evaluations is None  # schema 3 did not keep them
 
 
 def _as_v3(settings: dict) -> dict:
@@ -123,9 +130,12 @@ def _set_in(d: dict, path: list, value):
      "field 'evaluation.ode.evaluations_per_batch.pgd-20.forward' must be a number"),
     (["evaluation", "ode", "probe", "rows", 1, "clean"], "high",
      r"field 'evaluation.ode.probe.rows\[1\].clean' must be a number"),
+    (["training", "function_evaluations"], {"forward": 16.0},
+     "missing field 'training.function_evaluations.backward'"),
 ])
 def test_a_bad_value_inside_a_part_is_named_by_its_path(v3, tmp_path, where, value, message):
     d = v3[1].to_dict()
+    d["training"]["function_evaluations"] = {"forward": 16.0, "backward": 0.0}
     _set_in(d, where, value)
     (tmp_path / "bad.json").write_text(json.dumps(d))
     with pytest.raises(RecordError, match=rf"bad\.json: {message}"):
@@ -143,6 +153,19 @@ def test_make_record_takes_parts_as_types_or_dicts():
 
 
 @pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize(("model", "expected"), [("ode_net16_1", FunctionEvaluations(forward=16.0, backward=0.0)),
+                                                 ("resnet20", None)])
+def test_training_function_evaluations_are_an_ode_runs_and_none_for_a_discrete_one(tmp_path, model, expected):
+    data = make_synthetic(8, 4, seed=0)
+    trained = fit(create(model), Natural(), data, epochs=2, batch_size=4, device="cpu", quiet=True,
+                  out_dir=tmp_path / "run")
+    ev = evaluate(trained.model, data, attacks=["pgd-1"], n=4, batch_size=4, quiet=True, masking_checks=False,
+                  escalate=False)
+    # rk4 with h = 0.25 over [0, 1]: 4 steps of 4 stages per forward, one forward per minibatch, no adjoint.
+    assert run_record(trained, ev).record.training.function_evaluations == expected
+
+
+@pytest.mark.usefixtures("one_thread")
 def test_probe_adds_a_typed_probe_to_a_trained_ode_runs_record(tmp_path):
     out = tmp_path / "runs"
     assert main(["train", "--model", "ode_net16_1", "--dataset", "synthetic", "--train-subset", "16", "--epochs", "1",
@@ -150,6 +173,7 @@ def test_probe_adds_a_typed_probe_to_a_trained_ode_runs_record(tmp_path):
                  "--out", str(out), "--name", "r"]) == 0
     path = out / "r" / "record.json"
     before = load_record(path)
+    assert before.training.function_evaluations == FunctionEvaluations(forward=16.0, backward=0.0)
     assert before.evaluation.ode.solvers == ["rk4 h=0.25 T=1"] and before.evaluation.ode.probe is None
     assert main(["probe", str(out / "r" / "checkpoints" / "last.pt"), "--n", "4", "--batch-size", "4",
                  "--setting", "method=euler,step_size=0.5", "--no-lipschitz", "--record", str(path)]) == 0

@@ -76,7 +76,8 @@ def run_record(trained, evaluation, *, dataset: DatasetInfo | None = None, label
                   "stopped_early": trained.stopped_reason, "stop_kind": trained.stop and trained.stop.kind,
                   "curve": [{k: _finite(row.get(k)) for k in CURVE} for row in trained.history],
                   "best_epoch": trained.best and trained.best["epoch"], "world_size": train.world_size,
-                  "peak_memory_bytes": trained.peak_memory_bytes, "flops_per_image": trained.flops_per_image},
+                  "peak_memory_bytes": trained.peak_memory_bytes, "flops_per_image": trained.flops_per_image,
+                  "function_evaluations": trained.function_evaluations},
         evaluation=evaluation_section(evaluation),
         provenance=dataclasses.asdict(run.provenance), label=label, notes=notes, command=command)
     return Evaluated(record, evaluation.per_point)

@@ -15,7 +15,8 @@ attack's settings (an escalation stage's too) keep each key of a typed field in 
 under ``other``; an attack's f-evaluations per batch are named ``forward`` and ``backward``
 (``typed_evaluation``: robustode.evaluation's results still hold the schema-3 form, and a new
 record is made through it too). A part's field added since (``flags.loose_acc``, ``checks.
-batch_change``, ...) takes its default.
+batch_change``, ...) takes its default. It added ``training.function_evaluations``, None in an
+older record: its training's f-evaluations were not kept.
 """
 
 from __future__ import annotations

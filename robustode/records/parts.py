@@ -4,7 +4,7 @@
     record.evaluation.flags.fired, record.evaluation.flags.checks.pgd_more
     record.evaluation.escalation[0].stage
     record.evaluation.ode.evaluations_per_batch["pgd-20"].forward
-    record.dataset.extra.count
+    record.dataset.extra.count, record.training.function_evaluations.backward
 
 Each is written by one part of robustode (named in its docstring); every key such a writer stores has
 a field here, and the attack settings no field names (a torchattacks attack's own arguments, a custom

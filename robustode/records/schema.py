@@ -21,7 +21,7 @@ from ..errors import RecordError
 from ..threat import THREATS
 from .consistency import check_consistent
 from .migrate import from_v1, from_v2, from_v3
-from .parts import AttackSettings, EscalationStage, ExtraInfo, MaskingFlags, OdeInfo
+from .parts import AttackSettings, EscalationStage, ExtraInfo, FunctionEvaluations, MaskingFlags, OdeInfo
 from .show import record_text
 from .validate import FRACTION, NONNEG, POSITIVE, build, plain
 
@@ -91,6 +91,9 @@ class TrainingInfo:
     world_size: int = field(default=1, metadata=POSITIVE)  # data-parallel processes (GPUs): seconds x it = GPU-s
     peak_memory_bytes: int | None = field(default=None, metadata=NONNEG)  # CUDA peak allocated; None on CPU
     flops_per_image: float | None = field(default=None, metadata=NONNEG)  # counted, one training step
+    # An ODE model's f-evaluations per training minibatch (all the defense's passes), averaged over the run's
+    # epochs; None for a discrete model (and in a record of schema 3 or older, which did not keep them).
+    function_evaluations: FunctionEvaluations | None = None
 
 
 @dataclass
