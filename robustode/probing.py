@@ -218,7 +218,7 @@ def probe_table(result: ProbeResult) -> str:
         lines.append(f"| {r['setting']}{own} | {_pct(r['clean'], r['clean_interval'])} | "
                      f"{_pct(r['pgd20'], r['pgd20_interval'])} | {evals} | {r['seconds']:.1f} |")
     if result.lipschitz:
-        lines += ["", "| block | t | Lipschitz mean | max | power iterations |", "|---|---|---|---|---|"]
+        lines += ["", "| block | t | Lipschitz mean | max | iterations |", "|---|---|---|---|---|"]
         for r in result.lipschitz:
             t = "" if r["t"] is None else f"{r['t']:g}"
             lines.append(f"| {r['block']} | {t} | {r['mean']:.3f} | {r['max']:.3f} | {r['iterations']} |")
