@@ -117,6 +117,7 @@ def test_cli_record_and_its_own_leaderboard_table(tmp_path, capsys):
     assert linf < corruptions  # one table each, L-inf first
     assert text[corruptions:].count("| robustbench:dm_wrn10_1 |") == 1 and "Severity 5" in text[corruptions:]
     assert "Severity 5" not in text[:corruptions]
+    assert "common corruptions (15 corruptions × 5 severities of cifar10c, the first 4 images" in text
 
 
 @pytest.mark.usefixtures("data_dir")
@@ -130,5 +131,8 @@ def test_a_robustode_checkpoint_on_the_corruptions_keeps_its_training_facts(tmp_
                                      quiet=True).record
     assert (record.evaluation.norm, record.evaluation.n, record.dataset.name) == ("corruptions", 4, "cifar10c")
     assert record.training.epochs == 1 and record.dataset.n_train == 64 and record.defense.spec == "natural"
+    cells = record.evaluation.attack_settings["corruptions"]  # typed: the record's one "attack"
+    assert (cells.data, cells.corruptions, cells.severities, cells.per_severity) == (f"cifar10c:{root}",
+                                                                                      list(CORRUPTIONS), 5, PER)
     with pytest.raises(ConfigError, match="needs|belong to a RobustBench entry"):
         ro.evaluate_corruptions(run / "checkpoints" / "last.pt", f"cifar10c:{root}", "synthetic", published="x.json")

@@ -111,6 +111,12 @@ def test_a_record_goes_to_a_dict_and_back_equal(v3, tmp_path):
     assert set(raw["evaluation"]["flags"]) == {f for f in MaskingFlags.__dataclass_fields__}  # every field
 
 
+def test_a_setting_without_a_field_of_its_type_is_kept_under_other():
+    stored = AttackSettings.stored({"eps": 0.5, "steps": "ten", "kappa": 0, "version": "plus"})
+    assert stored == {"eps": 0.5, "other": {"steps": "ten", "kappa": 0, "version": "plus"}}
+    assert AttackSettings.stored({"steps": 3}) == {"steps": 3}
+
+
 def _set_in(d: dict, path: list, value):
     for key in path[:-1]:
         d = d[key]
