@@ -3,7 +3,8 @@ forward-backward passes at the same points, and how many power iterations it tak
 
 Interleaved: each round times one forward-backward of the block's residual function (or ODE field)
 and one estimate, back to back, so a change of the machine's load hits both; the ratio is the median
-of the rounds' ratios.
+of the rounds' ratios. Also the ratio of their FLOPs (torch's FLOP counter: convolutions and matrix
+products, double backward included), which no load changes.
 
     python bench/lipschitz_cost.py [--rounds 15] [--points 16] [--checkpoint CKPT]
 
@@ -18,6 +19,8 @@ import statistics
 import time
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
 
 from robustode.lipschitz import MAX_ITERATIONS, TOLERANCE, spectral_norm
 from robustode.models import create
@@ -61,8 +64,9 @@ def main() -> None:
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; tolerance {TOLERANCE:g}, "
           f"at most {MAX_ITERATIONS} iterations; {args.points} points; {args.rounds} interleaved rounds")
-    print("| function | forward-backward ms | estimate ms | estimate / forward-backward (median, range) | iterations |")
-    print("|---|---|---|---|---|")
+    print("| function | forward-backward ms | estimate ms | estimate / forward-backward: time (median, range) "
+          "| FLOPs | iterations |")
+    print("|---|---|---|---|---|---|")
     for name, f, x in _cases(args.checkpoint, args.points):
         _forward_backward(f, x), spectral_norm(f, x)  # warm-up
         fbs, estimates, ratios, iterations = [], [], [], set()
@@ -77,8 +81,34 @@ def main() -> None:
             ratios.append((end - middle) / (middle - start))
             iterations.add(used)
         print(f"| {name} | {statistics.median(fbs) * 1e3:.1f} | {statistics.median(estimates) * 1e3:.1f} | "
-              f"{statistics.median(ratios):.1f} ({min(ratios):.1f}-{max(ratios):.1f}) | "
+              f"{statistics.median(ratios):.1f} ({min(ratios):.1f}-{max(ratios):.1f}) | {_flop_ratio(f, x):.1f} | "
               f"{'/'.join(map(str, sorted(iterations)))} |")
+
+
+class _Flops(TorchDispatchMode):
+    """The FLOPs of the aten operators torch's FLOP counter knows (FlopCounterMode itself hooks modules, which
+    autograd.grad on a leaf refuses)."""
+
+    def __init__(self):
+        super().__init__()
+        self.total = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        formula = flop_registry.get(func._overloadpacket)
+        if formula is not None:
+            self.total += formula(*args, **(kwargs or {}), out_val=out)
+        return out
+
+
+def _flop_ratio(f, x) -> float:
+    """FLOPs of one estimate over those of one forward-backward (the estimate's random start: seeded)."""
+    with _Flops() as once:
+        _forward_backward(f, x)
+    torch.manual_seed(0)
+    with _Flops() as estimate:
+        spectral_norm(f, x)
+    return estimate.total / once.total
 
 
 if __name__ == "__main__":
