@@ -1,5 +1,5 @@
 """What one block's Lipschitz estimate (robustode.lipschitz.spectral_norm) costs, in that block's
-forward-backward passes at the same points, and how many power iterations it takes to reach 1%.
+forward-backward passes at the same points, and how many Lanczos iterations it takes to its tolerance.
 
 Interleaved: each round times one forward-backward of the block's residual function (or ODE field)
 and one estimate, back to back, so a change of the machine's load hits both; the ratio is the median
@@ -74,7 +74,7 @@ def main() -> None:
             start = time.perf_counter()
             _forward_backward(f, x)
             middle = time.perf_counter()
-            _, used = spectral_norm(f, x)
+            _, used, _ = spectral_norm(f, x)
             end = time.perf_counter()
             fbs.append(middle - start)
             estimates.append(end - middle)

@@ -19,7 +19,7 @@ A setting the model does not have is a ConfigError before any work.
 from __future__ import annotations
 
 import time
-from contextlib import ExitStack, contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -29,13 +29,11 @@ from .attacks import build
 from .errors import ConfigError
 from .evaluation import evaluate
 from .lipschitz import profile
-from .models.lm_resnet import LMStage
 from .models.solver import function_evaluations, reset_evaluations, solver_override, solvers, swapped
 from .progress import Progress
 from .threat import DEFAULT_EPS, ThreatModel
 
 LIPSCHITZ_POINTS = 16  # the first points of the test set
-LM_SCHEMES = ("learned k", "euler")  # LM-ResNet's trained scheme, and k = 0: forward Euler
 
 
 @dataclass
@@ -136,43 +134,20 @@ def applied(model: nn.Module, setting: dict):
         if "h" in setting:
             stack.enter_context(_attribute(_stages_with_h(model), "h", setting["h"]))
         if "scheme" in setting:
-            stack.enter_context(_scheme(model, setting["scheme"]))
+            stack.enter_context(_attribute(_scheme_stages(model), "scheme", setting["scheme"]))
         yield
 
 
 def _schemes(model: nn.Module) -> tuple[str, ...]:
     """A discrete ODE ResNet's test-time schemes, the trained one first (empty: nothing to swap)."""
-    if any(isinstance(m, LMStage) for m in model.modules()):
-        return LM_SCHEMES
     stages = _scheme_stages(model)
     return tuple(stages[0].schemes) if stages else ()
 
 
 def _scheme_stages(model: nn.Module) -> list[nn.Module]:
+    """The stages that declare ``schemes`` and read their ``scheme`` in forward (robustode.models.lm_resnet,
+    rk_resnet)."""
     return [m for m in model.modules() if isinstance(getattr(m, "schemes", None), tuple)]
-
-
-def _scheme(model: nn.Module, scheme: str):
-    """The model under one scheme: a stage with ``schemes`` sets its ``scheme``; LM-ResNet's "euler" is k = 0."""
-    stages = [m for m in model.modules() if isinstance(m, LMStage)]
-    if not stages:
-        return _attribute(_scheme_stages(model), "scheme", scheme)
-    return _k_zeroed(stages) if scheme == "euler" else nullcontext()
-
-
-@contextmanager
-def _k_zeroed(stages: list[LMStage]):
-    """LM-ResNet as forward Euler: k = 0, x[n+1] = x[n] + f(x[n]); the learned k restored afterwards."""
-    saved = [s.k.detach().clone() for s in stages]
-    with torch.no_grad():
-        for s in stages:
-            s.k.zero_()
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for s, k in zip(stages, saved):
-                s.k.copy_(k)
 
 
 @contextmanager
@@ -221,7 +196,8 @@ def probe_table(result: ProbeResult) -> str:
         lines += ["", "| block | t | Lipschitz mean | max | iterations |", "|---|---|---|---|---|"]
         for r in result.lipschitz:
             t = "" if r["t"] is None else f"{r['t']:g}"
-            lines.append(f"| {r['block']} | {t} | {r['mean']:.3f} | {r['max']:.3f} | {r['iterations']} |")
+            capped = "" if r.get("converged", True) else " (cap: not converged)"
+            lines.append(f"| {r['block']} | {t} | {r['mean']:.3f} | {r['max']:.3f} | {r['iterations']}{capped} |")
     return "\n".join(lines)
 
 

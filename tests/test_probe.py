@@ -10,6 +10,7 @@ from robustode.attacks import build
 from robustode.data import make_synthetic
 from robustode.errors import ConfigError
 from robustode.evaluation import evaluate
+from robustode.lipschitz import MAX_ITERATIONS
 from robustode.models import create
 from robustode.probing import default_settings, probe, probe_table
 from robustode.threat import ThreatModel
@@ -42,7 +43,7 @@ def test_an_ode_models_sweep_counts_each_settings_evaluations(monkeypatch):
         {"method": "euler", "step_size": 0.5}], lipschitz=True)
     assert [row["evals_per_forward"] for row in result.rows] == [16, 2]  # rk4 4 steps; euler 2 steps
     assert [row["t"] for row in result.lipschitz] == [0.0, 0.25, 0.5, 0.75]
-    assert all(0 < row["mean"] <= row["max"] and row["iterations"] <= 20 for row in result.lipschitz)
+    assert all(0 < row["mean"] <= row["max"] and row["iterations"] <= MAX_ITERATIONS for row in result.lipschitz)
 
 
 def test_the_rk2_resnet_read_as_euler_steps_is_the_plain_resnet_with_its_weights():
@@ -58,17 +59,30 @@ def test_the_rk2_resnet_read_as_euler_steps_is_the_plain_resnet_with_its_weights
     assert [row["setting"] for row in result.rows] == ["scheme=heun", "scheme=euler"]
 
 
-def test_the_small_step_resnets_heun_scheme_takes_two_evaluations_of_each_blocks_f():
-    torch.manual_seed(0)
-    stage = create("stepsize_resnet20").eval().stages[0]
-    x, h = torch.rand(2, 16, 32, 32), stage.h
-    expected = x
-    for block in stage.blocks:  # stage 1 has no downsampling block
-        k1 = h * block.residual(expected)
-        expected = expected + 0.5 * (k1 + h * block.residual(expected + k1))
+def test_the_small_step_resnets_heun_scheme_is_second_order_on_a_linear_field(monkeypatch):
+    stage = create("stepsize_resnet20").eval().stages[0]  # stage 1: 3 blocks, none downsampling
+    c, h, x = -2.0, stage.h, torch.rand(2, 16, 32, 32)
+    for block in stage.blocks:  # f(x) = c x: Euler multiplies by 1 + hc per block, Heun by 1 + hc + (hc)^2 / 2
+        monkeypatch.setattr(block, "residual", lambda u: c * u)
     with probe_module.applied(stage, {"scheme": "heun"}):
-        assert torch.allclose(stage(x), expected, atol=1e-6)
-    assert stage.scheme == "euler" and not torch.allclose(stage(x), expected, atol=1e-4)
+        assert torch.allclose(stage(x), x * (1 + h * c + (h * c) ** 2 / 2) ** 3, rtol=1e-6)
+    assert stage.scheme == "euler" and torch.allclose(stage(x), x * (1 + h * c) ** 3, rtol=1e-6)
+
+
+def test_the_lm_resnet_as_forward_euler_is_its_blocks_with_k_zero():
+    torch.manual_seed(0)
+    model = create("lm_resnet20").eval()
+    zeroed = create("lm_resnet20").eval()
+    zeroed.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        for stage in zeroed.stages:
+            stage.k.zero_()
+    x = torch.rand(4, 3, 32, 32)
+    assert default_settings(model) == [{}, {"scheme": "euler"}]
+    with probe_module.applied(model, {"scheme": "euler"}):
+        assert torch.equal(model(x), zeroed(x))
+    assert all(stage.scheme == "learned k" for stage in model.stages)
+    assert not torch.allclose(model(x), zeroed(x), atol=1e-4)  # the learned k is back
 
 
 @pytest.mark.parametrize("name,setting,message", [

@@ -25,5 +25,12 @@ def test_a_probed_run_shows_both_probe_plots_and_an_unprobed_one_none():
     assert accuracy.count("<path") > 6 and "step size h" in accuracy  # two series of two lines, axes
     assert "along depth" in lipschitz
     assert accuracy_plot(plain) is None and lipschitz_plot(plain) is None
+    steps = demo_record(model="stepsize_resnet20", evaluation={"ode": {"probe": {"n": 100, "eps": 8 / 255, "rows": [
+        {"setting": "h=0.1", "own": True, "clean": 0.6, "pgd20": 0.2},
+        {"setting": "h=0.05", "own": False, "h": 0.05, "clean": 0.62, "pgd20": 0.21},
+        {"setting": "h=0.2", "own": False, "h": 0.2, "clean": 0.5, "pgd20": 0.15},
+        {"setting": "h=0.1 scheme=heun", "own": False, "scheme": "heun", "clean": 0.59, "pgd20": 0.2}]}}})
+    small_step = accuracy_plot(steps)  # a small-step ResNet's h sweep: accuracy against h, one series per scheme
+    assert small_step is not None and "h, trained scheme clean" in small_step and "h, heun PGD-20" in small_step
     page = render_html([probed, plain])
     assert page.count("<h3>ODE probe</h3>") == 1 and page.count('alt="Lipschitz estimates along depth') == 1

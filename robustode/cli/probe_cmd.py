@@ -26,7 +26,7 @@ def probe_parser(sub) -> None:
                  "other step sizes h and Heun steps (scheme=heun), an LM-ResNet as forward Euler (k = 0),\n"
                  "an RK2 ResNet's blocks as Euler steps (scheme=euler); clean and PGD-20 accuracy with\n"
                  "95% intervals, f-evaluations per forward and seconds for each. Then per-block Lipschitz\n"
-                 "estimates of the residual functions along depth (power iteration at 16 test points).\n"
+                 "estimates of the residual functions along depth (Lanczos iteration at 16 test points).\n"
                  "A setting the model does not have is an error before any work.\n\n"
                  "  robustode probe runs/x/checkpoints/last.pt --n 200\n"
                  "  robustode probe runs/x/checkpoints/last.pt --setting method=dopri5,rtol=1e-4,atol=1e-4\n"

@@ -50,12 +50,15 @@ class LMStage(nn.Module):
                 self.k_index.append(count)
                 count += 1
         self.k = nn.Parameter(torch.empty(count).uniform_(*K_INIT))
+        self.scheme = "learned k"
+
+    schemes = ("learned k", "euler")  # test-time choices (robustode probe); euler: k = 0, x[n+1] = x[n] + f(x[n])
 
     def clamped_k(self) -> torch.Tensor:
         return self.k.clamp(-K_MAX, K_MAX)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        k = self.clamped_k()
+        k = self.clamped_k() if self.scheme == "learned k" else torch.zeros_like(self.k)  # "euler": k = 0
         prev = None
         for i, block in enumerate(self.blocks):
             skip, f = self._branches(i, block, x)
@@ -75,9 +78,8 @@ class LMStage(nn.Module):
         return skip, f * (1.0 / (1.0 - p))
 
     def extra_repr(self) -> str:
-        return (
-            f"drop_probs=({', '.join(f'{p:.3f}' for p in self.drop_probs)})" if any(self.drop_probs) else ""
-        )
+        drops = f", drop_probs=({', '.join(f'{p:.3f}' for p in self.drop_probs)})" if any(self.drop_probs) else ""
+        return f"scheme={self.scheme}{drops}"
 
 
 class LMResNet(PreActResNet):

@@ -51,6 +51,9 @@ class HeunStage(nn.Module):
             x = x + 0.5 * (k1 + k2)
         return x
 
+    def extra_repr(self) -> str:
+        return f"scheme={self.scheme}"
+
 
 class StepSizeStage(nn.Module):
     """Forward Euler with a small step: x <- x + h f(x).

@@ -170,7 +170,7 @@ class ProbeRow:
     evals_per_forward: float | None = field(default=None, metadata=NONNEG)  # f per batch; None: no ODE block
     seconds: float | None = field(default=None, metadata=NONNEG)
     # What it changes: an ODE block's solver (robustode.models.solver.Solver), a small-step ResNet's h, or
-    # an LM-ResNet's scheme.
+    # the scheme of a discrete ODE ResNet (small-step, LM, RK2).
     method: str | None = None
     step_size: float | None = field(default=None, metadata=NONNEG)
     rtol: float | None = field(default=None, metadata=NONNEG)
@@ -194,7 +194,8 @@ class LipschitzRow:
     depth: int = field(metadata=NONNEG)  # position along the model's depth
     mean: float = field(metadata=NONNEG)  # over the points
     max: float = field(metadata=NONNEG)
-    iterations: int = field(metadata=NONNEG)  # power iterations
+    iterations: int = field(metadata=NONNEG)  # Lanczos iterations (robustode.lipschitz)
+    converged: bool | None = None  # every point's residual within the tolerance; None: not recorded
 
 
 @dataclass

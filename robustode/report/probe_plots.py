@@ -14,13 +14,15 @@ SERIES = ("#4c72b0", "#e4572e", "#2a9d8f", "#6a3d9a", "#8c8c8c")  # one colour p
 
 
 def _x(row: ProbeRow) -> tuple[str, float] | None:
-    """(series, x) of a sweep row: a fixed-grid method by its step size, an adaptive one by its tolerance."""
-    setting = row.setting.split()
-    method_name, values = setting[0], dict(p.split("=") for p in setting[1:] if "=" in p)
-    for key in ("h", "rtol"):
-        if key in values:
-            return (method_name if "=" not in method_name else "h", float(values[key]))
-    return None
+    """(series, x) of a sweep row, read from its description (the own row stores no setting): an ODE solver's
+    fixed-grid method by its step size, an adaptive one by its tolerance; a small-step ResNet by its h, one
+    series per scheme. A scheme swap alone has no step size: None."""
+    tokens = row.setting.split()
+    values = dict(t.split("=", 1) for t in tokens if "=" in t)
+    solver = next((t for t in tokens if "=" not in t), None)  # an ODE block's method; none for a ResNet
+    series = solver or f"h, {values.get('scheme', 'trained scheme')}"
+    key = next((k for k in ("h", "rtol") if k in values), None)
+    return None if key is None else (series, float(values[key]))
 
 
 def _end_time(row: ProbeRow) -> str | None:
