@@ -180,23 +180,41 @@ def test_sodef_jacobian_is_the_autograd_jacobian():
     assert torch.allclose(field.jacobian(t, z), auto, atol=1e-12)
 
 
-def test_a_solve_that_fails_in_training_is_a_diverged_run_that_keeps_the_last_good_checkpoint(tmp_path):
-    @dataclass
-    class BlowsUp(Natural):
-        """Natural training whose model's solve exceeds its step budget from data epoch 2 on."""
+@dataclass
+class BlowsUp(Natural):
+    """Natural training whose model's solve exceeds its step budget after data epoch ``after``."""
 
-        def end_epoch(self, model, optimizers, epoch):
+    after: int = 1
+
+    def end_epoch(self, model, optimizers, epoch):
+        if epoch >= self.after:
             for block in model.blocks:
                 block.solver = Solver(method="dopri5", rtol=1e-9, atol=1e-9, max_steps=2)
 
+
+def test_a_solve_that_fails_in_training_is_a_diverged_run_that_keeps_the_last_good_checkpoint(tmp_path):
     torch.manual_seed(0)
-    model = create("ode_net4_1(step_size=0.5)")
+    model = create("ode_net4_1(step_size=0.5)")  # rk4, 2 steps: 8 evaluations of f per forward
     result = fit(model, BlowsUp(), make_synthetic(8, 4, seed=0), epochs=3, batch_size=4, device="cpu", quiet=True,
                  out_dir=tmp_path / "run", eval_every=0)
     assert result.stop.kind == "diverged" and result.data_epochs == 1
-    assert "max_steps=2" in result.stop.reason and "data epoch 2, minibatch 1 of 2" in result.stop.reason
+    assert "max_steps=2" in result.stop.reason and "; in data epoch 2, minibatch 1 of 2" in result.stop.reason
     kept = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     assert kept["epoch"] == 1
     assert all(torch.equal(v, kept["model"][k]) for k, v in result.model.state_dict().items())
     log = (tmp_path / "run" / "train.log").read_text()
     assert "stopped: SolverError: the dopri5" in log and "kept the checkpoint of data epoch 1" in log
+    # The failed solve's evaluations are not the epoch's cost: the diverged row leaves them out.
+    assert [("evals_forward_per_batch" in row) for row in result.history] == [True, False]
+    assert result.function_evaluations == {"forward": 8.0, "backward": 0.0}
+
+
+def test_a_solve_that_fails_in_the_held_out_evaluation_is_a_diverged_run_too(tmp_path):
+    torch.manual_seed(0)
+    model = create("ode_net4_1(step_size=0.5)")
+    result = fit(model, BlowsUp(after=2), make_synthetic(8, 4, seed=0), epochs=3, batch_size=4, device="cpu",
+                 quiet=True, out_dir=tmp_path / "run", eval_every=1, eval_n=4)
+    assert result.stop.kind == "diverged" and result.data_epochs == 1
+    assert "; in the held-out evaluation after data epoch 2" in result.stop.reason
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["epoch"] == 1
+    assert "stopped: SolverError" in (tmp_path / "run" / "train.log").read_text()

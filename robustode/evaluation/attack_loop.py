@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..attacks.eot import correct_on_draws
-from ..models.solver import function_evaluations, reset_evaluations
+from ..models.solver import evaluations_text, function_evaluations, reset_evaluations
 from ..progress import Progress, reporting
 from ..threat import NORMS
 from .state import EvalState
@@ -73,7 +73,7 @@ def _so_far(name: str, state: EvalState, points: int, batches: int) -> str:
     text = f"{name} {state.get(f'robust:{name}')[:points].mean():.1%} so far"
     forward, backward = state.get(f"evals_forward:{name}"), state.get(f"evals_backward:{name}")
     if forward is not None and forward[:batches].any():  # a discrete model counts none
-        text += f" f-evals/batch {forward[:batches].mean():.0f}+{backward[:batches].mean():.0f}"
+        text += f" {evaluations_text(forward[:batches].mean(), backward[:batches].mean())}"
     return text
 
 

@@ -141,6 +141,11 @@ def reset_evaluations(model: nn.Module) -> None:
             m.forward_evals = m.backward_evals = 0
 
 
+def evaluations_text(forward: float, backward: float) -> str:
+    """Evaluations of f per minibatch as the run log and the progress lines show them: forward + backward."""
+    return f"f-evals/batch {forward:.0f}+{backward:.0f}"
+
+
 def evaluation_fields(model: nn.Module, batches: int, prefix: str = "evals") -> dict:
     """The counts since the last reset per minibatch, as record or metrics fields (empty for a discrete model).
 

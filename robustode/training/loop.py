@@ -16,13 +16,13 @@ from ..checks import check_for_training, pixel_range_warning
 from ..data.extra import ExtraSet
 from ..data.types import DataSet
 from ..defenses.base import Defense
-from ..errors import ConfigError, first_line
+from ..errors import ConfigError, SolverError, first_line
 from ..utils import resolve_device
 from .checkpoint import load_checkpoint
 from .config import TrainConfig
 from .feed import describe_feed, train_loader
 from .lock import run_lock
-from .result import TrainResult
+from .result import Stop, TrainResult
 from .run import RunInfo
 from .loggers import open_loggers
 from .runlog import RunLog, check_run_dir, epoch_line
@@ -204,9 +204,12 @@ def run_epochs(trainer: Trainer, log: RunLog) -> None:
             if stop is not None and stop.inside_epoch:  # diverged, or the budget ran out mid-epoch
                 trainer.stop_inside(row, stop)
                 break
-            trainer.epoch = e
             if trainer.due(s.eval_every, e):
-                row.update(trainer.evaluate_held_out())
+                failed = _held_out(trainer, row, e)
+                if failed is not None:  # the epoch's weights broke their own solver: diverged, last.pt kept
+                    trainer.stop_inside(row, failed)
+                    break
+            trainer.epoch = e
             trainer.history.append(row)
             # After a guard put earlier weights back, last.pt already holds them; any other epoch is saved.
             if (stop is None or not stop.restored_weights) and trainer.due(s.checkpoint_every, e):
@@ -222,6 +225,19 @@ def run_epochs(trainer: Trainer, log: RunLog) -> None:
         raise
     if trainer.stop is not None:
         log.info(f"stopped: {trainer.stop.reason}")
+
+
+def _held_out(trainer: Trainer, row: dict, e: int) -> Stop | None:
+    """Add the held-out evaluation to the epoch's row; an ODE solve past its step budget: a diverged Stop."""
+    try:
+        row.update(trainer.evaluate_held_out())
+    except SolverError as err:
+        if dist.context().enabled:  # the other ranks wait in a collective: the error ends the job (torchrun)
+            raise
+        stop = Stop("diverged", f"{first_line(err)}; in the held-out evaluation after data epoch {e}")
+        row["note"] = stop.reason
+        return stop
+    return None
 
 
 def _assumed(defense) -> dict:

@@ -12,6 +12,7 @@ from rich.console import Console
 
 from ..errors import ConfigError
 from ..files import write_atomic
+from ..models.solver import evaluations_text
 from ..progress import Progress
 from .lock import LOCK_NAME
 
@@ -109,7 +110,7 @@ def epoch_line(row: dict, settings) -> str:
     line = (f"epoch {row['epoch']}/{settings.data_epochs}  loss {row['loss']:.4f}  acc {row['train_acc']:.2%}  "
             f"lr {row['lr']:.4g}  {row['seconds']:.1f} s  {row['images_per_s']:.0f} img/s")
     if "evals_forward_per_batch" in row:  # an ODE model: f-evaluations per minibatch, forward + adjoint backward
-        line += f"  f-evals/batch {row['evals_forward_per_batch']:.0f}+{row['evals_backward_per_batch']:.0f}"
+        line += f"  {evaluations_text(row['evals_forward_per_batch'], row['evals_backward_per_batch'])}"
     if row.get("eval_robust") is not None:
         line += f"  held-out clean {row['eval_clean']:.2%}  {settings.eval_attack} {row['eval_robust']:.2%}"
     return line

@@ -1,4 +1,5 @@
-"""The state of one training run and the pieces of its epoch; everything a checkpoint captures.
+"""The state of one training run and the pieces of its epoch (what a checkpoint captures and how a run is put
+back from one: trainer_state.py).
 
 The loop that strings the pieces together is ``run_epochs`` in loop.py: train epoch (timed, with the
 defense's end of epoch) -> held-out evaluation (not timed) -> checkpoint (not timed) -> log.
@@ -14,6 +15,7 @@ import torch
 from ..dist import all_max, broadcast_module, context
 from ..errors import SolverError, first_line
 from ..evaluation import evaluate_sharded
+from ..models.solver import evaluations_text
 from ..progress import duration
 from .averaging import weight_average
 from .checkpoint import load_checkpoint
@@ -87,7 +89,7 @@ class Trainer(TrainerState):
         self.model.train()
         if callable(getattr(self.defense, "begin_epoch", None)):
             self.defense.begin_epoch(e)
-        tally, stop = Tally(self.device, self.model), None  # the model's ODE solves are counted too
+        tally, stop, out = Tally(self.device, self.model), None, None  # the model's ODE solves are counted too
         autocast = self._autocast()
         with self.log.progress(n, f"epoch {e}/{s.data_epochs}") as progress:
             for i, (x, y) in enumerate(self.loader, 1):
@@ -113,19 +115,20 @@ class Trainer(TrainerState):
         images = count // s.replays  # Free-m counts each image once per replay
         row = {"epoch": e, "nominal_epoch": e * s.replays, "steps": self.steps, "lr": self.lr,
                "loss": loss, "train_acc": acc, "seconds": seconds, "images": images,
-               "images_per_s": images / seconds, **tally.evaluations(),
+               "images_per_s": images / seconds, **({} if out is None else tally.evaluations()),
                "note": None if stop is None else stop.reason}
         return row, stop
 
     def _train_step(self, x, y, autocast, where: str):
-        """(the defense's step's output, None); an ODE solve past its step budget: (None, a diverged Stop)."""
+        """(the defense's step's output, None); an ODE solve past its step budget: (None, a diverged Stop). The
+        epoch's row then leaves out its f-evaluations: the failed solve's were counted, its minibatch not."""
         try:
             with autocast, self._counting(len(y)):
                 return self.defense.train_step(self.net, x, y, self.optimizers, self.on_step), None
         except SolverError as err:
             if self.dist.enabled:  # the other ranks wait in a collective: the error ends the job (torchrun)
                 raise
-            return None, Stop("diverged", f"{first_line(err)} {where}")
+            return None, Stop("diverged", f"{first_line(err)}; {where}")
 
     def _read_back(self, e: int, i: int, n: int, tally: Tally, progress) -> Stop | None:
         """Mid-epoch: progress, the one-off time estimate, the loss-scale watch, divergence and budget."""
@@ -133,7 +136,7 @@ class Trainer(TrainerState):
         loss, acc, _ = tally.totals()
         elapsed = all_max(tally.elapsed())
         evals = tally.evaluations()  # an ODE model's f-evaluations per minibatch so far, forward+backward
-        cost = f" f-evals/batch {evals['evals_forward_per_batch']:.0f}+{evals['evals_backward_per_batch']:.0f}" \
+        cost = f" {evaluations_text(evals['evals_forward_per_batch'], evals['evals_backward_per_batch'])}" \
             if evals else ""
         progress.update(i, f"loss {loss:.4f} acc {acc:.1%} lr {self.lr:.4g} {i * s.batch_size / elapsed:.0f} img/s"
                         + cost)
