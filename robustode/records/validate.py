@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import functools
 import math
 import types
 import typing
@@ -22,6 +23,12 @@ from ..errors import RecordError
 FRACTION = {"range": (0.0, 1.0)}
 NONNEG = {"range": (0.0, math.inf)}
 POSITIVE = {"range": (1, math.inf)}
+
+
+@functools.cache
+def _hints(cls) -> dict:
+    """A part's field types, resolved once per class (typing.get_type_hints was most of a record's load time)."""
+    return typing.get_type_hints(cls)
 
 
 def build(cls, d, source: str, prefix: str = "", lenient: bool = False):
@@ -35,7 +42,7 @@ def build(cls, d, source: str, prefix: str = "", lenient: bool = False):
     unknown = sorted(set(d) - {f.name for f in stored})
     if unknown:
         raise RecordError(f"{source}: unknown field '{prefix}{unknown[0]}'")
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     values = {}
     for f in stored:
         path = prefix + f.name
@@ -94,7 +101,7 @@ def fits(cls, name: str, value) -> bool:
     """Whether ``value`` is a valid value of the field ``name`` of ``cls``."""
     f = next(f for f in dataclasses.fields(cls) if f.name == name)
     try:
-        check(value, typing.get_type_hints(cls)[name], f.metadata, "", name)
+        check(value, _hints(cls)[name], f.metadata, "", name)
     except RecordError:
         return False
     return True
