@@ -4,6 +4,7 @@ the test-time step size or tolerance, and the blocks' Lipschitz estimates along 
 from __future__ import annotations
 
 import matplotlib
+from matplotlib.ticker import MaxNLocator
 
 from ..records import ProbeInfo, ProbeRow, Record
 from .plotkit import STYLE, figure, svg
@@ -47,8 +48,10 @@ def accuracy_plot(record: Record) -> str | None:
         for i, series in enumerate(sorted({x[0] for x, _ in points})):
             rows = sorted(((x[1], r) for x, r in points if x[0] == series), key=lambda p: p[0])
             xs, colour = [p[0] for p in rows], SERIES[i % len(SERIES)]
-            ax.plot(xs, [100 * r.clean for _, r in rows], color=colour, marker="o", lw=1.2, label=f"{series} clean")
-            ax.plot(xs, [100 * r.pgd20 for _, r in rows], color=colour, marker="s", lw=1.2, ls="--",
+            size = max(7.0 - 1.5 * i, 3.0)  # later series smaller: a point at another's place stays visible
+            ax.plot(xs, [100 * r.clean for _, r in rows], color=colour, marker="o", ms=size, lw=1.2,
+                    label=f"{series} clean")
+            ax.plot(xs, [100 * r.pgd20 for _, r in rows], color=colour, marker="s", ms=size, lw=1.2, ls="--",
                     label=f"{series} PGD-20")
         own = [r for _, r in points if r.own]
         for r in own:
@@ -74,6 +77,7 @@ def lipschitz_plot(record: Record) -> str | None:
         ax.plot(depth, [r.mean for r in rows], color=CLEAN, marker="o", lw=1.2, label="mean over points")
         ax.plot(depth, [r.max for r in rows], color=ROBUST, marker="^", lw=1.0, ls="--", label="max over points")
         ax.set_xlabel("depth (residual step, or ODE time t = k T / 4 per block)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # depth is a count
         ax.set_ylabel("Lipschitz estimate of f")
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
