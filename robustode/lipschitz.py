@@ -20,7 +20,7 @@ from .models.blocks import PreActBlock
 from .models.solver import integrate, ode_blocks
 
 TOLERANCE = 0.01  # every point's top Ritz pair of J^T J: residual <= TOLERANCE x its value
-MAX_ITERATIONS = 30  # a cap on the cost: about 1 + 1.35 x iterations forward-backwards (bench/lipschitz_cost.py)
+MAX_ITERATIONS = 30  # a cap on the cost: each iteration ~1.5 forward-backwards in FLOPs (bench/lipschitz_cost.py)
 DEPTH_POINTS = 4  # times t = k T / DEPTH_POINTS, k = 0 .. DEPTH_POINTS - 1, along an ODE block
 
 
@@ -58,25 +58,26 @@ def spectral_norm(f, x: torch.Tensor) -> tuple[torch.Tensor, int, bool]:
         def apply(q: torch.Tensor) -> torch.Tensor:  # J^T J q, per point
             (jv,) = torch.autograd.grad(pullback, u, q.to(x.dtype).view_as(x), retain_graph=True)  # double backward
             (jtjv,) = torch.autograd.grad(y, x, jv, retain_graph=True)
-            return jtjv.detach().flatten(1).double()
+            return jtjv.detach().flatten(1)
 
-        sigma, iterations, converged = _lanczos(apply, x.detach().flatten(1).double())
+        sigma, iterations, converged = _lanczos(apply, x.detach().flatten(1))
         return sigma.to(x.dtype), iterations, converged
 
 
 def _lanczos(apply, like: torch.Tensor) -> tuple[torch.Tensor, int, bool]:
     """Batched Lanczos with full reorthogonalization (rows: points); (sqrt of the top Ritz values, iterations,
-    converged)."""
+    converged). The vectors stay in the input's dtype (float32: orthogonal to ~1e-6, far below the 1% asked
+    for); the tridiagonal matrix and its eigenvalues are float64."""
     q = torch.randn_like(like)
-    basis = [q / q.norm(dim=1, keepdim=True)]
+    basis = like.new_empty(len(like), MAX_ITERATIONS, like.shape[1])  # per point its Lanczos vectors, as rows
+    basis[:, 0] = q / q.norm(dim=1, keepdim=True)
     alphas, betas = [], []
     for i in range(1, MAX_ITERATIONS + 1):
-        w = apply(basis[-1])
-        alphas.append((w * basis[-1]).sum(1))
+        w = apply(basis[:, i - 1])
+        alphas.append((w * basis[:, i - 1]).sum(1).double())
         for _ in range(2):  # full reorthogonalization, twice: the basis stays orthonormal in floats
-            for b in basis:
-                w = w - (w * b).sum(1, keepdim=True) * b
-        betas.append(w.norm(dim=1))
+            w = w - torch.bmm(torch.bmm(basis[:, :i], w.unsqueeze(2)).transpose(1, 2), basis[:, :i]).squeeze(1)
+        betas.append(w.norm(dim=1).double())
         t = torch.diag_embed(torch.stack(alphas, 1))
         if i > 1:
             off = torch.diag_embed(torch.stack(betas[:-1], 1), offset=1)
@@ -87,7 +88,9 @@ def _lanczos(apply, like: torch.Tensor) -> tuple[torch.Tensor, int, bool]:
         converged = bool((residual <= TOLERANCE * theta).all())
         if converged:
             break
-        basis.append(w / betas[-1].clamp_min(1e-300).unsqueeze(1))
+        if i < MAX_ITERATIONS:
+            # A point whose Krylov space is whole (beta 0, converged) gets a zero vector, which changes nothing.
+            basis[:, i] = w / betas[-1].to(w.dtype).clamp_min(torch.finfo(w.dtype).tiny).unsqueeze(1)
     return theta.sqrt(), i, converged
 
 
