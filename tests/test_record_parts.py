@@ -170,7 +170,10 @@ def test_training_function_evaluations_are_an_ode_runs_and_none_for_a_discrete_o
     ev = evaluate(trained.model, data, attacks=["pgd-1"], n=4, batch_size=4, quiet=True, masking_checks=False,
                   escalate=False)
     # rk4 with h = 0.25 over [0, 1]: 4 steps of 4 stages per forward, one forward per minibatch, no adjoint.
-    assert run_record(trained, ev).record.training.function_evaluations == expected
+    record = run_record(trained, ev).record
+    assert record.training.function_evaluations == expected
+    per_epoch = [(row.get("evals_forward_per_batch"), row.get("evals_backward_per_batch")) for row in record.training.curve]
+    assert per_epoch == ([(None, None)] * 2 if expected is None else [(16.0, 0.0)] * 2)  # each epoch, in the curve
 
 
 @pytest.mark.usefixtures("one_thread")

@@ -38,6 +38,7 @@ def make_record(*, model: dict, defense: dict, dataset: dict, training: dict, ev
 
 
 CURVE = ("epoch", "nominal_epoch", "lr", "loss", "train_acc", "eval_clean", "eval_robust")  # per data epoch
+ODE_CURVE = ("evals_forward_per_batch", "evals_backward_per_batch")  # an ODE model's epochs (a diverged one: none)
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ def run_record(trained, evaluation, *, dataset: DatasetInfo | None = None, label
                   "seconds": trained.train_seconds, "images_per_second": trained.images_per_second,
                   "passes_per_image": trained.passes_per_image, "optimizer": optimizer,
                   "stopped_early": trained.stopped_reason, "stop_kind": trained.stop and trained.stop.kind,
-                  "curve": [{k: _finite(row.get(k)) for k in CURVE} for row in trained.history],
+                  "curve": [_curve_row(row) for row in trained.history],
                   "best_epoch": trained.best and trained.best["epoch"], "world_size": train.world_size,
                   "peak_memory_bytes": trained.peak_memory_bytes, "flops_per_image": trained.flops_per_image,
                   "function_evaluations": trained.function_evaluations},
@@ -115,6 +116,11 @@ def evaluation_section(ev) -> dict:
                "interval_method": ev.interval_method, "randomized": ev.randomized, "escalation": ev.escalation,
                "ode": getattr(ev, "ode", None)}  # a CorruptionResult has none
     return typed_evaluation(section)
+
+
+def _curve_row(row: dict) -> dict:
+    """A metrics row as the record's curve keeps it: CURVE, and an ODE model's f-evaluations where counted."""
+    return {**{k: _finite(row.get(k)) for k in CURVE}, **{k: row[k] for k in ODE_CURVE if k in row}}
 
 
 def _finite(value):
