@@ -25,7 +25,8 @@ def probe(model: nn.Module, data="cifar10", *, n: int = 100, eps=DEFAULT_EPS, se
         print(robustode.probing.probe_table(result))
 
     ``settings``: extra settings to sweep (default: robustode.probing.default_settings); a setting the model
-    does not have is a ConfigError before any work. Returns a ProbeResult (``to_dict()`` for records).
+    does not have is a ConfigError before any work. Returns a ProbeResult: the typed ProbeInfo a record keeps
+    (``result.rows[0].clean``, ``result.lipschitz[0].mean``; ``to_dict()`` for JSON).
     """
     n, batch_size = check_positive_int(n, "n"), check_positive_int(batch_size, "batch_size")
     threat = ThreatModel(eps=eps)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import time
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -31,20 +30,15 @@ from .evaluation import evaluate
 from .lipschitz import profile
 from .models.solver import function_evaluations, reset_evaluations, solver_override, solvers, swapped
 from .progress import Progress
+from .records.parts import LipschitzRow, ProbeInfo, ProbeRow
 from .threat import DEFAULT_EPS, ThreatModel
 
 LIPSCHITZ_POINTS = 16  # the first points of the test set
 
 
-@dataclass
-class ProbeResult:
-    rows: list[dict] = field(default_factory=list)  # one per setting: setting, own, clean, pgd20, intervals, cost
-    lipschitz: list[dict] = field(default_factory=list)  # one per residual step or ODE time: block, t, mean, max
-    n: int = 0
-    eps: float = DEFAULT_EPS
-
-    def to_dict(self) -> dict:
-        return {"n": self.n, "eps": self.eps, "rows": self.rows, "lipschitz": self.lipschitz}
+# What the probe returns is what a record stores (evaluation.ode.probe): one type, typed rows
+# (robustode.records.parts: ProbeRow per setting, LipschitzRow per residual step or ODE time).
+ProbeResult = ProbeInfo
 
 
 def default_settings(model: nn.Module) -> list[dict]:
@@ -87,14 +81,14 @@ def probe(model: nn.Module, data, *, n: int = 100, eps: float = DEFAULT_EPS, set
     check_settings(model, settings)
     model.eval()
     attack = build("pgd-20", eps=eps)
-    result = ProbeResult(n=n, eps=eps)
+    result = ProbeInfo(n=n, eps=eps)
     with Progress(len(settings), "probe: test-time settings", quiet=quiet, unit="settings") as progress:
         for i, setting in enumerate(settings):
             progress.update(i, describe(model, setting))
             _probe_one(model, data, setting, attack, n, eps, batch_size, quiet, result)
     if lipschitz:
         x = _first_images(data, LIPSCHITZ_POINTS, next(model.parameters()).device)
-        result.lipschitz = [row.to_dict() for row in profile(model, x)]
+        result.lipschitz = [LipschitzRow(**row.to_dict()) for row in profile(model, x)]
     return result
 
 
@@ -105,11 +99,11 @@ def _probe_one(model, data, setting: dict, attack, n: int, eps: float, batch_siz
         start = time.perf_counter()
         ev = evaluate(model, data, [attack], ThreatModel(eps=eps), n=n, batch_size=batch_size, quiet=quiet,
                       masking_checks=False, escalate=False)
-        result.rows.append({"setting": describe(model, setting), "own": not setting, **setting,
-                            "clean": ev.clean_acc, "clean_interval": list(ev.intervals["clean"]),
-                            "pgd20": ev.robust[attack.name], "pgd20_interval": list(ev.intervals[attack.name]),
-                            "evals_per_forward": _forward_evals(model, data, batch_size),
-                            "seconds": time.perf_counter() - start})
+        result.rows.append(ProbeRow(
+            setting=describe(model, setting), own=not setting, **setting, clean=ev.clean_acc,
+            clean_interval=list(ev.intervals["clean"]), pgd20=ev.robust[attack.name],
+            pgd20_interval=list(ev.intervals[attack.name]), evals_per_forward=_forward_evals(model, data, batch_size),
+            seconds=time.perf_counter() - start))
 
 
 def describe(model: nn.Module, setting: dict) -> str:
@@ -188,16 +182,17 @@ def probe_table(result: ProbeResult) -> str:
     lines = [f"| setting | clean | PGD-20 (eps {result.eps * 255:.0f}/255) | f-evals/forward | seconds |",
              "|---|---|---|---|---|"]
     for r in result.rows:
-        evals = "" if r["evals_per_forward"] is None else f"{r['evals_per_forward']:.0f}"
-        own = " (own)" if r["own"] else ""
-        lines.append(f"| {r['setting']}{own} | {_pct(r['clean'], r['clean_interval'])} | "
-                     f"{_pct(r['pgd20'], r['pgd20_interval'])} | {evals} | {r['seconds']:.1f} |")
+        evals = "" if r.evals_per_forward is None else f"{r.evals_per_forward:.0f}"
+        seconds = "" if r.seconds is None else f"{r.seconds:.1f}"
+        own = " (own)" if r.own else ""
+        lines.append(f"| {r.setting}{own} | {_pct(r.clean, r.clean_interval)} | {_pct(r.pgd20, r.pgd20_interval)} | "
+                     f"{evals} | {seconds} |")
     if result.lipschitz:
         lines += ["", "| block | t | Lipschitz mean | max | iterations |", "|---|---|---|---|---|"]
         for r in result.lipschitz:
-            t = "" if r["t"] is None else f"{r['t']:g}"
-            capped = "" if r.get("converged", True) else " (cap: not converged)"
-            lines.append(f"| {r['block']} | {t} | {r['mean']:.3f} | {r['max']:.3f} | {r['iterations']}{capped} |")
+            t = "" if r.t is None else f"{r.t:g}"
+            capped = " (cap: not converged)" if r.converged is False else ""
+            lines.append(f"| {r.block} | {t} | {r.mean:.3f} | {r.max:.3f} | {r.iterations}{capped} |")
     return "\n".join(lines)
 
 

@@ -25,12 +25,12 @@ def test_the_step_size_sweep_of_a_small_step_resnet_contains_its_h_and_reproduce
     assert default_settings(model) == [{}, {"h": 0.025}, {"h": 0.05}, {"h": 0.2}, {"h": 0.4},  # {}: its own h
                                        {"scheme": "heun"}]
     result = probe(model, data, n=16, batch_size=16, settings=[{"h": 0.05}], lipschitz=False)
-    own = [row for row in result.rows if row["own"]]
-    assert len(own) == 1 and own[0]["setting"] == "h=0.1"
-    assert [row["setting"] for row in result.rows] == ["h=0.1", "h=0.05"]
+    own = [row for row in result.rows if row.own]
+    assert len(own) == 1 and own[0].setting == "h=0.1"
+    assert [row.setting for row in result.rows] == ["h=0.1", "h=0.05"] and result.rows[1].h == 0.05
     direct = evaluate(model, data, [build("pgd-20", eps=result.eps)], ThreatModel(), n=16, batch_size=16,
                       quiet=True, masking_checks=False, escalate=False)
-    assert own[0]["clean"] == direct.clean_acc and own[0]["pgd20"] == direct.robust["pgd-20"]
+    assert own[0].clean == direct.clean_acc and own[0].pgd20 == direct.robust["pgd-20"]
     assert all(stage.h == 0.1 for stage in model.stages)  # restored after the sweep
     assert "h=0.1 (own)" in probe_table(result)
 
@@ -41,9 +41,10 @@ def test_an_ode_models_sweep_counts_each_settings_evaluations(monkeypatch):
     model = create("ode_net4_1(step_size=0.25)").eval()
     result = probe(model, make_synthetic(8, 8, seed=0), n=8, batch_size=8, settings=[
         {"method": "euler", "step_size": 0.5}], lipschitz=True)
-    assert [row["evals_per_forward"] for row in result.rows] == [16, 2]  # rk4 4 steps; euler 2 steps
-    assert [row["t"] for row in result.lipschitz] == [0.0, 0.25, 0.5, 0.75]
-    assert all(0 < row["mean"] <= row["max"] and row["iterations"] <= MAX_ITERATIONS for row in result.lipschitz)
+    assert [row.evals_per_forward for row in result.rows] == [16, 2]  # rk4 4 steps; euler 2 steps
+    assert [row.t for row in result.lipschitz] == [0.0, 0.25, 0.5, 0.75]
+    assert all(0 < row.mean <= row.max and row.iterations <= MAX_ITERATIONS and row.converged
+               for row in result.lipschitz)
 
 
 def test_the_rk2_resnet_read_as_euler_steps_is_the_plain_resnet_with_its_weights():
@@ -56,7 +57,7 @@ def test_the_rk2_resnet_read_as_euler_steps_is_the_plain_resnet_with_its_weights
         assert torch.allclose(rk2(x), plain(x), atol=1e-5)
     assert not torch.allclose(rk2(x), plain(x), atol=1e-3)  # back to Heun steps
     result = probe(rk2, make_synthetic(8, 8, seed=0), n=8, batch_size=8, lipschitz=False)
-    assert [row["setting"] for row in result.rows] == ["scheme=heun", "scheme=euler"]
+    assert [row.setting for row in result.rows] == ["scheme=heun", "scheme=euler"]
 
 
 def test_the_small_step_resnets_heun_scheme_is_second_order_on_a_linear_field(monkeypatch):

@@ -200,12 +200,17 @@ class LipschitzRow:
 
 @dataclass
 class ProbeInfo:
-    """robustode probe's sweep of test-time settings and its Lipschitz profile (ProbeResult.to_dict)."""
+    """robustode probe's sweep of test-time settings and its Lipschitz profile: what ro.probe returns (as
+    robustode.probing.ProbeResult, the same type) and a record keeps."""
 
     n: int = field(metadata=POSITIVE)  # the first n test points
     eps: float = field(metadata=NONNEG)
     rows: list[ProbeRow] = field(default_factory=list)  # the model's own setting first
     lipschitz: list[LipschitzRow] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """As the record (and ``robustode probe --out``) stores it."""
+        return plain(self)
 
 
 @dataclass
