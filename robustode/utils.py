@@ -28,6 +28,17 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     return device
 
 
+def model_device(model: torch.nn.Module, device: str | torch.device | None = None) -> torch.device:
+    """``device`` resolved (``resolve_device``), or where the model's first parameter or buffer lives (CPU for
+    a model without either)."""
+    if device is not None:
+        return resolve_device(device)
+    tensor = next(iter(model.parameters()), None)
+    if tensor is None:
+        tensor = next(iter(model.buffers()), None)
+    return tensor.device if tensor is not None else torch.device("cpu")
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)

@@ -77,6 +77,15 @@ def test_accuracy_per_cell_the_mean_and_its_interval_are_exact(tmp_path):
                        n=2, quiet=True).n == 2
 
 
+def test_the_progress_line_counts_the_cells_done(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ROBUSTODE_PROGRESS_SECONDS", "0")  # a line at every update
+    root = write_folder(tmp_path / "CIFAR-10-C")
+    ro.evaluate(PixelReader(), f"cifar10c:{root}", threat="corruptions", clean=clean_set(), n=2, quiet=False)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("CIFAR-10-C, 2 images per cell:")]
+    counts = [line.split(": ")[1].split()[0] for line in lines]
+    assert counts == [f"{k}/76" for k in range(1, len(counts) + 1)] and len(counts) >= 75  # one more per cell
+
+
 def test_bad_folders_name_the_file(tmp_path):
     with pytest.raises(DataError, match="fog.npy is missing"):
         load_corruptions(f"cifar10c:{write_folder(tmp_path / 'a', drop='fog')}")

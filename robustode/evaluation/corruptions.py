@@ -22,9 +22,9 @@ from ..progress import Progress
 from ..stats import Z95, interval
 from ..threat import CORRUPTIONS
 from ..threat import corruption_cell as cell
-from ..utils import check_positive_int, device_name, provenance, synchronize
+from ..utils import check_positive_int, device_name, model_device, provenance, synchronize
 from .attack_loop import load_batch
-from .result import fraction
+from .result import INTERVAL_METHOD, fraction
 
 MEAN = CORRUPTIONS  # the mean's name among the accuracies and their intervals
 
@@ -48,7 +48,7 @@ class CorruptionResult:
     provenance: dict = field(default_factory=dict)
     per_point: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
-    interval_method: str = "wilson"
+    interval_method: str = INTERVAL_METHOD
     randomized: bool = False
     escalation: list[dict] = field(default_factory=list)
 
@@ -64,7 +64,7 @@ def evaluate_corruptions(model, corrupted: CorruptionSet, clean, *, n: int | Non
                         f"and {clean.name} {len(clean.test)} test images")
     if clean.num_classes != corrupted.num_classes:
         raise DataError(f"{clean.name} has {clean.num_classes} classes, {corrupted.title} {corrupted.num_classes}")
-    device = torch.device(device) if device is not None else next(iter(model.parameters()), torch.empty(0)).device
+    device = model_device(model, device)
     start = time.perf_counter()
     points = {}
     with preserved_mode(model), torch.no_grad(), Progress(1 + len(corrupted.corruptions) * SEVERITIES,
@@ -72,11 +72,13 @@ def evaluate_corruptions(model, corrupted: CorruptionSet, clean, *, n: int | Non
                                                           unit="cells") as progress:
         model.eval().to(device)
         points["clean"] = _correct(model, clean.test.images[:n], clean.test.labels[:n], batch_size, device)
-        progress.update(1)
+        done = 1
+        progress.update(done)
         for corruption in corrupted.corruptions:
             for s in range(1, SEVERITIES + 1):
                 points[cell(corruption, s)] = _correct(model, *corrupted.severity(corruption, s, n), batch_size, device)
-                progress.update(1)
+                done += 1
+                progress.update(done)  # the cells done so far
     synchronize(device)
     return _result(points, n, batch_size, device, corrupted, time.perf_counter() - start)
 

@@ -21,7 +21,7 @@ from ..attacks.spec import Attack
 from ..errors import ConfigError, DataError
 from ..progress import Progress
 from ..threat import ThreatModel
-from ..utils import check_positive_int, device_name, provenance, resolve_device, synchronize
+from ..utils import check_positive_int, device_name, model_device, provenance, synchronize
 from . import escalation, masking
 from .attack_loop import load_batch, run_attacks
 from .composition import composition, ode_summary
@@ -55,7 +55,7 @@ def evaluate(model, data, attacks: Sequence[Attack], threat: ThreatModel, *, n=N
     fire are logged as warnings, and escalations as they happen, unless ``quiet``.
     """
     batch_size = check_positive_int(batch_size, "batch_size")
-    device = _device(model, device)
+    device = model_device(model, device)
     x_all, y_all, num_classes = _data(data, n)
     batch_size = min(batch_size, len(y_all))  # the batches evaluated, as the result and the record say
     start = time.perf_counter()
@@ -125,15 +125,6 @@ def _result(model, found, attacks, batch_size, eps, device, seed, flags, randomi
         ode=ode_summary(model, found.evaluations))
     set_intervals(result)
     return result
-
-
-def _device(model, device) -> torch.device:
-    if device is not None:
-        return resolve_device(device)
-    tensor = next(iter(model.parameters()), None)
-    if tensor is None:
-        tensor = next(iter(model.buffers()), None)
-    return tensor.device if tensor is not None else torch.device("cpu")
 
 
 def _data(data, n):
