@@ -215,6 +215,9 @@ def test_an_evaluation_without_attacks_is_clean_only():
 @pytest.mark.parametrize(("call", "message"), [
     (lambda: ro.train(Net(), "natural", "cifar10", output=1.5), "output must be an index or a key"),
     (lambda: ro.train(Net(), "natural", "cifar10", eval_batch_size=0), "eval_batch_size must be a positive"),
+    (lambda: ro.train(Net(), "natural", "cifar10", epochs=-1), "epochs"),
+    (lambda: ro.fit(Net(), "natural", "cifar10", lr=-0.1), "lr"),
+    (lambda: ro.fit(Net(), "natural", "cifar10", log=("nosuch",)), "nosuch"),
     (lambda: ro.fit(Net(), "natural", "cifar10", eval_every=1, eval_attack="nosuch-3"), "nosuch-3"),
     (lambda: ro.evaluate(Net(), "cifar10", batch_size=0), "batch_size must be a positive integer"),
     (lambda: ro.evaluate(Net(), "cifar10", device="cuda:99"), "cuda"),

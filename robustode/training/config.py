@@ -95,12 +95,18 @@ class TrainConfig:
     recipe: str | None = None  # the recipe the settings not given came from (`robustode list recipes`)
 
     def replace(self, **overrides):
-        """A copy with some fields changed; an unknown name raises ConfigError."""
-        known = {f.name for f in fields(self)}
-        unknown = sorted(set(overrides) - known)
+        """A copy with some fields changed, each checked by its rule now (None: the defense's preset, checked
+        when resolved): a bad setting fails at the entrance, before any data is loaded. An unknown name, or a
+        value its rule refuses, raises ConfigError."""
+        declared = {f.name: f for f in fields(self)}
+        unknown = sorted(set(overrides) - set(declared))
         if unknown:
             raise ConfigError(f"unknown training setting(s) {', '.join(unknown)}; "
-                              f"known: {', '.join(sorted(known))}")
+                              f"known: {', '.join(sorted(declared))}")
+        for name, value in overrides.items():
+            check = declared[name].metadata.get("check")
+            if check is not None and value is not None:
+                overrides[name] = check(value, declared[name].metadata.get("label") or name)
         return replace(self, **overrides)
 
     def explicit(self) -> dict:
