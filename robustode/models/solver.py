@@ -11,8 +11,9 @@ evaluation (docs/fidelity.md#neural-odes):
   point's logits depend on its batchmates;
 - the step-size decisions are not differentiated (the steps are constants to autograd).
 
-Fixed-grid methods take ceil(T / step_size) equal steps (our grid, so that T / h = 10.000000000000002
-is 10 steps, not torchdiffeq's 11); ``FIXED_STAGES`` are their evaluations of f per step.
+Fixed-grid methods take ceil(T / step_size) equal steps (our grid: a step size that does not divide T is
+shortened evenly, where torchdiffeq's own grid ends with a short step); ``FIXED_STAGES`` are their
+evaluations of f per step.
 """
 
 from __future__ import annotations
