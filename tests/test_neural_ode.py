@@ -4,6 +4,7 @@ function-evaluation counts, the adjoint's gradient, the auxiliary loss and bad s
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import pytest
@@ -12,7 +13,7 @@ from torch import nn
 
 from robustode.api import fit
 from robustode.data import make_synthetic
-from robustode.defenses import create_defense
+from robustode.defenses import create_defense, defenses
 from robustode.defenses.natural import Natural
 from robustode.errors import ConfigError, SolverError
 from robustode.models import create
@@ -218,3 +219,20 @@ def test_a_solve_that_fails_in_the_held_out_evaluation_is_a_diverged_run_too(tmp
     assert "; in the held-out evaluation after data epoch 2" in result.stop.reason
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["epoch"] == 1
     assert "stopped: SolverError" in (tmp_path / "run" / "train.log").read_text()
+
+
+@pytest.mark.parametrize("form", defenses.in_order())
+def test_every_defense_with_aux_weight_adds_the_models_auxiliary_loss_in_its_step(form):
+    torch.manual_seed(0)
+    spec = re.sub(r"\b[KMN]\b", "1", form)  # pgd-K -> pgd-1, yopo-M-N -> yopo-1-1
+    model = create("tisode16_1(step_size=0.5)").train()
+    x, y = torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
+    defense = create_defense(spec, aux_weight=1.0)
+    defense.prepare(model, x)
+    defense.use_auxiliary(model)
+    calls = []
+    auxiliary = defense.auxiliary
+    defense.auxiliary = lambda: calls.append(1) or auxiliary()
+    defense.train_step(model, x, y, defense.optimizers(model, [{"params": list(model.parameters())}],
+                                                       lambda groups: torch.optim.SGD(groups, lr=0.0)), lambda: None)
+    assert len(calls) >= 1, f"{spec}(aux_weight=1) never called the model's auxiliary_loss in a train_step"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -15,18 +15,19 @@ from .common import BN_MODE, bn_mode, output, sign_ascent
 
 
 def mart_loss(logits: torch.Tensor, logits_adv: torch.Tensor, y: torch.Tensor, beta: float,
-              label_smoothing: float = 0.0) -> torch.Tensor:
+              cross_entropy: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy) -> torch.Tensor:
     """BCE(f(x'), y) + beta * mean_i KL(p(x_i) || p(x'_i)) * (1 - p_y(x_i)), as the reference's mart.py.
 
-    BCE is the boosted cross-entropy CE(f(x'), y) - log(1 - max_{k != y} p_k(x')).
+    BCE is the boosted cross-entropy CE(f(x'), y) - log(1 - max_{k != y} p_k(x')), its CE taken by
+    ``cross_entropy`` (a defense's ``self.cross_entropy``: label smoothing, the model's auxiliary loss).
     The constants 1.0001, 1e-12 and 1.0000001 are the reference's; nothing is
     detached, so gradients also flow through p(x) and the weight 1 - p_y(x).
     """
+    ce = cross_entropy(logits_adv, y)
     probs_adv = logits_adv.softmax(1)
     top2 = probs_adv.topk(2, dim=1).indices
     runner_up = torch.where(top2[:, 0] == y, top2[:, 1], top2[:, 0])  # the most likely wrong class
-    boosted = (F.cross_entropy(logits_adv, y, label_smoothing=label_smoothing)
-               + F.nll_loss(torch.log(1.0001 - probs_adv + 1e-12), runner_up))
+    boosted = ce + F.nll_loss(torch.log(1.0001 - probs_adv + 1e-12), runner_up)
     probs = logits.softmax(1)
     kl = F.kl_div(torch.log(probs_adv + 1e-12), probs, reduction="none").sum(1)
     p_true = probs.gather(1, y[:, None]).squeeze(1)
@@ -80,7 +81,7 @@ class MART(Defense):
         return output(loss, logits, y)
 
     def objective(self, model, x, x_adv, y):
-        """(MART's loss, logits of x_adv)."""
+        """(MART's loss, logits of x_adv); its cross-entropy term, of x_adv, is the latest forward's."""
         logits = model(x)
         logits_adv = model(x_adv)
-        return mart_loss(logits, logits_adv, y, self.beta, self.label_smoothing), logits_adv
+        return mart_loss(logits, logits_adv, y, self.beta, self.cross_entropy), logits_adv
