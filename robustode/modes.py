@@ -4,18 +4,24 @@ layer-one split's verification both use these."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 from torch import nn
 
 
 @contextmanager
 def bn_mode(model: nn.Module, mode: str) -> Iterator[None]:
-    """Run the block with the model in ``mode`` ("eval" or "train"); restore every module's own mode after."""
+    """Run the block with the model in ``mode``; restore every module's own mode after.
+
+    "eval", "train", or "train-frozen": train mode with batch norm's running statistics held
+    (``frozen_bn_stats``): it normalizes by the batch's statistics and the block leaves the running ones
+    as they were, as Wang et al. 2023's ``track_bn_stats(model, False)`` around their TRADES attack.
+    """
     saved = [(m, m.training) for m in model.modules()]
-    model.train(mode == "train")
+    model.train(mode != "eval")
     try:
-        yield
+        with frozen_bn_stats(model) if mode == "train-frozen" else nullcontext():
+            yield
     finally:
         for m, training in saved:
             m.training = training

@@ -37,7 +37,7 @@ def wang2023() -> Recipe:
     - defense: TRADES, beta 5 (README ``--beta 5.0``), PGD-10 inside with step 2/255 at eps 8/255
       (core/utils/parser.py ``--attack-step 2/255``, ``--attack-iter 10``, ``--attack-eps 8/255``), the
       attack in train mode without moving the batch-norm statistics (gowal21uncovering/utils/trades.py,
-      ``track_bn_stats(model, False)``).
+      ``track_bn_stats(model, False)`` around the attack's forwards) -> ``bn_mode=train-frozen``.
     - label smoothing 0.1 (parser.py ``--ls 0.1``).
     - weight average: decay 0.995 (train-wa.py ``--tau 0.995``), their way: the weights themselves for
       the first 2.5% of the steps, then min(tau, (1 + t) / (10 + t)); parameters averaged, batch-norm
@@ -55,7 +55,7 @@ def wang2023() -> Recipe:
     TRADES starts the attack uniformly in the eps-ball and takes the KL target from a forward before it.
     """
     return Recipe(
-        "wang2023", "dm_wrn28_10", f"trades-10(beta=5, step_size=2/255, eps={DEFAULT_EPS!r}, bn_mode=train)",
+        "wang2023", "dm_wrn28_10", f"trades-10(beta=5, step_size=2/255, eps={DEFAULT_EPS!r}, bn_mode=train-frozen)",
         modifiers={"label_smoothing": 0.1, "ema_decay": 0.995},
         train={"epochs": 400, "batch_size": 512, "lr": 0.2, "momentum": 0.9, "weight_decay": 5e-4,
                "nesterov": True, "schedule": "onecycle", "cyclic_peak": 0.025, "extra_fraction": 0.7,

@@ -143,7 +143,7 @@ def test_presets_and_costs():
         assert defense.preset.source and defense.hyperparameters()["eps"] == defense.eps
 
 
-@pytest.mark.parametrize("mode, tracked", [("eval", 1), ("train", 4)])
+@pytest.mark.parametrize("mode, tracked", [("eval", 1), ("train", 4), ("train-frozen", 1)])
 def test_pgd_attack_runs_in_the_chosen_bn_mode(mode, tracked):
     model, defense, optimizers = setup("pgd-3", bn_mode=mode)
     bn = model.body[0]

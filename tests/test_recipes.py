@@ -7,6 +7,8 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
+from defense_fixtures import TinyNet, blobs
 from training_utils import Interrupting, Plain, data, same_weights, tiny
 
 from robustode.api import fit
@@ -28,7 +30,7 @@ def test_wang2023_sets_the_papers_settings_and_given_ones_win_with_a_note():
     assert (config.schedule, config.cyclic_peak, config.extra_fraction, config.ema_style) == (
         "onecycle", 0.025, 0.7, "wang2023")
     built = recipe_defense("wang2023", defense)
-    assert (built.beta, built.step_size, built.eps, built.bn_mode) == (5, 2 / 255, 8 / 255, "train")
+    assert (built.beta, built.step_size, built.eps, built.bn_mode) == (5, 2 / 255, 8 / 255, "train-frozen")
     model, defense, config, notes = apply_recipe("wang2023", "resnet20", "trades-10(beta=6, label_smoothing=0.2)",
                                                  TrainConfig(lr=0.1, extra_fraction=0.5),
                                                  {"lr", "extra_fraction"}, extra_data="x")
@@ -37,6 +39,29 @@ def test_wang2023_sets_the_papers_settings_and_given_ones_win_with_a_note():
     assert set(notes) == {"model: resnet20 (given) over the recipe's dm_wrn28_10",
                           "beta: 6 (given) over the recipe's 5", "label_smoothing: 0.2 (given) over the recipe's 0.1",
                           "lr: 0.1 (given) over the recipe's 0.2", "extra_fraction: 0.5 (given) over the recipe's 0.7"}
+
+
+def test_wang2023s_attack_normalizes_by_batch_statistics_and_only_the_loss_moves_the_running_ones():
+    torch.manual_seed(0)
+    _, spec, _, _ = apply_recipe("wang2023", None, None, TrainConfig(), set(), extra_data="x")
+    defense = recipe_defense("wang2023", spec)
+    model = TinyNet().train()
+    bn = model.body[0]
+    seen = []  # per BN forward: (normalized by the batch's statistics, running mean after it)
+
+    def record(module, args, out):
+        batch = F.batch_norm(args[0], None, None, module.weight, module.bias, training=True, eps=module.eps)
+        seen.append((torch.allclose(out, batch, atol=1e-5), module.running_mean.clone()))
+
+    bn.register_forward_hook(record)
+    defense.train_step(model, *blobs(16), [torch.optim.SGD(model.parameters(), lr=0.0)], lambda: None)
+    loss_forwards = 2 + defense.kl_target_forward  # f(x), f(x') and the KL target's f(x), in train mode
+    attack, loss = seen[:-loss_forwards], seen[-loss_forwards:]
+    assert len(attack) == 1 + defense.steps  # the KL target's f(x), then one forward per step
+    assert all(batch for batch, _ in seen)  # train-mode batch norm throughout, the attack's forwards too
+    assert all(torch.equal(mean, torch.zeros(8)) for _, mean in attack)  # the attack leaves the statistics alone
+    assert all(not torch.equal(before, after) for (_, before), (_, after) in zip([attack[-1], *loss], loss))
+    assert int(bn.num_batches_tracked) == loss_forwards and model.training
 
 
 def test_another_method_drops_the_recipes_method_settings_and_keeps_its_modifiers():

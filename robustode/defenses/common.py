@@ -10,7 +10,7 @@ from ..modes import bn_mode, frozen_bn_stats  # noqa: F401  (the defenses' mode 
 from ..rules import Choice
 from .base import StepOutput
 
-BN_MODES = ("eval", "train")
+BN_MODES = ("eval", "train", "train-frozen")  # train-frozen: train mode, running statistics held (modes.bn_mode)
 BN_MODE = Choice(BN_MODES)  # the model's mode during a training-time attack
 
 
