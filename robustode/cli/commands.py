@@ -237,7 +237,8 @@ def show_summary(record, where: Path) -> None:
                         f"({record.dataset.kind})")
     for column in ("clean", *ev.robust, "train time", "epochs", "n", "device"):
         table.add_column(column)
-    table.add_row(f"{ev.clean_acc:.2%}", *(f"{acc:.2%}" for acc in ev.robust.values()), f"{tr.seconds:.1f} s",
+    trained = "unknown" if tr.seconds is None else f"{tr.seconds:.1f} s"  # None: a checkpoint robustode did not train
+    table.add_row(f"{ev.clean_acc:.2%}", *(f"{acc:.2%}" for acc in ev.robust.values()), trained,
                   str(tr.epochs), str(ev.n), record.provenance.device)
     console.print(table)
     if record.notes:

@@ -93,8 +93,9 @@ def checkpoint_record(model: dict, defense: dict, evaluation, dataset: DatasetIn
     """
     record = make_record(
         model=model, defense=defense, dataset=dataclasses.asdict(dataset),
-        training={"epochs": 0, "batch_size": 1, "seed": evaluation.seed, "seconds": 0.0, "images_per_second": 0.0,
-                  "passes_per_image": 0.0},
+        # What its training cost is unknown (None), so a cost plot leaves it out and says why.
+        training={"epochs": 0, "batch_size": None, "seed": evaluation.seed, "seconds": None,
+                  "images_per_second": None, "passes_per_image": None},
         evaluation=evaluation_section(evaluation), provenance=evaluation.provenance, label=label, notes=notes,
         command=command)
     return Evaluated(record, evaluation.per_point)

@@ -77,11 +77,12 @@ class OptimizerInfo:
 @dataclass
 class TrainingInfo:
     epochs: int = field(metadata=NONNEG)  # epochs completed (0 for an evaluated checkpoint)
-    batch_size: int = field(metadata=POSITIVE)
+    # The next four are None for a checkpoint robustode did not train (a RobustBench entry): unknown, not 0.
+    batch_size: int | None = field(metadata=POSITIVE)
     seed: int
-    seconds: float = field(metadata=NONNEG)  # training loop only, after synchronize
-    images_per_second: float = field(metadata=NONNEG)  # training images per second
-    passes_per_image: float = field(metadata=NONNEG)  # forward+backward passes per image per epoch
+    seconds: float | None = field(metadata=NONNEG)  # training loop only, after synchronize
+    images_per_second: float | None = field(metadata=NONNEG)  # training images per second
+    passes_per_image: float | None = field(metadata=NONNEG)  # forward+backward passes per image per epoch
     optimizer: OptimizerInfo | None = None  # None for a checkpoint robustode did not train
     stopped_early: str | None = None  # the reason, when training stopped before its last epoch
     stop_kind: str | None = field(default=None, metadata={"choices": STOP_KINDS})

@@ -12,7 +12,8 @@ def record_text(record) -> str:
     m, d, ds, tr, ev = record.model, record.defense, record.dataset, record.training, record.evaluation
     head = f"{m.name} / {d.spec} on {ds.name} ({ds.kind})" + (f" [{record.label}]" if record.label else "")
     rows = accuracy_rows(ev.clean_acc, ev.robust, ev.worst_case_acc, ev.intervals)
-    trained = (f"trained {tr.epochs} epoch(s), seed {tr.seed}, {duration(tr.seconds)} on "
+    trained = ("a checkpoint robustode did not train" if tr.seconds is None else
+               f"trained {tr.epochs} epoch(s), seed {tr.seed}, {duration(tr.seconds)} on "
                f"{record.provenance.device}" + (f"; stopped early: {tr.stopped_early}" if tr.stopped_early else ""))
     fired = ", ".join(ev.flags.fired) or "none"
     evaluated = f"evaluated on {ev.n} test points at {ev.norm} eps {eps_text(ev.eps)}; masking flags: {fired}"

@@ -10,7 +10,8 @@
 - ``passes``: forward+backward passes each training image received over the run.
 
 A record without the chosen cost (FLOPs are not counted in compiled runs, nor in
-records before schema 2) is left out of that plot, and the page says so.
+records before schema 2; a checkpoint robustode did not train has no training cost) is
+left out of that plot, and the page says so.
 """
 
 from __future__ import annotations
@@ -47,12 +48,19 @@ def training_flops(record: Record) -> float | None:
     return tr.flops_per_image * len(tr.curve) * record.dataset.n_train
 
 
+def gpu_seconds(record: Record) -> float | None:
+    tr = record.training
+    return None if tr.seconds is None else tr.seconds * tr.world_size
+
+
+NOT_TRAINED = "a checkpoint robustode did not train: its training cost is unknown"
 COSTS = {c.name: c for c in (
-    Cost("seconds", "training time", lambda r: r.training.seconds),
-    Cost("gpu-seconds", "GPU time (training time × processes)", lambda r: r.training.seconds * r.training.world_size),
+    Cost("seconds", "training time", lambda r: r.training.seconds, NOT_TRAINED),
+    Cost("gpu-seconds", "GPU time (training time × processes)", gpu_seconds, NOT_TRAINED),
     Cost("flops", "training FLOPs (counted)", training_flops,
-         "no counted FLOPs: a compiled run, or a record from before robustode counted them"),
-    Cost("passes", "forward+backward passes per training image", lambda r: r.training.passes_per_image),
+         "no counted FLOPs: a compiled run, a record from before robustode counted them, or a checkpoint "
+         "robustode did not train"),
+    Cost("passes", "forward+backward passes per training image", lambda r: r.training.passes_per_image, NOT_TRAINED),
 )}
 
 

@@ -116,7 +116,8 @@ class Row:
         fastest. Rows without it go last."""
         pgd = self.mean(lambda r: accuracy(r, CORRUPTIONS if r.evaluation.norm == CORRUPTIONS else "pgd-20"))
         clean = self.mean(lambda r: r.evaluation.clean_acc)
-        return pgd is None, -(pgd or 0.0), -clean, self.mean(lambda r: r.training.seconds)
+        seconds = self.mean(lambda r: r.training.seconds)  # None: not trained by robustode
+        return pgd is None, -(pgd or 0.0), -clean, seconds is None, seconds or 0.0
 
 
 def experiment_key(record: Record) -> str:
