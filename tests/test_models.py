@@ -101,6 +101,15 @@ def test_bad_names_options_and_inputs_raise_clear_errors():
         models.rk_resnet.rk2_resnet(110)
 
 
+def test_a_setting_given_twice_with_two_values_is_refused_as_for_a_defense():
+    with pytest.raises(ConfigError, match="already sets method=rk4; got method='euler' as well"):
+        create("ode_net16_1(method=rk4)", method="euler")
+    with pytest.raises(ConfigError, match="already sets num_classes=100; got num_classes=10 as well"):
+        create("resnet20(num_classes=100)", num_classes=10)
+    assert create("ode_net4_1(method=rk4)", method="rk4").blocks[0].solver.method == "rk4"  # the same value twice
+    assert create("resnet20(num_classes=100)")(torch.rand(1, 3, 32, 32)).shape == (1, 100)  # not the default 10
+
+
 def _reference_name(key):
     """Our key -> the TRADES / YOPO WideResNet key (written independently of the loader's rules)."""
     key = key.replace("stem.conv.", "conv1.").replace(".shortcut.", ".convShortcut.")

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..errors import ConfigError
-from ..registry import Registry, parse_spec
+from ..registry import Registry
 
 registry = Registry("model")
 
@@ -26,21 +24,18 @@ def register_model(name: str | None = None, *, pattern: str | None = None) -> Ca
     return registry.register(name, pattern=pattern)
 
 
-def create(name: str, num_classes: int = 10, **kwargs: Any) -> nn.Module:
-    """Build the registered model ``name`` (images in [0, 1], normalization inside).
+def create(name: str, num_classes: int | None = None, **kwargs: Any) -> nn.Module:
+    """Build the registered model ``name`` (images in [0, 1], normalization inside); 10 classes unless set.
 
     model = robustode.models.create("wrn34_10", num_classes=10)
     model = robustode.models.create("lm_resnet56", normalize=False)
     model = robustode.models.create("ode_net16_1(method=dopri5, rtol=1e-3)")   # settings in the name
+
+    The registry's spec rules (``Registry.create``): a keyword that disagrees with the name's setting
+    is a ConfigError, an unknown name an UnknownSpecError with the close names.
     """
-    base, settings = parse_spec(name, "model")  # "ode_net16_1(method=dopri5)": settings in the name
-    factory, parsed, args = registry.resolve(base)
-    options = {**parsed, **settings, "num_classes": num_classes, **kwargs}
-    try:
-        inspect.signature(factory).bind(*args, **options)
-    except TypeError as err:
-        raise ConfigError(f"model {name!r}: {err}") from None
-    model = factory(*args, **options)
+    given = kwargs if num_classes is None else {"num_classes": num_classes, **kwargs}
+    model = registry.create(name, defaults={"num_classes": 10}, **given)
     # Checkpoints store these, so the model can be rebuilt: create(name, num_classes=..., **kwargs).
     model.robustode_name, model.robustode_kwargs = name, dict(kwargs)
     return model
