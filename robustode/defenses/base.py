@@ -7,7 +7,7 @@ how the perturbation is made and which optimizer steps follow.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Callable, ClassVar
 
 import torch
@@ -17,7 +17,6 @@ from torch import nn
 from ..errors import ConfigError
 from ..rules import BELOW_ONE, COUNT0, NONNEG, TRAINING_BUDGET, check_fields, rule
 from ..threat import DEFAULT_EPS
-from .modifiers import MODIFIERS
 
 
 @dataclass(frozen=True)
@@ -204,3 +203,8 @@ class Defense:
 
     def load_state_dict(self, state: dict) -> None:
         pass
+
+
+# The modifiers: every field of Defense but the threat's budget eps (label smoothing, AWP, weight average, the
+# model's auxiliary loss); hyperparameters() lists them after a defense's own settings.
+MODIFIERS = tuple(f.name for f in fields(Defense) if f.name != "eps")
