@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import torch
 from torch import nn
@@ -55,8 +55,13 @@ class Solver:
 
     @property
     def steps(self) -> int | None:
-        """Steps of a fixed-grid solve (None for an adaptive one)."""
-        return None if self.adaptive else max(1, math.ceil(self.T / self.step_size - 1e-9))
+        """Steps of a fixed-grid solve over [0, T] (None for an adaptive one)."""
+        return None if self.adaptive else self.grid_steps(self.T)
+
+    def grid_steps(self, span: float) -> int:
+        """Equal fixed-grid steps over an interval of length ``span``: ceil(span / step_size), at least 1
+        (the 1e-9 keeps float error from adding a step: 1 / 0.1 is 10 steps)."""
+        return max(1, math.ceil(span / self.step_size - 1e-9))
 
     def describe(self) -> str:
         """One line: "rk4 h=0.25 T=1" or "dopri5 rtol=0.001 atol=0.001 T=1" (+ " adjoint")."""
@@ -64,7 +69,7 @@ class Solver:
         return f"{self.method} {own} T={self.T:g}" + (" adjoint" if self.adjoint else "")
 
     def settings(self) -> dict:
-        return {k: getattr(self, k) for k in ("method", "step_size", "rtol", "atol", "max_steps", "adjoint", "T")}
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def make_solver(settings: dict) -> Solver:
@@ -102,7 +107,7 @@ def integrate(field: nn.Module, x, solver: Solver, t0: float = 0.0, t1: float | 
     if solver.adaptive:
         options = {"max_num_steps": solver.max_steps}
     else:
-        steps = max(1, math.ceil(abs(t1 - t0) / solver.step_size - 1e-9))
+        steps = solver.grid_steps(abs(t1 - t0))
         options = {"grid_constructor": lambda f, y, tt: torch.linspace(tt[0], tt[-1], steps + 1, dtype=tt.dtype,
                                                                         device=tt.device)}
     kwargs = {"rtol": solver.rtol, "atol": solver.atol, "method": solver.method, "options": options}
@@ -132,8 +137,8 @@ def solvers(model: nn.Module) -> list[Solver]:
 
 def function_evaluations(model: nn.Module) -> dict[str, int]:
     """Evaluations of f counted so far, summed over the model's ODE blocks: forward and (adjoint) backward."""
-    fields = [m for m in model.modules() if isinstance(m, CountedField)]
-    return {"forward": sum(f.forward_evals for f in fields), "backward": sum(f.backward_evals for f in fields)}
+    counted = [m for m in model.modules() if isinstance(m, CountedField)]
+    return {"forward": sum(f.forward_evals for f in counted), "backward": sum(f.backward_evals for f in counted)}
 
 
 def reset_evaluations(model: nn.Module) -> None:
