@@ -63,7 +63,7 @@ def test_outside_the_cli_an_import_inside_a_function_is_an_optional_dependency_a
             if inside:
                 assert not module.startswith("robustode"), f"{path}:{line} imports {module} inside a function"
                 said = " ".join(lines[max(0, line - 4):line])
-                # An optional dependency, or (torchvision.datasets: 2 s to import) one deferred to the one path
+                # An optional dependency, or (torchvision.datasets, data/torchvision_sets.py) one deferred to the path
                 # that needs it; either way the comment says which.
                 assert "optional" in said or "deferred" in said, f"{path}:{line}: say why {module} is imported here"
 
