@@ -76,9 +76,20 @@ def test_streamed_batches_equal_the_on_device_ones_and_ranks_split_each_batch(tm
     for epoch in range(2):
         for (x, y), (sx, sy), (ax, ay), (bx, by) in zip(resident, streamed, *ranks):
             assert torch.equal(x, sx) and torch.equal(y, sy)
-            # rank 0: base 0..2, extra 0..6; rank 1: base 3..5, extra 7..13
-            assert torch.equal(torch.cat([ay[:3], by[:3], ay[3:], by[3:]]), y)
-            assert torch.equal(torch.cat([ax[:3], bx[:3], ax[3:], bx[3:]]), x)
+            # rank 0: base 0..2, extra 0, 2, .., 12; rank 1: base 3..5, extra 1, 3, .., 13
+            assert torch.equal(torch.cat([ay[:3], by[:3], torch.stack([ay[3:], by[3:]], 1).flatten()]), y)
+            assert torch.equal(torch.cat([ax[:3], bx[:3], torch.stack([ax[3:], bx[3:]], 1).flatten(0, 1)]), x)
+
+
+def test_ranks_get_every_class_of_an_extra_set_stored_in_class_order(tmp_path):
+    ds = data(n_train=64)
+    labels = np.arange(50) * 10 // 50  # 5 images of class 0, then 5 of class 1, ...
+    extra = open_extra(write_npz(tmp_path / "g.npz", n=50, label=labels), ds)
+    ranks = [MixedLoader(ds.train, extra, 0.7, 20, "cpu", rank=r, world_size=2, seed=3) for r in (0, 1)]
+    for batch in zip(*(loader.plan(0)[1] for loader in ranks)):
+        every = np.sort(np.concatenate(batch))
+        for shard in batch:  # each rank's classes span the batch's, within one image's class of each end
+            assert labels[shard].min() <= labels[every[1]] and labels[shard].max() >= labels[every[-2]]
 
 
 @pytest.mark.parametrize("budget", [0.0, None])  # streamed from host memory, and on the device

@@ -6,8 +6,8 @@ the base set's minibatch count, ceil(N_base / B), whatever the extra set's size,
 Each set is read as an endless stream: pass k over it is a permutation drawn from (seed, set, k), and
 epoch e starts where epoch e - 1 stopped, so the position of every draw follows from the epoch alone and
 a resumed run continues both streams bit-exactly. Crop and flip are done on the device, as in
-DeviceLoader. Under torchrun each rank takes its slice of both parts of every global minibatch and reads
-only those extra images.
+DeviceLoader. Under torchrun each rank takes its slice of every global minibatch's base part and every
+world_size-th of its (sorted) extra images, and reads only those.
 
 The extra images go to the device when they fit ``budget_bytes``; otherwise they stay in host memory or
 on disk (memory-mapped) and each batch's share is gathered on a background thread (``Prefetch``).
@@ -101,9 +101,11 @@ class MixedLoader:
         base = self._streams[0].take(first * self.n_base, self.batches * self.n_base)
         extra = self._streams[1].take(first * self.n_extra, self.batches * self.n_extra)
         b_lo, b_hi = shard_bounds(self.n_base, self.rank, self.world_size)
-        e_lo, e_hi = shard_bounds(self.n_extra, self.rank, self.world_size)
         bases = [base[i * self.n_base:][b_lo:b_hi] for i in range(self.batches)]
-        extras = [np.sort(extra[i * self.n_extra:(i + 1) * self.n_extra])[e_lo:e_hi] for i in range(self.batches)]
+        # Each minibatch's extra indices sorted (each file read front to back), every world_size-th to this rank:
+        # a set stored in class order still gives each rank every class, as a contiguous slice would not.
+        r, w = self.rank, self.world_size
+        extras = [np.sort(extra[i * self.n_extra:(i + 1) * self.n_extra])[r::w] for i in range(self.batches)]
         return bases, extras
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -124,8 +126,8 @@ class MixedLoader:
     def _positions(self) -> torch.Tensor:
         """Where this rank's examples sit in the epoch's draws of augmentation, batch by batch."""
         b_lo, b_hi = shard_bounds(self.n_base, self.rank, self.world_size)
-        e_lo, e_hi = shard_bounds(self.n_extra, self.rank, self.world_size)
-        one = torch.cat([torch.arange(b_lo, b_hi), self.n_base + torch.arange(e_lo, e_hi)])
+        extra = torch.arange(self.rank, self.n_extra, self.world_size)  # plan's every world_size-th extra image
+        one = torch.cat([torch.arange(b_lo, b_hi), self.n_base + extra])
         return (torch.arange(self.batches)[:, None] * self.batch_size + one).reshape(-1)
 
     def _extra_batches(self, extras: list[np.ndarray]):
