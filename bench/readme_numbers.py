@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from robustode.text import interval_text
+
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 ROBUSTODE = [sys.executable, "-m", "robustode"]
@@ -41,7 +43,7 @@ def demo_rows(readme: str) -> dict[str, tuple[str, str]]:
 
 
 def cell(acc: float, interval) -> str:
-    return f"{acc:.1%} [{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]"
+    return f"{acc:.1%} {interval_text(*interval, sign='')}"
 
 
 def check_demo(readme: str) -> list[str]:

@@ -31,6 +31,7 @@ from .lipschitz import profile
 from .models.solver import function_evaluations, reset_evaluations, solver_override, solvers, swapped
 from .progress import Progress
 from .records.parts import LipschitzRow, ProbeInfo, ProbeRow
+from .text import interval_text
 from .threat import DEFAULT_EPS, ThreatModel
 
 LIPSCHITZ_POINTS = 16  # the first points of the test set
@@ -197,4 +198,4 @@ def probe_table(result: ProbeResult) -> str:
 
 
 def _pct(value: float, interval) -> str:
-    return f"{value:.1%} [{interval[0]:.1%}, {interval[1]:.1%}]"
+    return f"{value:.1%} {interval_text(*interval)}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 
@@ -9,8 +10,10 @@ def pct(fraction: float | None) -> str:
     return "-" if fraction is None else f"{fraction:.2%}"
 
 
-def interval_text(bounds: Sequence[float] | None) -> str:
-    return "" if not bounds else f"[{bounds[0]:.1%}, {bounds[1]:.1%}]"
+def interval_text(low: float, high: float, sign: str = "%") -> str:
+    """An interval of fractions in % to one decimal, rounded outwards: the interval shown always contains the
+    interval computed (0 of 10,000 reads [0.0%, 0.1%], not [0.0%, 0.0%]). ``sign``: after each bound."""
+    return f"[{math.floor(1000 * low + 1e-9) / 10:.1f}{sign}, {math.ceil(1000 * high - 1e-9) / 10:.1f}{sign}]"
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -28,5 +31,5 @@ def accuracy_rows(clean: float, robust: dict[str, float], worst: float | None, i
     """One row per metric: name, accuracy, 95% interval."""
     named = [("clean", clean), *robust.items(), ("worst case", worst)]
     keys = ["clean", *robust, "worst_case"]
-    return [[name, pct(value), interval_text(intervals.get(key))] for (name, value), key in zip(named, keys)
-            if value is not None]
+    return [[name, pct(value), interval_text(*intervals[key]) if intervals.get(key) else ""]
+            for (name, value), key in zip(named, keys) if value is not None]

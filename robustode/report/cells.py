@@ -8,12 +8,12 @@ tooltip in HTML).
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..records import Record
+from ..text import interval_text
 from .rows import Row, accuracy, interval
 
 NONSTANDARD_AA = "†"  # marks an AutoAttack figure that is not the standard version
@@ -42,12 +42,6 @@ def pct(acc: float | None) -> str:
     return MISSING if acc is None else f"{100 * acc:.2f}"
 
 
-def interval_text(low: float, high: float) -> str:
-    """In % to one decimal, rounded outwards: the interval shown always contains the interval computed
-    (0 of 10,000 reads [0.0, 0.1], not [0.0, 0.0])."""
-    return f"[{math.floor(1000 * low + 1e-9) / 10:.1f}, {math.ceil(1000 * high - 1e-9) / 10:.1f}]"
-
-
 def accuracy_cell(row: Row, metric: str, mark: str = "") -> Cell:
     """Mean ± std over seeds, or one run's value and its 95% interval."""
     measured = row.measured(lambda r: accuracy(r, metric))
@@ -57,10 +51,10 @@ def accuracy_cell(row: Row, metric: str, mark: str = "") -> Cell:
     mean = statistics.fmean(values)
     if len(measured) == 1:
         text = pct(mean) + mark
-        detail = interval_text(*interval(measured[0][0], metric))
+        detail = interval_text(*interval(measured[0][0], metric), sign="")
         tip = "" if len(row.runs) == 1 else f"seed {measured[0][0].training.seed} only"
         return Cell(text, mean, detail, tip)
-    tip = "; ".join(f"seed {r.training.seed}: {pct(v)} {interval_text(*interval(r, metric))}"
+    tip = "; ".join(f"seed {r.training.seed}: {pct(v)} {interval_text(*interval(r, metric), sign='')}"
                     for r, v in measured)
     return Cell(f"{pct(mean)} ± {100 * statistics.stdev(values):.2f}{mark}", mean, tip=tip)
 
