@@ -159,7 +159,7 @@ class Defense:
         auxiliary = getattr(model, "auxiliary_loss", None)
         if not callable(auxiliary):
             raise ConfigError(f"aux_weight={self.aux_weight:g} adds the model's auxiliary loss, but "
-                              f"{type(model).__name__} has no auxiliary_loss() (tisode16_1 and sodef_net16 have one)")
+                              f"{type(model).__name__} has no auxiliary_loss(); use a model with auxiliary_loss()")
         self.auxiliary = auxiliary
 
     def awp_now(self) -> float:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -66,7 +67,6 @@ class MART(Defense):
         source="Wang et al. 2020, github.com/YisenWang/MART train_resnet.py (ResNet-18, epochs 120, "
         "lr x0.1 when epoch >= 75, x0.01 >= 90, x0.001 >= 100) and mart.py",
     )
-
 
     @property
     def passes_per_batch(self) -> float:

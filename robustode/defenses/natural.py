@@ -34,7 +34,6 @@ class Natural(Defense):
 
     preset: ClassVar[Preset] = yopo_baseline("natural")
 
-
     def train_step(self, model, x, y, optimizers, on_step) -> StepOutput:
         logits = model(x)
         loss = self.cross_entropy(logits, y)

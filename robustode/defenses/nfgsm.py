@@ -45,7 +45,8 @@ class NFGSM(Defense):
 
     def __post_init__(self):
         super().__post_init__()
-        self.alpha = self.eps if self.alpha is None else self.alpha
+        if self.alpha is None:
+            self.alpha = self.eps
 
     @property
     def passes_per_batch(self) -> float:

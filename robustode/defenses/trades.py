@@ -73,7 +73,6 @@ class TRADES(Defense):
         "lr x0.1 when epoch >= 75) and trades.py",
     )
 
-
     @property
     def passes_per_batch(self) -> float:
         return self.steps + self.awp_passes(2.0 + self.kl_target_forward)

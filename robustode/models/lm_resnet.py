@@ -50,7 +50,7 @@ class LMStage(nn.Module):
                 self.k_index.append(count)
                 count += 1
         self.k = nn.Parameter(torch.empty(count).uniform_(*K_INIT))
-        self.scheme = "learned k"
+        self.scheme = self.schemes[0]
 
     schemes = ("learned k", "euler")  # test-time choices (robustode probe); euler: k = 0, x[n+1] = x[n] + f(x[n])
 
@@ -58,7 +58,7 @@ class LMStage(nn.Module):
         return self.k.clamp(-K_MAX, K_MAX)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        k = self.clamped_k() if self.scheme == "learned k" else torch.zeros_like(self.k)  # "euler": k = 0
+        k = self.clamped_k() if self.scheme == self.schemes[0] else torch.zeros_like(self.k)  # "euler": k = 0
         prev = None
         for i, block in enumerate(self.blocks):
             skip, f = self._branches(i, block, x)
