@@ -16,14 +16,19 @@ from robustode.report.cost import COSTS
 from robustode.report.plots import robust_vs_cost
 
 
+def entry_record(ev, data):
+    """The record of an evaluated checkpoint, as robustode eval --robustbench makes it."""
+    model = {"name": "resnet20", "params": 272_474}
+    defense = {"spec": "robustbench:Some2024Entry", "name": "robustbench", "single_step": False}
+    return checkpoint_record(model, defense, ev, DatasetInfo(**data.describe())).record
+
+
 @pytest.fixture(scope="module")
 def evaluated_checkpoint():
     data = make_synthetic(8, 4, seed=0)
     ev = evaluate(create("resnet20"), data, attacks=["pgd-20"], n=4, batch_size=4, quiet=True,
                   masking_checks=False, escalate=False)
-    model = {"name": "resnet20", "params": 272_474}
-    defense = {"spec": "robustbench:Some2024Entry", "name": "robustbench", "single_step": False}
-    return checkpoint_record(model, defense, ev, DatasetInfo(**data.describe())).record
+    return entry_record(ev, data)
 
 
 @pytest.mark.usefixtures("one_thread")
@@ -52,3 +57,13 @@ def test_the_cost_plot_leaves_an_evaluated_checkpoint_out_and_says_why(evaluated
     page = render(records, "html", cost=cost)
     assert f"Left out of the {COSTS[cost].axis} plot: robustbench" in page
     assert "a checkpoint robustode did not train: its training cost is unknown" in page
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_an_l2_evaluations_record_says_l2():
+    data = make_synthetic(8, 4, seed=0)
+    ev = evaluate(create("resnet20"), data, attacks=["pgd-1"], n=4, batch_size=4, quiet=True, masking_checks=False,
+                  escalate=False, threat="l2", eps=0.5)
+    assert (ev.norm, ev.eps) == ("l2", 0.5)
+    record = entry_record(ev, data)
+    assert (record.evaluation.norm, record.evaluation.eps) == ("l2", 0.5)

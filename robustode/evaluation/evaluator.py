@@ -63,7 +63,7 @@ def evaluate(model, data, attacks: Sequence[Attack], threat: ThreatModel, *, n=N
     with preserved_mode(model), preserved_rng(seed), torch.autocast(device.type, enabled=False):
         model.eval()
         model.to(device)
-        run_state, result = _attack(model, x_all, y_all, num_classes, list(attacks), threat.eps, batch_size, device,
+        run_state, result = _attack(model, x_all, y_all, num_classes, list(attacks), threat, batch_size, device,
                                     seed, masking_checks, state, console)
         why = escalation.reasons(result, model) if escalate else []
         if why:
@@ -79,7 +79,7 @@ def evaluate(model, data, attacks: Sequence[Attack], threat: ThreatModel, *, n=N
     return result
 
 
-def _attack(model, x_all, y_all, num_classes, attacks, eps, batch_size, device, seed, masking_checks, state,
+def _attack(model, x_all, y_all, num_classes, attacks, threat, batch_size, device, seed, masking_checks, state,
             console) -> tuple[EvalState, EvalResult]:
     """Clean pass, every attack (EOT for a randomized model), the masking checks: the result before escalation."""
     x0, y0 = load_batch(x_all, y_all, 0, batch_size, device)
@@ -90,7 +90,7 @@ def _attack(model, x_all, y_all, num_classes, attacks, eps, batch_size, device, 
         console.print(f"randomized model: two eval-mode forwards differ; attacking with EOT over {draws} draws, "
                       "a point robust only if correct on every draw", highlight=False, markup=False)
         attacks = [attack.with_eot(draws) for attack in attacks]
-    key = {"n": len(y_all), "eps": eps, "seed": seed, "batch_size": batch_size, "draws": draws,
+    key = {"n": len(y_all), "eps": threat.eps, "seed": seed, "batch_size": batch_size, "draws": draws,
            "attacks": {a.name: a.settings for a in attacks}}
     run_state = EvalState(state, key, -(-len(y_all) // batch_size))
     if run_state.resumed:
@@ -102,14 +102,14 @@ def _attack(model, x_all, y_all, num_classes, attacks, eps, batch_size, device, 
         x, y = load_batch(x_all, y_all, 0, masking.SUBSET, device)
         with Progress(masking.CHECKS, f"gradient-masking checks on {len(y)} points", console=console,
                       unit="checks") as progress:
-            checks = masking.subset_checks(model, x, y, eps=eps, seed=seed, status=progress.update)
+            checks = masking.subset_checks(model, x, y, eps=threat.eps, seed=seed, status=progress.update)
     flags = masking.flags(checks, found, attacks)
     if flags["batch_dependent"]:  # its batches were fixed by the test order all along: say so
         flags["composition"] = composition(batch_size)
-    return run_state, _result(model, found, attacks, batch_size, eps, device, seed, flags, randomized)
+    return run_state, _result(model, found, attacks, batch_size, threat, device, seed, flags, randomized)
 
 
-def _result(model, found, attacks, batch_size, eps, device, seed, flags, randomized) -> EvalResult:
+def _result(model, found, attacks, batch_size, threat, device, seed, flags, randomized) -> EvalResult:
     n = len(found.clean)
     worst = found.clean.clone()
     for attack in attacks:
@@ -118,7 +118,7 @@ def _result(model, found, attacks, batch_size, eps, device, seed, flags, randomi
     tf32 = device.type == "cuda" and (torch.backends.cudnn.allow_tf32 or torch.backends.cuda.matmul.allow_tf32)
     result = EvalResult(
         clean_acc=fraction(found.clean), robust={a.name: fraction(found.robust[a.name]) for a in attacks},
-        worst_case=fraction(worst), n=n, batch_size=batch_size, eps=eps,
+        worst_case=fraction(worst), n=n, batch_size=batch_size, eps=threat.eps, norm=threat.norm,
         attack_settings={a.name: dict(a.settings) for a in attacks}, seconds=0.0, device=device_name(device),
         tf32=tf32, seed=seed, flags=flags, provenance=provenance(device, "float32"),
         per_point={**per_point, "worst_case": worst}, randomized=randomized, attack_seconds=dict(found.seconds),

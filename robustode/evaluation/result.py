@@ -23,6 +23,7 @@ class EvalResult:
     n: int
     batch_size: int
     eps: float
+    norm: str  # the threat model's: "linf" or "l2"
     attack_settings: dict[str, dict]
     seconds: float  # wall-clock of the whole evaluation, masking checks and escalation included
     device: str

@@ -107,9 +107,8 @@ def evaluation_section(ev) -> dict:
     robust = dict(ev.robust)
     # AutoAttack under any spec ("autoattack", "autoattack-dev", with settings): its own flag says standard.
     aa = next((k for k in robust if ev.attack_settings.get(k, {}).get("attack") == "autoattack"), None)
-    # A CorruptionResult says its threat model (norm "corruptions", no eps); an EvalResult is L-inf.
-    norm, eps = getattr(ev, "norm", "linf"), ev.eps if ev.eps is not None else 0.0
-    section = {"n": ev.n, "norm": norm, "eps": eps, "clean_acc": ev.clean_acc,
+    eps = ev.eps if ev.eps is not None else 0.0  # a CorruptionResult's threat model has none
+    section = {"n": ev.n, "norm": ev.norm, "eps": eps, "clean_acc": ev.clean_acc,
                "pgd20_acc": robust.get("pgd-20"), "autoattack_acc": robust.get(aa) if aa else None,
                "autoattack_standard": bool(aa and ev.attack_settings[aa].get("standard")), "robust": robust,
                "attack_settings": ev.attack_settings, "seconds": ev.seconds, "flags": ev.flags,
