@@ -117,35 +117,26 @@ def check_model(model: nn.Module, data=None, num_classes: int | None = None,
     return ModelReport(who, shape, tuple(sorted(rows, key=lambda r: ORDER.index(r.name))))
 
 
-def check_for_training(model: nn.Module, data) -> torch.Tensor:
-    """Stop a run before its first step when ``model`` cannot train on ``data``; returns the batch it ran.
+def check_for_training(model: nn.Module, data) -> tuple[torch.Tensor, str | None]:
+    """Stop a run before its first step when ``model`` cannot train on ``data``; returns the batch it ran and
+    check_model's warning for a model that barely sees [0, 1] pixels (one expecting [0, 255]), or None.
 
     The checks of check_model that can fail, on the first two training images: the
     model runs, returns finite (N, data.num_classes) logits and has trainable
     parameters. Raises ConfigError with the failed check's detail, in one line.
+    The model's mode and the RNG are left as they were.
     """
     if not isinstance(model, nn.Module):
-        raise ConfigError(f"model must be an nn.Module or a registered model name, got {type(model).__name__}")
-    example = _training_example(model, data)
-    rows, _ = _essentials(model, example, data.num_classes, None)
+        raise ConfigError(f"model must be an nn.Module, got {type(model).__name__}")
+    example = data.train.images[:2].to(_device(model)).float().div(255)
+    rows, out = _essentials(model, example, data.num_classes, None)
     failed = next((r for r in rows if r.status == "fail"), None)
     if failed is not None:
         raise ConfigError(f"{type(model).__name__} {failed.detail} (`robustode check-model` or "
                           "robustode.check_model shows every check)")
-    return example
-
-
-def pixel_range_warning(model: nn.Module, data) -> str | None:
-    """check_model's warning for a model that barely sees [0, 1] pixels (one expecting [0, 255]), on the first
-    two training images of ``data``; None when it sees them. The model's mode and the RNG are left as they were."""
-    x = _training_example(model, data)
-    with torch.no_grad(), bn_mode(model, "eval"), forked_rng(x.device):
-        row = _pixel_range(model, x, model(x))
-    return f"{type(model).__name__}: {row.detail}" if row.status == "warn" else None
-
-
-def _training_example(model: nn.Module, data) -> torch.Tensor:
-    return data.train.images[:2].to(_device(model)).float().div(255)
+    with torch.no_grad(), bn_mode(model, "eval"), forked_rng(example.device):
+        pixels = _pixel_range(model, example, out)  # the same forward's output, and its probes
+    return example, (f"{type(model).__name__}: {pixels.detail}" if pixels.status == "warn" else None)
 
 
 def _guarded(name: str, check: Callable[..., Check], *args) -> Check:

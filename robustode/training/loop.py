@@ -12,7 +12,7 @@ from torch import nn
 
 from .. import dist
 from ..attacks import Attack
-from ..checks import check_for_training, pixel_range_warning
+from ..checks import check_for_training
 from ..data.extra import ExtraSet
 from ..data.types import DataSet
 from ..defenses.base import Defense
@@ -64,14 +64,14 @@ def fit(model: nn.Module, defense: Defense, data: DataSet, config: TrainConfig |
     settings = config.resolve(defense, world_size=ctx.world_size)
     data, held_out = hold_out(data, settings.holdout)
     settings, lowered = fitted_to_data(settings, config, len(data.train), len(held_out))
-    model, note = _prepared(model, defense, data, settings)  # a bad model fails here, before any write
+    model, note, pixels = _prepared(model, defense, data, settings)  # a bad model fails here, before any write
     with run_lock(run_dir), _determinism(settings.deterministic):
         if run_dir is not None:
             check_run_dir(run_dir, resume)  # again, now that this process owns the directory
         run = RunInfo.describe(settings, config, model, defense, data, extra)
         if saved is not None:
             _check_same_run(RunInfo.from_dict(saved["config"], str(run_dir)), run, run_dir, _assumed(defense))
-        log = _open_log(run_dir, quiet, ctx.main, settings, run, [*lowered, pixel_range_warning(model, data)])
+        log = _open_log(run_dir, quiet, ctx.main, settings, run, [*lowered, pixels])
         loader = train_loader(data.train, extra, settings, torch.device(settings.device), ctx.rank, ctx.world_size)
         trainer = Trainer(model, defense, data, run, log, loader, run_dir, held_out, eval_attack)
         _start(trainer, saved, config, log, note)
@@ -170,16 +170,17 @@ def hold_out(data: DataSet, holdout: int) -> tuple[DataSet, object]:
     return dataclasses.replace(data, train=kept), held
 
 
-def _prepared(model, defense, data: DataSet, settings) -> tuple[nn.Module, str | None]:
+def _prepared(model, defense, data: DataSet, settings) -> tuple[nn.Module, str | None, str | None]:
     """The model on its device and checked; the defense prepared for it (YOPO finds and verifies its layer
-    one). Returns the model and what the defense says about it."""
-    if isinstance(model, nn.Module):
-        model = model.to(settings.device)  # checked where it will train (a CUDA-only model fails on the CPU)
-    example = check_for_training(model, data)
+    one). Returns the model, what the defense says about it and check_model's pixel-range warning, if any."""
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"model must be an nn.Module, got {type(model).__name__}")
+    model = model.to(settings.device)  # checked where it will train (a CUDA-only model fails on the CPU)
+    example, pixels = check_for_training(model, data)
     if callable(getattr(defense, "use_auxiliary", None)):
         defense.use_auxiliary(model)
     prepare = getattr(defense, "prepare", None)  # a duck-typed defense may have only train_step
-    return model, (prepare(model, example) if prepare is not None else None)
+    return model, (prepare(model, example) if prepare is not None else None), pixels
 
 
 def _open_run(out_dir, resume: bool, config: TrainConfig, ctx) -> tuple:
