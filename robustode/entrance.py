@@ -5,6 +5,7 @@ takes objects.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import torch
@@ -102,9 +103,8 @@ def load_data(data: str | DataSet, data_dir=None, train_subset=None, test_subset
         return load_dataset(data, data_dir=data_dir, train_subset=train_subset, test_subset=test_subset)
     if train_subset is None and test_subset is None:
         return data
-    return DataSet(data.name, data.train.subset(train_subset, f"{data.name} training set"),
-                   data.test.subset(test_subset, f"{data.name} test set"), data.classes, data.kind,
-                   data.source, data.meta)
+    return dataclasses.replace(data, train=data.train.subset(train_subset, f"{data.name} training set"),
+                               test=data.test.subset(test_subset, f"{data.name} test set"))
 
 
 def check_n(n: int | None, dataset: DataSet) -> None:

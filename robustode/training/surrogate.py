@@ -6,6 +6,8 @@ The evaluation package stands below training, so it cannot train one itself: the
 
 from __future__ import annotations
 
+import dataclasses
+
 from torch import nn
 
 from ..defenses import create_defense
@@ -29,8 +31,7 @@ def train_surrogate(model, data, device) -> tuple[nn.Module | None, str]:
         return None, "no surrogate architecture for this model and input shape: pass surrogate= to evaluate"
     kwargs = getattr(model, "robustode_kwargs", {}) if name else {}
     surrogate = create(name or SURROGATE, num_classes=data.num_classes, **kwargs)
-    subset = type(data)(data.name, train.subset(min(SURROGATE_IMAGES, len(train))), data.test, data.classes,
-                        data.kind, data.source, data.meta)
+    subset = dataclasses.replace(data, train=train.subset(min(SURROGATE_IMAGES, len(train))))
     config = TrainConfig(epochs=SURROGATE_EPOCHS, schedule="cosine", lr=0.1,
                          batch_size=min(128, len(subset.train)),
                          max_seconds=SURROGATE_SECONDS, device=str(device))
