@@ -30,6 +30,17 @@ def parse_fraction(value: str | float | int, name: str = "value") -> float:
         raise ConfigError(f"{name} must be a number or a fraction like 8/255, got {value!r}") from None
 
 
+def fraction_text(value: float) -> str:
+    """A number as robustode writes it back: "8/255" for a multiple of 1/255 (a budget's usual spelling), "3"
+    for a whole number, else the shortest decimal that reads back exactly. ``parse_fraction`` reads each."""
+    value = float(value)
+    if value.is_integer():
+        return str(int(value))
+    if abs(value * 255 - round(value * 255)) < 1e-9:
+        return f"{round(value * 255)}/255"
+    return repr(value)
+
+
 @dataclass(frozen=True)
 class Number:
     """A number in a range; ``integer`` ones accept digit strings; ``optional`` ones accept None."""

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import ConfigError
-from .rules import parse_fraction
+from .rules import fraction_text, parse_fraction
 
 _SPEC = re.compile(r"\s*(?P<name>[^()\s]+)\s*(?:\((?P<args>[^()]*)\))?\s*\Z")
 _KEY = re.compile(r"[A-Za-z_]\w*\Z")
@@ -87,13 +87,7 @@ def _spec_text(name: str, settings: dict) -> str:
 def _value_text(value: Any) -> str:
     if value is None or isinstance(value, bool):
         return str(value).lower()
-    if isinstance(value, float):
-        if value.is_integer():
-            return str(int(value))
-        if abs(value * 255 - round(value * 255)) < 1e-9:
-            return f"{round(value * 255)}/255"
-        return repr(value)
-    return str(value)
+    return fraction_text(value) if isinstance(value, float) else str(value)
 
 
 def _declared_defaults(factory: Callable[..., Any]) -> dict[str, Any]:

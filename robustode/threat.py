@@ -12,10 +12,9 @@ clean and after the attack.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from fractions import Fraction
 
 from .errors import ConfigError
-from .rules import BUDGET, Choice, check_fields, rule
+from .rules import BUDGET, Choice, check_fields, fraction_text, rule
 
 DEFAULT_EPS = 8 / 255  # the field's standard CIFAR L-inf budget
 NORMS = ("linf", "l2")  # the attacks' norms
@@ -62,11 +61,8 @@ def describe(norm: str, eps: float | None) -> str:
 
 
 def eps_text(eps: float) -> str:
-    """8/255 for the usual budgets, else the decimal."""
-    frac = Fraction(eps).limit_denominator(255)
-    if frac.denominator == 255 and abs(float(frac) - eps) < 1e-9:
-        return f"{frac.numerator}/255"
-    return f"{eps:g}"
+    """3/255 or 8/255 for the usual budgets, else the number (0.5), as a spec spells it."""
+    return fraction_text(eps)
 
 
 def corruption_cell(corruption: str, severity: int) -> str:

@@ -3,10 +3,14 @@ places cannot disagree."""
 
 from __future__ import annotations
 
+import pytest
+
 from robustode.probing import probe_table
 from robustode.records import ProbeInfo, ProbeRow
+from robustode.specs import normalized_spec
 from robustode.stats import wilson
 from robustode.text import accuracy_rows
+from robustode.threat import eps_text
 
 
 def test_intervals_print_rounded_outwards_in_text_and_in_the_probe_table():
@@ -17,3 +21,10 @@ def test_intervals_print_rounded_outwards_in_text_and_in_the_probe_table():
                                                        clean_interval=[0.46061, 0.48018],
                                                        pgd20_interval=list(none_of_many))])
     assert "| 47.0% [46.0%, 48.1%] | 0.0% [0.0%, 0.1%] |" in probe_table(probe)
+
+
+@pytest.mark.parametrize(("eps", "text"), [(3 / 255, "3/255"), (8 / 255, "8/255"), (0.5, "0.5")])
+def test_a_budget_reads_the_same_in_a_threat_model_and_in_a_spec(eps, text):
+    # 3/255 is 1/85: a fraction limited to denominator 255 printed it as 0.0117647.
+    assert eps_text(eps) == text
+    assert normalized_spec(f"pgd-20(eps={eps!r})") == f"pgd-20(eps={text})"
