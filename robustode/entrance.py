@@ -49,7 +49,8 @@ def build_model(model: nn.Module | str, num_classes: int, seed: int, output=None
     follow the run's seed; ``create`` tags it, so checkpoints can rebuild it)."""
     if not isinstance(model, str):
         return select_output(model, output)
-    check_model_name(model, output)
+    if output is not None:  # refused for a registered model (the entrances checked the name before the data)
+        check_model_name(model, output)
     torch.manual_seed(seed)
     return create_model(model, num_classes=num_classes)
 
