@@ -11,31 +11,16 @@ TOLERANCE (see spectral_norm), at most MAX_ITERATIONS times.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
 from .models.blocks import PreActBlock
 from .models.solver import integrate, ode_blocks
+from .records.parts import LipschitzRow
 
 TOLERANCE = 0.01  # every point's top Ritz pair of J^T J: residual <= TOLERANCE x its value
 MAX_ITERATIONS = 30  # a cap on the cost: each iteration ~1.5 forward-backwards in FLOPs (bench/lipschitz_cost.py)
 DEPTH_POINTS = 4  # times t = k T / DEPTH_POINTS, k = 0 .. DEPTH_POINTS - 1, along an ODE block
-
-
-@dataclass
-class Estimate:
-    block: str  # the module's name in the model
-    t: float | None  # time along an ODE block (None: a discrete residual step)
-    depth: int  # position along the model's depth (residual steps and ODE times in order)
-    mean: float  # over the points
-    max: float
-    iterations: int  # Lanczos iterations until every point's residual was <= TOLERANCE (or MAX_ITERATIONS)
-    converged: bool = True  # False: MAX_ITERATIONS ran out first (the estimate is still a lower bound)
-
-    def to_dict(self) -> dict:
-        return dict(vars(self))
 
 
 def spectral_norm(f, x: torch.Tensor) -> tuple[torch.Tensor, int, bool]:
@@ -109,28 +94,33 @@ def block_inputs(model: nn.Module, x: torch.Tensor, blocks: dict[str, nn.Module]
     return seen
 
 
-def profile(model: nn.Module, x: torch.Tensor) -> list[Estimate]:
-    """Lipschitz estimates of every residual step and every ODE block (at DEPTH_POINTS times), in depth order."""
+def profile(model: nn.Module, x: torch.Tensor) -> list[LipschitzRow]:
+    """Lipschitz estimates of every residual step and every ODE block (at DEPTH_POINTS times), in depth order:
+    the rows robustode probe shows and a record keeps (block, t, depth, mean and max over the points, Lanczos
+    iterations, whether every point converged)."""
     steps = {n: m for n, m in model.named_modules() if isinstance(m, PreActBlock) and not m.downsamples}
-    odes = {n: m for n, m in model.named_modules() if m in ode_blocks(model)}
+    blocks = set(ode_blocks(model))
+    odes = {n: m for n, m in model.named_modules() if m in blocks}
     inputs = block_inputs(model, x, {**steps, **odes})
-    rows: list[Estimate] = []
+    rows: list[LipschitzRow] = []
     for name, block in {**steps, **odes}.items():
         if name not in inputs:
             continue
         if name in steps:
             rows.append(_estimate(block.residual, inputs[name], name, None, len(rows)))
             continue
-        solver, field = block.solver, block.field.field
+        solver, field, state, t = block.solver, block.field.field, inputs[name], 0.0
         for k in range(DEPTH_POINTS):
-            t = solver.T * k / DEPTH_POINTS
-            with torch.no_grad():
-                state = inputs[name] if k == 0 else integrate(block.field, inputs[name], solver, 0.0, t)
+            if k:  # on from the last time point, not again from 0
+                with torch.no_grad():
+                    state = integrate(block.field, state, solver, t, solver.T * k / DEPTH_POINTS)
+                t = solver.T * k / DEPTH_POINTS
             at = torch.tensor(t, dtype=state.dtype, device=state.device)
             rows.append(_estimate(lambda u, at=at, f=field: f(at, u), state, name, t, len(rows)))
     return rows
 
 
-def _estimate(f, x, name, t, depth) -> Estimate:
+def _estimate(f, x, name, t, depth) -> LipschitzRow:
     sigma, iterations, converged = spectral_norm(f, x)
-    return Estimate(name, t, depth, sigma.mean().item(), sigma.max().item(), iterations, converged)
+    return LipschitzRow(block=name, t=t, depth=depth, mean=sigma.mean().item(), max=sigma.max().item(),
+                        iterations=iterations, converged=converged)

@@ -25,12 +25,14 @@ import torch
 from torch import nn
 
 from .attacks import build
+from .attacks.guards import preserved_mode
 from .errors import ConfigError
 from .evaluation import evaluate
+from .evaluation.attack_loop import load_batch
 from .lipschitz import profile
 from .models.solver import function_evaluations, reset_evaluations, solver_override, solvers, swapped
 from .progress import Progress
-from .records.parts import LipschitzRow, ProbeInfo, ProbeRow
+from .records.parts import ProbeInfo, ProbeRow
 from .text import interval_text
 from .threat import DEFAULT_EPS, ThreatModel
 
@@ -80,25 +82,26 @@ def probe(model: nn.Module, data, *, n: int = 100, eps: float = DEFAULT_EPS, set
     """Sweep ``settings`` (default: ``default_settings(model)``) and estimate the blocks' Lipschitz profile."""
     settings = default_settings(model) if settings is None else [{}, *settings]
     check_settings(model, settings)
-    model.eval()
-    attack = build("pgd-20", eps=eps)
-    result = ProbeInfo(n=n, eps=eps)
-    with Progress(len(settings), "probe: test-time settings", quiet=quiet, unit="settings") as progress:
+    threat = ThreatModel(eps=eps)
+    attack = build("pgd-20", eps=threat.eps)
+    result = ProbeInfo(n=n, eps=threat.eps)
+    with preserved_mode(model), Progress(len(settings), "probe: test-time settings", quiet=quiet,
+                                         unit="settings") as progress:
+        model.eval()
         for i, setting in enumerate(settings):
             progress.update(i, describe(model, setting))
-            _probe_one(model, data, setting, attack, n, eps, batch_size, quiet, result)
-    if lipschitz:
-        x = _first_images(data, LIPSCHITZ_POINTS, next(model.parameters()).device)
-        result.lipschitz = [LipschitzRow(**row.to_dict()) for row in profile(model, x)]
+            _probe_one(model, data, setting, attack, threat, n, batch_size, quiet, result)
+        if lipschitz:
+            result.lipschitz = profile(model, _first_images(data, LIPSCHITZ_POINTS, next(model.parameters()).device))
     return result
 
 
-def _probe_one(model, data, setting: dict, attack, n: int, eps: float, batch_size: int, quiet: bool,
+def _probe_one(model, data, setting: dict, attack, threat: ThreatModel, n: int, batch_size: int, quiet: bool,
                result: ProbeResult) -> None:
     """One setting's clean and PGD-20 accuracy, function evaluations and time, as a row of ``result``."""
     with applied(model, setting):
         start = time.perf_counter()
-        ev = evaluate(model, data, [attack], ThreatModel(eps=eps), n=n, batch_size=batch_size, quiet=quiet,
+        ev = evaluate(model, data, [attack], threat, n=n, batch_size=batch_size, quiet=quiet,
                       masking_checks=False, escalate=False)
         result.rows.append(ProbeRow(
             setting=describe(model, setting), own=not setting, **setting, clean=ev.clean_acc,
@@ -162,10 +165,8 @@ def _stages_with_h(model: nn.Module) -> list[nn.Module]:
 
 
 def _first_images(data, k: int, device) -> torch.Tensor:
-    split = data.test if hasattr(data, "test") else data
-    x = split.images[:k] if hasattr(split, "images") else split[0][:k]
-    x = x.to(device)
-    return x.float().div(255) if x.dtype == torch.uint8 else x.float()
+    """The first ``k`` test images of the DataSet ``data``, as the evaluation feeds them."""
+    return load_batch(data.test.images, data.test.labels, 0, k, device)[0]
 
 
 def _forward_evals(model: nn.Module, data, batch_size: int) -> float | None:

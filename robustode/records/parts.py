@@ -187,7 +187,7 @@ class ProbeRow:
 
 @dataclass
 class LipschitzRow:
-    """One residual step or ODE time of robustode probe's Lipschitz profile (robustode.lipschitz.Estimate)."""
+    """One residual step or ODE time of robustode probe's Lipschitz profile (robustode.lipschitz.profile)."""
 
     block: str  # the module's name in the model
     t: float | None  # time along an ODE block; None: a discrete residual step
