@@ -34,7 +34,7 @@ from .entrance import (DEFAULT_ATTACKS, apply_recipe, build_attacks, build_defen
                        build_threat, check_model_name, check_n, load_data, load_extra, recipe_defense, train_config)
 from .errors import ConfigError, DataError
 from .evaluation import EvalResult, evaluate_sharded
-from .evaluation.state import STATE_DIR, state_file, weights_digest
+from .evaluation.state import STATE_DIR, evaluation_state, weights_digest
 from .evaluation.corruptions import CorruptionResult
 from .files import check_output_dir
 from .records import DatasetInfo, Evaluated, Record, load_record, run_record, save, save_in
@@ -114,9 +114,9 @@ def _run_record(trained, evaluation, dataset, label, command, quiet: bool) -> Ev
 
 def _final_evaluation(trained, dataset, attacks, threat, n, batch_size: int, masking_checks: bool, quiet: bool):
     """The trained model's evaluation; its state in the run directory, so a killed one resumes with --resume."""
-    state = None if trained.run_dir is None else state_file(
-        Path(trained.run_dir) / STATE_DIR, weights_digest(trained.model),
-        [dataset.name, n, [a.name for a in attacks], threat.eps, batch_size, masking_checks])
+    state = None if trained.run_dir is None else evaluation_state(
+        Path(trained.run_dir) / STATE_DIR, weights_digest(trained.model), dataset.name, n, attacks, threat,
+        batch_size, masking_checks)
     return evaluate_sharded(trained.model, dataset, attacks, threat, n=n, batch_size=batch_size,
                             device=trained.run.train.device, quiet=quiet, masking_checks=masking_checks,
                             surrogate=train_surrogate, state=state)
@@ -238,8 +238,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | DataSet | Non
     note = _other_data(trained.run.data, dataset)
     check_n(n, dataset)
     if state is not None:
-        state = state_file(state, ckpt.get("digest"), [dataset.name, n, [a.name for a in built], str(eps), batch_size,
-                                                        masking_checks])
+        state = evaluation_state(state, ckpt.get("digest"), dataset.name, n, built, threat, batch_size, masking_checks)
     result = evaluation.evaluate(trained.model, dataset, built, threat, n=n, batch_size=batch_size, device=device,
                                  quiet=quiet, masking_checks=masking_checks, state=state, surrogate=train_surrogate)
     evaluated = DatasetInfo(**{**dataset.describe(), "n_train": trained.run.data.n_train})  # trained on

@@ -1,4 +1,5 @@
-"""Writing result files safely: atomic, never clobbering by accident, checked before the work starts.
+"""Writing result files safely: atomic, never clobbering by accident, checked before the work starts; and the
+digests that name what a file or a model holds.
 
 A file is written to a uniquely named temporary file beside it (removed again if
 anything fails), flushed to disk and then renamed into place, so a reader never
@@ -8,11 +9,14 @@ permissions the user's umask gives (not mkstemp's private 0600).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
 import tempfile
 from pathlib import Path
+
+import torch
 
 from .errors import ConfigError
 
@@ -103,3 +107,29 @@ def check_output_dir(path: str | os.PathLike, *, what: str = "output folder") ->
     except OSError as err:
         raise ConfigError(f"{what} {path}: cannot write in {existing} ({err.strerror})") from None
     return path
+
+
+def content_digest(value) -> str:
+    """SHA-256 of tensors, dicts, lists and plain values in a fixed order: a tensor by its dtype, shape and
+    bytes, a dict by its items sorted by key. A checkpoint's payload digest and a model's weights digest."""
+    h = hashlib.sha256()
+    _feed(h, value)
+    return h.hexdigest()
+
+
+def _feed(h, value) -> None:
+    if isinstance(value, torch.Tensor):
+        t = value.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(value, dict):
+        h.update(b"D%d" % len(value))
+        for key in sorted(value, key=repr):  # optimizer states key by int, the rest by str
+            _feed(h, key)
+            _feed(h, value[key])
+    elif isinstance(value, (list, tuple)):
+        h.update(b"L%d" % len(value))
+        for item in value:
+            _feed(h, item)
+    else:
+        h.update(b"S" + repr(value).encode())

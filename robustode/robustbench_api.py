@@ -18,7 +18,8 @@ from . import evaluation
 from .data import DataSet
 from .entrance import DEFAULT_ATTACKS, build_attacks, build_robustbench, build_threat, check_n, load_data
 from .errors import ConfigError
-from .evaluation.state import state_file, weights_digest
+from .evaluation.state import evaluation_state
+from .files import content_digest
 from .interop.robustbench_export import THREAT_FOLDERS, export, model_info
 from .interop.robustbench_published import read_published
 from .records import DatasetInfo, Evaluated, Record, checkpoint_record, load_record
@@ -64,8 +65,9 @@ def evaluate_robustbench(name: str, checkpoint: str | Path, data: str | DataSet 
     dataset = load_data(data, data_dir)
     check_n(n, dataset)
     if state is not None:
-        state = state_file(state, weights_digest(model), [name, dataset.name, n, [a.name for a in built], str(eps),
-                                                          batch_size, masking_checks])
+        # The entry's name beside its weights: the name decides the model the weights are loaded into.
+        state = evaluation_state(state, content_digest([name, model.state_dict()]), dataset.name, n, built, threat,
+                                 batch_size, masking_checks)
     result = evaluation.evaluate(model, dataset, built, threat, n=n, batch_size=batch_size, device=device,
                                  quiet=quiet, masking_checks=masking_checks, surrogate=train_surrogate, state=state)
     return checkpoint_record(*origin(name, checkpoint, model, figures), result, DatasetInfo(**dataset.describe()), label=label,

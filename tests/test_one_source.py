@@ -4,13 +4,23 @@ places cannot disagree."""
 from __future__ import annotations
 
 import pytest
+import torch
 
+from robustode import evaluation
+from robustode.api import evaluate_checkpoint, fit
+from robustode.data import make_synthetic
+from robustode.defenses.natural import Natural
+from robustode.evaluation.state import weights_digest
+from robustode.files import content_digest
+from robustode.models import create
 from robustode.probing import probe_table
 from robustode.records import ProbeInfo, ProbeRow
 from robustode.specs import normalized_spec
 from robustode.stats import wilson
 from robustode.text import accuracy_rows
-from robustode.threat import eps_text
+from robustode.threat import DEFAULT_EPS, eps_text
+from robustode.training import load_checkpoint
+from robustode.training.checkpoint import model_from_state, payload_digest
 
 
 def test_intervals_print_rounded_outwards_in_text_and_in_the_probe_table():
@@ -28,3 +38,40 @@ def test_a_budget_reads_the_same_in_a_threat_model_and_in_a_spec(eps, text):
     # 3/255 is 1/85: a fraction limited to denominator 255 printed it as 0.0117647.
     assert eps_text(eps) == text
     assert normalized_spec(f"pgd-20(eps={eps!r})") == f"pgd-20(eps={text})"
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    fit(create("resnet20"), Natural(), make_synthetic(8, 4, seed=0), epochs=1, batch_size=4, device="cpu",
+        quiet=True, out_dir=out)
+    return out / "checkpoints" / "last.pt"
+
+
+class Asked(Exception):
+    """Raised in place of the evaluation: the state file it was given is all the test needs."""
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_budget_names_one_evaluation_state_file_however_it_is_spelled(checkpoint, tmp_path, monkeypatch):
+    def asked(*args, state=None, **kwargs):
+        raise Asked(state)
+
+    monkeypatch.setattr(evaluation, "evaluate", asked)
+    files = {}
+    for eps in ("8/255", 8 / 255, DEFAULT_EPS, "4/255"):
+        with pytest.raises(Asked) as stopped:
+            evaluate_checkpoint(checkpoint, attacks=["pgd-1"], n=4, eps=eps, state=tmp_path, quiet=True)
+        files[str(eps)] = stopped.value.args[0]
+    assert files["8/255"] == files[str(8 / 255)] == files[str(DEFAULT_EPS)] != files["4/255"]
+    assert files["8/255"].parent == tmp_path
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_an_evaluation_state_hashes_a_models_weights_as_its_checkpoint_does(checkpoint):
+    ckpt = load_checkpoint(checkpoint)
+    model = model_from_state(ckpt, checkpoint, "cpu")
+    assert weights_digest(model) == payload_digest(ckpt["model"]) == content_digest(ckpt["model"])
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[0] += 1.0
+    assert weights_digest(model) != payload_digest(ckpt["model"])

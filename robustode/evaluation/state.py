@@ -14,7 +14,9 @@ import numpy as np
 import torch
 
 from ..errors import RecordError
+from ..files import content_digest
 from ..records.points import load_points, save_points, to_numpy
+from ..threat import ThreatModel
 
 log = logging.getLogger("robustode")
 
@@ -81,14 +83,17 @@ def state_file(folder: str | os.PathLike, model_digest: str | None, asked: list)
     return Path(folder) / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
 
 
+def evaluation_state(folder: str | os.PathLike, model_digest: str | None, data: str, n: int | None, attacks,
+                     threat: ThreatModel, batch_size: int, masking_checks: bool) -> Path:
+    """``state_file`` of one evaluation: data set, points, attacks, the threat model (its eps a number, so
+    "8/255" and 8/255 name one file), batch and masking checks."""
+    asked = [data, n, [a.name for a in attacks], threat.norm, threat.eps, batch_size, masking_checks]
+    return state_file(folder, model_digest, asked)
+
+
 def weights_digest(model: torch.nn.Module) -> str:
     """SHA-256 of a model's parameters and buffers (names, shapes, dtypes and bytes), for ``state_file``."""
-    h = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
-        t = tensor.detach().cpu().contiguous()
-        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
+    return content_digest(model.state_dict())
 
 
 STATE_DIR = ".eval-state"  # beside an evaluation's output: the resumable states of its evaluations

@@ -9,7 +9,6 @@ no CRC, so flipped bits in the tensor data would otherwise load as other weights
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import random
@@ -21,6 +20,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, first_line
+from ..files import content_digest
 from ..models import create
 from .run import RunInfo
 
@@ -91,27 +91,7 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
 
 def payload_digest(state: dict) -> str:
     """SHA-256 over a checkpoint's contents in a fixed order; the "digest" entry itself is left out."""
-    h = hashlib.sha256()
-    _feed(h, {k: v for k, v in state.items() if k != "digest"})
-    return h.hexdigest()
-
-
-def _feed(h, value) -> None:
-    if isinstance(value, torch.Tensor):
-        t = value.detach().cpu().contiguous()
-        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    elif isinstance(value, dict):
-        h.update(b"D%d" % len(value))
-        for key in sorted(value, key=repr):  # optimizer states key by int, the rest by str
-            _feed(h, key)
-            _feed(h, value[key])
-    elif isinstance(value, (list, tuple)):
-        h.update(b"L%d" % len(value))
-        for item in value:
-            _feed(h, item)
-    else:
-        h.update(b"S" + repr(value).encode())
+    return content_digest({k: v for k, v in state.items() if k != "digest"})
 
 
 def load_model_from_checkpoint(path: str | Path, device="cpu") -> nn.Module:
