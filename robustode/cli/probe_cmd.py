@@ -7,7 +7,9 @@ import json
 
 from ..errors import ConfigError
 from ..registry import parse_spec
+from ..threat import DEFAULT_EPS
 from .parser import _checked, _command, _data_options, positive_int
+from .types import budget
 
 
 @_checked
@@ -35,34 +37,33 @@ def probe_parser(sub) -> None:
     _data_options(p, None, "the run's own")
     p.add_argument("--n", type=positive_int, default=100, metavar="N", help="test images per setting (default 100)")
     p.add_argument("--batch-size", type=positive_int, default=100, metavar="B", help="evaluation batch (default 100)")
-    p.add_argument("--eps", default="8/255", metavar="EPS", help="PGD-20's budget (default 8/255)")
+    p.add_argument("--eps", type=budget, default=DEFAULT_EPS, metavar="EPS", help="PGD-20's budget (default 8/255)")
     p.add_argument("--setting", type=setting, action="append", metavar="KEY=VALUE,...",
                    help="a setting to sweep besides the model's own (repeatable; default: the standard sweep)")
     p.add_argument("--no-lipschitz", action="store_true", help="skip the Lipschitz estimates")
     p.add_argument("--record", metavar="RECORD", help="add the probe to this record (evaluation.ode.probe)")
     p.add_argument("--out", metavar="FILE", help="also write the probe as JSON")
+    p.add_argument("--force", action="store_true", help="replace an existing --out file")
     p.set_defaults(run=cmd_probe)
 
 
 def cmd_probe(args) -> int:
+    from ..files import check_output_file, write_atomic
     from ..probe_api import probe_checkpoint
     from ..probing import probe_table
-    from ..records import OdeInfo, ProbeInfo, load_record, save
-    from ..records.validate import build
-    from ..rules import parse_fraction
+    from ..records import OdeInfo, load_record, save
     from .commands import console
 
     record = load_record(args.record) if args.record else None  # a bad record fails before the sweep
-    result = probe_checkpoint(args.checkpoint, args.dataset, n=args.n, batch_size=args.batch_size,
-                              eps=parse_fraction(args.eps, "eps"), settings=args.setting,
-                              lipschitz=not args.no_lipschitz, data_dir=args.data_dir, quiet=False)
+    out = check_output_file(args.out, force=args.force, what="--out") if args.out else None  # so does a bad --out
+    result = probe_checkpoint(args.checkpoint, args.dataset, n=args.n, batch_size=args.batch_size, eps=args.eps,
+                              settings=args.setting, lipschitz=not args.no_lipschitz, data_dir=args.data_dir,
+                              quiet=False)
     console.print(probe_table(result), highlight=False, markup=False)
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(result.to_dict(), f, indent=1)
+    if out is not None:
+        write_atomic(out, json.dumps(result.to_dict(), indent=1))
     if record is not None:
-        probe = build(ProbeInfo, result.to_dict(), args.record, "evaluation.ode.probe.")
-        ode = dataclasses.replace(record.evaluation.ode or OdeInfo(), probe=probe)
+        ode = dataclasses.replace(record.evaluation.ode or OdeInfo(), probe=result)  # a ProbeInfo already
         save(dataclasses.replace(record, evaluation=dataclasses.replace(record.evaluation, ode=ode)), args.record,
              overwrite=True)
     return 0
