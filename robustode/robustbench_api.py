@@ -20,7 +20,7 @@ from .entrance import DEFAULT_ATTACKS, build_attacks, build_robustbench, build_t
 from .errors import ConfigError
 from .evaluation.state import evaluation_state
 from .files import content_digest
-from .interop.robustbench_export import THREAT_FOLDERS, export, model_info
+from .interop.robustbench_export import THREAT_FOLDERS, export, export_paths, model_info
 from .interop.robustbench_published import read_published
 from .records import DatasetInfo, Evaluated, Record, checkpoint_record, load_record
 from .threat import DEFAULT_EPS
@@ -90,18 +90,20 @@ def published_figures(published: str | Path | None, name: str, norm: str) -> dic
 
 
 def export_robustbench(record: str | Path | Record, checkpoint: str | Path, out: str | Path,
-                       name: str | None = None) -> tuple[Path, Path]:
+                       name: str | None = None, force: bool = False) -> tuple[Path, Path]:
     """Write ``record`` (which must include AutoAttack) and the weights of ``checkpoint`` in RobustBench's format:
     ``out/model_info/<dataset>/<threat>/<name>.json`` and ``out/models/<dataset>/<threat>/<name>.pt`` (a plain
-    state dict its constructor loads). Returns the two paths.
+    state dict its constructor loads), each atomically; an existing one is replaced only with ``force``.
+    Returns the two paths.
 
         ro.export_robustbench("runs/x/record.json", "runs/x/checkpoints/last.pt", "rb", name="Me2026_WRN-28-10")
     """
     record = record if isinstance(record, Record) else load_record(record)
     name = name or record.label or f"robustode_{record.model.name}"
     model_info(record, name)  # a record without AutoAttack is refused before the weights are read
+    export_paths(record, out, name, force)  # and so is an output that exists or cannot be written
     model = model_from_state(load_checkpoint(checkpoint), checkpoint)
     if model.robustode_name != record.model.name:
         raise ConfigError(f"checkpoint {checkpoint} holds a {model.robustode_name}, but the record evaluates a "
                           f"{record.model.name}")
-    return export(record, model, out, name)
+    return export(record, model, out, name, force)

@@ -1,15 +1,21 @@
-"""robustode probe's --out, --eps and --record: a bad one is refused before the sweep, the file is written whole."""
+"""Outputs checked before the work and written whole: robustode probe's --out (and its --eps, --record), the
+RobustBench export's two files."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+import torch
 from records_fixtures import demo_record
 
 from robustode import probe_api
 from robustode.cli import main
+from robustode.errors import ConfigError
+from robustode.interop.robustbench_export import export
+from robustode.models import create
 from robustode.records import ProbeInfo, ProbeRow, load_record, save
+from robustode.robustbench_api import export_robustbench
 from robustode.threat import DEFAULT_EPS
 
 PROBE = ProbeInfo(n=4, eps=DEFAULT_EPS, rows=[ProbeRow(setting="rk4 h=0.25 T=1", own=True, clean=0.5, pgd20=0.25,
@@ -50,3 +56,17 @@ def test_the_record_keeps_the_probe_as_the_sweep_returned_it(tmp_path, sweeps):
     save(demo_record(model="ode_net16_1"), path)
     assert main(["probe", "ckpt.pt", "--record", str(path)]) == 0
     assert load_record(path).evaluation.ode.probe == PROBE
+
+
+def test_export_refuses_an_existing_output_before_reading_the_weights_and_replaces_it_with_force(tmp_path):
+    record = demo_record(model="dm_wrn10_1", aa=0.4)
+    info = tmp_path / "rb" / "model_info" / "cifar10" / "Linf" / "Mine.json"
+    info.parent.mkdir(parents=True)
+    info.write_text("kept")
+    # The checkpoint is not there: the existing output must be what stops it, before the weights are read.
+    with pytest.raises(ConfigError, match="Mine.json exists; not overwriting it"):
+        export_robustbench(record, tmp_path / "missing.pt", tmp_path / "rb", name="Mine")
+    assert info.read_text() == "kept"
+    json_path, pt_path = export(record, create("dm_wrn10_1"), tmp_path / "rb", "Mine", force=True)
+    assert json_path == info and json.loads(info.read_text())["dataset"] == "cifar10"
+    assert set(torch.load(pt_path, weights_only=True)) and sorted(p.name for p in info.parent.iterdir()) == ["Mine.json"]

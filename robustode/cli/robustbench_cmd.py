@@ -19,6 +19,7 @@ def export_parser(sub) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="folder to write model_info/ and models/ into")
     p.add_argument("--checkpoint", metavar="PATH", help="the weights (default: RUN/checkpoints/last.pt)")
     p.add_argument("--name", metavar="NAME", help="the entry's name (default: the record's label)")
+    p.add_argument("--force", action="store_true", help="replace existing files of that name")
     p.set_defaults(run=cmd_export)
 
 
@@ -27,7 +28,7 @@ def cmd_export(args) -> int:
     from .commands import console
 
     checkpoint = args.checkpoint or Path(args.record).parent / "checkpoints" / "last.pt"
-    info, weights = export_robustbench(args.record, checkpoint, args.out, name=args.name)
+    info, weights = export_robustbench(args.record, checkpoint, args.out, name=args.name, force=args.force)
     console.print(f"model info: {info}\nweights:    {weights}", highlight=False)
     return 0
 

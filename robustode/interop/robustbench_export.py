@@ -9,6 +9,7 @@ flag fired or escalation broke points AutoAttack left standing. The checkpoint g
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, RecordError
+from ..files import check_output_file, write_atomic
 from ..records import Record
 from ..threat import eps_text
 from .robustbench_keys import to_robustbench
@@ -50,30 +52,34 @@ def model_info(record: Record, name: str) -> dict:
     if ev.worst_case_acc is not None and ev.worst_case_acc < ev.autoattack_acc:
         notes.append(f"Worst case over all robustode attacks: {percent(ev.worst_case_acc)}%.")
     return {"link": None, "name": name, "authors": None, "additional_data": False, "number_forward_passes": 1,
-            "dataset": "cifar10" if record.dataset.name == "cifar10" else record.dataset.name, "venue": None,
+            "dataset": record.dataset.name, "venue": None,
             "architecture": ARCHITECTURES[layout].format(d=depth_width[0], k=depth_width[-1]),
             "eps": eps_text(ev.eps), "clean_acc": percent(ev.clean_acc), "reported": None,
             "autoattack_acc": percent(ev.autoattack_acc), "footnote": " ".join(notes),
             "unreliable": unreliable(record)}
 
 
-def export(record: Record, model: nn.Module, out: str | Path, name: str) -> tuple[Path, Path]:
-    """Write ``out/model_info/<dataset>/<threat>/<name>.json`` and ``out/models/<dataset>/<threat>/<name>.pt``."""
+def export_paths(record: Record, out: str | Path, name: str, force: bool = False) -> tuple[Path, Path]:
+    """Where ``export`` writes (the model-info JSON, the weights), each checked: refused if it exists (unless
+    ``force``) or cannot be written, before any work."""
     if not name or "/" in name or name.startswith("."):
         raise ConfigError(f"export name must be a plain file name, got {name!r}")
+    folder = Path(record.dataset.name) / THREAT_FOLDERS[record.evaluation.norm]
+    return (check_output_file(Path(out) / "model_info" / folder / f"{name}.json", force=force, what="model info"),
+            check_output_file(Path(out) / "models" / folder / f"{name}.pt", force=force, what="weights"))
+
+
+def export(record: Record, model: nn.Module, out: str | Path, name: str, force: bool = False) -> tuple[Path, Path]:
+    """Write ``out/model_info/<dataset>/<threat>/<name>.json`` and ``out/models/<dataset>/<threat>/<name>.pt``,
+    each atomically; an existing one is replaced only with ``force``."""
+    json_path, pt_path = export_paths(record, out, name, force)
     info = model_info(record, name)
-    threat = THREAT_FOLDERS[record.evaluation.norm]
-    where = Path(out)
-    json_path = where / "model_info" / info["dataset"] / threat / f"{name}.json"
-    pt_path = where / "models" / info["dataset"] / threat / f"{name}.pt"
-    for path in (json_path, pt_path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists():
-            raise ConfigError(f"{path} exists; choose another --out or name")
     layout, state = layout_of(record.model.name), model.state_dict()
     if layout == "wrn" and any(k.startswith("stem.norm.") for k in state):
         raise ConfigError(f"RobustBench's WideResNet takes unnormalized images, but this {record.model.name} "
                           "normalizes inside; only models built with normalize=False export to that layout")
-    torch.save(to_robustbench(layout, state), pt_path)
-    json_path.write_text(json.dumps(info, indent=2) + "\n")
+    weights = io.BytesIO()
+    torch.save(to_robustbench(layout, state), weights)
+    write_atomic(pt_path, weights.getvalue())
+    write_atomic(json_path, json.dumps(info, indent=2) + "\n")
     return json_path, pt_path
