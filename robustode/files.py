@@ -109,6 +109,15 @@ def check_output_dir(path: str | os.PathLike, *, what: str = "output folder") ->
     return path
 
 
+def sha256_file(path: str | os.PathLike, block: int = 1 << 24) -> str:
+    """SHA-256 of a file's bytes, read in blocks of 16 MiB (a 1 GB checkpoint is never in memory whole)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def content_digest(value) -> str:
     """SHA-256 of tensors, dicts, lists and plain values in a fixed order: a tensor by its dtype, shape and
     bytes, a dict by its items sorted by key. A checkpoint's payload digest and a model's weights digest."""

@@ -8,7 +8,6 @@ evaluator into records, and robustode's records and weights in its format.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from .data import DataSet
 from .entrance import DEFAULT_ATTACKS, build_attacks, build_robustbench, build_threat, check_n, load_data
 from .errors import ConfigError
 from .evaluation.state import evaluation_state
-from .files import content_digest
+from .files import content_digest, sha256_file
 from .interop.robustbench_export import THREAT_FOLDERS, export, export_paths, model_info
 from .interop.robustbench_published import read_published
 from .records import DatasetInfo, Evaluated, Record, checkpoint_record, load_record
@@ -77,7 +76,7 @@ def evaluate_robustbench(name: str, checkpoint: str | Path, data: str | DataSet 
 def origin(name: str, checkpoint: str | Path, model: nn.Module, published: dict | None = None) -> tuple[dict, dict]:
     """The record's model and defense sections for RobustBench entry ``name``'s weights: what was evaluated,
     where it came from (the file and its SHA-256) and, when given, RobustBench's published figures for it."""
-    digest = hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()
+    digest = sha256_file(checkpoint)
     entry = {"entry": name, "checkpoint": str(checkpoint), "sha256": digest}
     return ({"name": model.robustode_name, "params": sum(p.numel() for p in model.parameters())},
             {"spec": f"robustbench:{name}", "name": "robustbench", "single_step": False,

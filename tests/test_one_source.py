@@ -3,6 +3,9 @@ places cannot disagree."""
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -11,10 +14,11 @@ from robustode.api import evaluate_checkpoint, fit
 from robustode.data import make_synthetic
 from robustode.defenses.natural import Natural
 from robustode.evaluation.state import weights_digest
-from robustode.files import content_digest
+from robustode.files import content_digest, sha256_file
 from robustode.models import create
 from robustode.probing import probe_table
 from robustode.records import ProbeInfo, ProbeRow
+from robustode.robustbench_api import origin
 from robustode.specs import normalized_spec
 from robustode.stats import wilson
 from robustode.text import accuracy_rows
@@ -75,3 +79,18 @@ def test_an_evaluation_state_hashes_a_models_weights_as_its_checkpoint_does(chec
     with torch.no_grad():
         next(model.parameters()).view(-1)[0] += 1.0
     assert weights_digest(model) != payload_digest(ckpt["model"])
+
+
+def test_a_robustbench_checkpoint_is_hashed_in_blocks(tmp_path, monkeypatch):
+    model = create("dm_wrn10_1")
+    path = tmp_path / "rb.pt"
+    torch.save(model.state_dict(), path)
+    whole = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert sha256_file(path, block=1000) == whole  # the blocks add up to the file
+
+    def read_bytes(self):
+        raise AssertionError(f"{self} read whole into memory")
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    _, defense = origin("dm_wrn10_1", path, model)
+    assert defense["hyperparameters"]["sha256"] == whole

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from ..files import sha256_file
 from .arrays import ArrayRef, Header, chunks, header, members, memmap
 from .types import DataSet
 
@@ -140,14 +141,6 @@ def class_histogram(labels: np.ndarray, num_classes: int, where: str) -> tuple[i
         bad = int(labels.min()) if labels.min() < 0 else int(labels.max())
         raise DataError(f"{where} has label {bad}, outside the base set's {num_classes} classes (0..{num_classes - 1})")
     return tuple(int(v) for v in np.bincount(labels, minlength=num_classes))
-
-
-def sha256_file(path: Path, block: int = 1 << 24) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(block):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def manifest_digest(files: dict) -> str:
