@@ -10,14 +10,16 @@ import pytest
 import torch
 
 from robustode import evaluation
-from robustode.api import evaluate_checkpoint, fit
+from robustode.api import evaluate, evaluate_checkpoint, fit
+from robustode.cli.corruptions_cmd import show_corruption_summary
 from robustode.data import make_synthetic
 from robustode.defenses.natural import Natural
 from robustode.evaluation.state import weights_digest
 from robustode.files import content_digest, sha256_file
 from robustode.models import create
 from robustode.probing import probe_table
-from robustode.records import ProbeInfo, ProbeRow
+from robustode.records import DatasetInfo, ProbeInfo, ProbeRow, Record, checkpoint_record
+from robustode.report import render
 from robustode.robustbench_api import origin
 from robustode.specs import normalized_spec
 from robustode.stats import wilson
@@ -94,3 +96,27 @@ def test_a_robustbench_checkpoint_is_hashed_in_blocks(tmp_path, monkeypatch):
     monkeypatch.setattr(Path, "read_bytes", read_bytes)
     _, defense = origin("dm_wrn10_1", path, model)
     assert defense["hyperparameters"]["sha256"] == whole
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_corruptions_table_and_summary_show_the_severities_the_record_ran(tmp_path, capsys):
+    from test_corruptions import PixelReader, clean_set, write_folder
+
+    ev = evaluate(PixelReader(), f"cifar10c:{write_folder(tmp_path / 'c')}", threat="corruptions", clean=clean_set(),
+                  quiet=True)
+    full = checkpoint_record({"name": "pixel_reader", "params": 1},
+                             {"spec": "robustbench:Pixels", "name": "robustbench", "single_step": False}, ev,
+                             DatasetInfo(**clean_set().describe())).record.to_dict()
+    # The same record as if the evaluation had run 2 corruptions at 3 severities.
+    kept = {f"{c}-{s}" for c in ("fog", "snow") for s in (1, 2, 3)} | {"clean", "corruptions"}
+    ev = full["evaluation"]
+    ev["robust"] = {k: v for k, v in ev["robust"].items() if k in kept}
+    ev["intervals"] = {k: v for k, v in ev["intervals"].items() if k in kept}
+    ev["attack_settings"]["corruptions"].update(corruptions=["fog", "snow"], severities=3)
+    record = Record.from_dict(full)
+    text = render([record], "md")
+    assert "| Severity 3 |" in text and "Severity 4" not in text
+    assert "(2 corruptions × 3 severities of" in text and "the mean over the 6 (corruption, severity) cells" in text
+    show_corruption_summary(record, tmp_path / "record.json")
+    header = next(line for line in capsys.readouterr().out.splitlines() if "mean" in line)
+    assert "3" in header and "4" not in header

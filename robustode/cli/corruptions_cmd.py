@@ -29,7 +29,7 @@ def show_corruption_summary(record, where: Path) -> None:
     """Accuracy per corruption (rows) and severity (columns), the means, and the clean accuracy."""
     from rich.table import Table
 
-    from ..threat import corruption_grid
+    from ..threat import CORRUPTIONS, corruption_grid
     from .commands import console
 
     ev = record.evaluation
@@ -37,7 +37,8 @@ def show_corruption_summary(record, where: Path) -> None:
     table = Table(title=f"{record.model.name} / {record.defense.spec} on {record.dataset.name}: clean "
                         f"{ev.clean_acc:.2%}, corruptions {ev.robust['corruptions']:.2%} "
                         f"[{ev.intervals['corruptions'][0]:.2%}, {ev.intervals['corruptions'][1]:.2%}], n = {ev.n}")
-    for column in ("corruption / severity", *map(str, range(1, 6)), "mean"):
+    severities = ev.attack_settings[CORRUPTIONS].severities  # as the evaluation ran them
+    for column in ("corruption / severity", *map(str, range(1, severities + 1)), "mean"):
         table.add_column(column)
     for corruption, accs in grid.items():
         table.add_row(corruption, *(f"{a:.2%}" for a in accs), f"{sum(accs) / len(accs):.2%}")

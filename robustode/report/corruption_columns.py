@@ -1,5 +1,6 @@
-"""The columns and notes of a corruptions table: clean, the mean over the 75 (corruption, severity) cells, the
-mean per severity, then provenance. Its rows are sorted by the mean, best first."""
+"""The columns and notes of a corruptions table: clean, the mean over the (corruption, severity) cells, the
+mean per severity, then provenance. Its rows are sorted by the mean, best first. How many corruptions and
+severities there are is what the records say they ran (their settings), never a constant here."""
 
 from __future__ import annotations
 
@@ -11,7 +12,11 @@ from .published import published, published_column
 from .rows import Row
 from .tables import Group, method
 
-SEVERITIES = 5
+
+def grid_size(group: Group) -> tuple[int, int]:
+    """(corruptions, severities) as the table's first record ran them (its corruptions settings)."""
+    data = group.records[0].evaluation.attack_settings.get(CORRUPTIONS)
+    return (len(data.corruptions or []), data.severities or 0) if data else (0, 0)
 
 
 def _severity_cell(row: Row, s: int) -> Cell:
@@ -26,7 +31,8 @@ def corruption_columns(group: Group) -> list[Column]:
     cols = [Column("Model / weights", lambda row: Cell(method(row.first), method(row.first))),
             Column("Clean", lambda row: accuracy_cell(row, "clean")),
             Column("Corruptions (mean)", lambda row: accuracy_cell(row, CORRUPTIONS))]
-    cols += [Column(f"Severity {s}", lambda row, s=s: _severity_cell(row, s)) for s in range(1, SEVERITIES + 1)]
+    severities = grid_size(group)[1]
+    cols += [Column(f"Severity {s}", lambda row, s=s: _severity_cell(row, s)) for s in range(1, severities + 1)]
     if group.has(published):
         cols.append(published_column())
     return cols + [Column("Seeds", lambda row: list_cell(row.seeds)), Column("Date", date_cell),
@@ -34,17 +40,16 @@ def corruption_columns(group: Group) -> list[Column]:
 
 
 def corruption_group_notes(group: Group) -> list[str]:
-    first = group.records[0]
-    data = first.evaluation.attack_settings.get(CORRUPTIONS)
-    what = (f"Threat model: common corruptions ({len(data.corruptions or []) if data else 0} corruptions × {SEVERITIES} "
-            f"severities of {group.dataset}, the first {group.n:,} images of each; no adversary). Never mixed with "
-            "L∞ or L2 rows.")
+    corruptions, severities = grid_size(group)
+    what = (f"Threat model: common corruptions ({corruptions} corruptions × {severities} severities of "
+            f"{group.dataset}, the first {group.n:,} images of each; no adversary). Never mixed with L∞ or L2 rows.")
     return [what, f"Hardware: {'; '.join(group.devices)}.",
             "Sorted by the mean accuracy over corruptions and severities (as RobustBench ranks), best first."]
 
 
 def corruption_reading_notes(group: Group) -> list[str]:
+    corruptions, severities = grid_size(group)
     return [(f"Accuracies in %. Clean: 95% Wilson interval on the n = {group.n:,} clean test images. Corruptions "
-             "(mean): the mean over the 75 (corruption, severity) cells, with a 95% normal interval over the images "
-             "of each image's accuracy across the cells. Severity s: the mean over corruptions at s. Each cell's "
-             "accuracy and interval are in the record.")]
+             f"(mean): the mean over the {corruptions * severities} (corruption, severity) cells, with a 95% normal "
+             "interval over the images of each image's accuracy across the cells. Severity s: the mean over "
+             "corruptions at s. Each cell's accuracy and interval are in the record.")]
