@@ -19,13 +19,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${2:-runs/cpu-leaderboard}
 records=${1:-$runs/records}
-robustode=${ROBUSTODE:-.venv/bin/robustode}
-train() {
-  "$robustode" train --model lm_resnet20 --dataset "${DATASET:-cifar10-jpeg}" \
-    --train-subset "${TRAIN_SUBSET:-4000}" --epochs "${EPOCHS:-4}" --batch-size 64 --schedule cosine \
-    --n "${N:-500}" --eval-every 1 --eval-n "${EVAL_N:-200}" \
-    --device cpu --out "$runs" --records "$records" --quiet "$@"
-}
+source bench/cpu_budget.sh
+train() { cpu_train lm_resnet20 "$runs" "$records" "$@"; }
 train --defense fgsm-rs --seeds 0,1,2
 for defense in natural pgd-3 free-4 yopo-3-2 yopo-5-3 trades-3 mart-3 n-fgsm grad-align; do
   train --defense "$defense"

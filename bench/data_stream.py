@@ -3,7 +3,7 @@ memory-mapped .npy, cold and warm page cache, and what its background thread cos
 
     python bench/data_stream.py                                  # 1M images (3.07 GB) under /tmp, then deleted
     python bench/data_stream.py --images 200000 --keep           # a smaller file, kept for a rerun
-    python bench/data_stream.py --device cuda --model dm_wrn28_10 --batch-size 512 --json out.json
+    python bench/data_stream.py --device cuda --model dm_wrn28_10 --step-batch 512 --json out.json
 
 1. delivery: ``Prefetch`` (robustode/data/prefetch.py, the thread MixedLoader streams with) gathers
    ``--batches`` minibatches of floor(0.7 x batch) random images each (sorted within a batch, as the
@@ -103,9 +103,11 @@ def interleaved(extra: ExtraSet, model_name: str, batch: int, rounds: int, devic
 
     base = make_synthetic(batch * (rounds + 1), 8, seed=0).train
     loader = MixedLoader(base, extra, 0.7, batch, device, augment=True, budget_bytes=0)
-    fixed = next(iter(MixedLoader(base, extra, 0.7, batch, device, augment=True, budget_bytes=1 << 40)))
     streamed, alone = [], []
     stream = iter(loader)
+    # The batch the step runs alone on: the stream's first (a resident loader would copy the whole set to the
+    # device and warm the page cache with all of it, for one batch).
+    fixed = tuple(t.clone() for t in next(stream))
     for x, y in [fixed] * 2:  # warm-up
         step(x, y)
     for _ in range(rounds):  # one step of each, in turn: the machine's drift cancels in each pair's ratio

@@ -11,10 +11,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-runs/extra-demo}
-robustode=${ROBUSTODE:-.venv/bin/robustode}
+source bench/cpu_budget.sh
 mkdir -p "$runs"
 if [ ! -f "$runs/jpeg-rest.npz" ]; then
-  .venv/bin/python - "$runs/jpeg-rest.npz" "${TRAIN_SUBSET:-4000}" "${DATASET:-cifar10-jpeg}" <<'PY'
+  "${PYTHON:-.venv/bin/python}" - "$runs/jpeg-rest.npz" "${TRAIN_SUBSET:-4000}" "${DATASET:-cifar10-jpeg}" <<'PY'
 import sys
 
 import numpy as np
@@ -26,12 +26,7 @@ train = ro.load_dataset(name).train
 np.savez(out, image=train.images[used:].permute(0, 2, 3, 1).numpy(), label=train.labels[used:].numpy())
 PY
 fi
-train() {
-  "$robustode" train --model lm_resnet20 --dataset "${DATASET:-cifar10-jpeg}" --defense pgd-3 \
-    --train-subset "${TRAIN_SUBSET:-4000}" --epochs "${EPOCHS:-4}" --batch-size 64 --schedule cosine \
-    --n "${N:-500}" --eval-every 1 --eval-n "${EVAL_N:-200}" \
-    --device cpu --out "$runs" --records "$runs/records" --quiet "$@"
-}
+train() { cpu_train lm_resnet20 "$runs" "$runs/records" --defense pgd-3 "$@"; }
 base=${BASE_RECORD:-$runs/pgd3-base/record.json}
 [ -n "${BASE_RECORD:-}" ] || train --name pgd3-base
 train --name pgd3-extra --extra-data "$runs/jpeg-rest.npz" --extra-fraction 0.7

@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# The GPU check of the speed issue, as one command: training throughput (bench/throughput.py), YOPO's
+# The GPU check of the speed issue: training throughput (bench/throughput.py) against the prototype, YOPO's
 # share outside its full passes and each defense's step against natural's (bench/step_cost.py), the
-# time-to-robustness runs (bench/time_to_robust.py) and a torch.compile comparison, inside ~9.5 minutes;
-# the tables are printed last. Results go to $OUT (the device tool brings them back), else /tmp/gpu_check.
+# time-to-robustness runs (bench/time_to_robust.py), torch.compile and CUDA graphs, the extra-data stream and
+# a recipe; the tables are printed last. Results go to $OUT (the device tool brings them back), else
+# /tmp/gpu_check. The stages' caps add up to ~1,300 s, more than one call's ~9.5 minutes: the default call
+# runs the first group (caps 520 s), and each further group is its own call, in this order of priority:
+#   bash bench/gpu_check.sh                                                  # throughput prototype yopo ratio ode
+#   GPU_CHECK_STAGES="robust compile cudagraphs" bash bench/gpu_check.sh     # caps 540 s
+#   GPU_CHECK_STAGES="models stream recipe" bash bench/gpu_check.sh          # caps 240 s
 #
 # Prepare the checkout once (both folders are git-ignored; the GPU machine has neither torchattacks nor
 # torchdiffeq, and no network):
@@ -15,7 +20,8 @@
 #   GPU_CHECK_TOY=1 PYTHON=.venv/bin/python bash bench/gpu_check.sh
 #
 # Settings (environment): PYTHON (default python3), GPU_CHECK_SECONDS (whole budget, default 560),
-# GPU_CHECK_STAGES (default "throughput prototype yopo ratio models ode robust compile cudagraphs stream recipe"), TTR_DEFENSES
+# GPU_CHECK_STAGES (default "throughput prototype yopo ratio ode"; every stage: throughput prototype yopo ratio
+# models ode robust compile cudagraphs stream recipe), TTR_DEFENSES
 # (time-to-robust defenses),
 # TTR_BUDGET (seconds of training per defense, default 150).
 set -euo pipefail
@@ -23,7 +29,7 @@ cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 TOTAL=${GPU_CHECK_SECONDS:-560}
-STAGES=${GPU_CHECK_STAGES:-throughput prototype yopo ratio models ode robust compile cudagraphs stream recipe}
+STAGES=${GPU_CHECK_STAGES:-throughput prototype yopo ratio ode}
 RESULTS=${OUT:-/tmp/gpu_check}
 WORK=$(mktemp -d /tmp/gpu_check.XXXXXX)  # records, step costs, the wheel's install: $OUT takes 8 files at most
 trap 'rm -rf "$WORK"' EXIT
@@ -101,8 +107,8 @@ else
   # an ode_net PGD-3 step against 4 natural ones (rk4, fixed grid: its function evaluations per pass are known)
   SC_ODE=(--models ode_net16_1 --defenses natural,natural-x4,pgd-3,yopo-5-3 --batch-size 512 --steps 2 --pairs 3
           --warmup 2)
-  # a recipe end to end on the real data: FastAT's settings for FGSM-RS on preact_resnet18, one epoch of 10,000 images
   PROTO=()  # the prototype's own run: its throughput benchmarks, then FGSM-RS on PreActResNet-18, 15 epochs
+  # a recipe end to end on the real data: FastAT's settings for FGSM-RS on preact_resnet18, one epoch of 10,000 images
   RECIPE=(--recipe fastat --defense fgsm-rs --dataset cifar10-jpeg --data-dir .data --train-subset 10000 --epochs 1
           --n 500)
 fi

@@ -12,12 +12,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${2:-runs/ode-cpu}
 records=${1:-$runs/records}
-robustode=${ROBUSTODE:-.venv/bin/robustode}
+source bench/cpu_budget.sh
 for defense in natural pgd-3 yopo-5-3; do
-  nice -n 10 "$robustode" train --model ode_net16_1 --dataset "${DATASET:-cifar10-jpeg}" \
-    --train-subset "${TRAIN_SUBSET:-4000}" --epochs "${EPOCHS:-4}" --batch-size 64 --schedule cosine \
-    --n "${N:-500}" --eval-every 1 --eval-n "${EVAL_N:-200}" \
-    --device cpu --out "$runs" --records "$records" --quiet --defense "$defense"
+  cpu_train ode_net16_1 "$runs" "$records" --defense "$defense"
 done
 # The probe of the PGD-3 run: its own rk4 grid against forward Euler at its step, rk4 at a quarter of its
 # step and an adaptive dopri5; then its blocks' Lipschitz profile. Added to that run's record.

@@ -108,7 +108,7 @@ def check_counts(readme: str) -> list[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--skip-demo", action="store_true", help="skip the minutes-long quick start rerun")
+    parser.add_argument("--skip-demo", action="store_true", help="skip the quick start rerun (about 75 s here, far longer under load)")
     args = parser.parse_args()
     readme = README.read_text()
     problems = check_leaderboard(readme) + check_compare(readme) + check_counts(readme)
