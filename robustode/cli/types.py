@@ -7,8 +7,8 @@ import argparse
 import re
 
 from ..errors import ConfigError
-from ..registry import split_specs
 from ..rules import BELOW_ONE, BUDGET, NONNEG, Choice, Each
+from ..specs import split_specs
 from ..training.loggers import LOGGERS
 from ..utils import parse_fraction
 
@@ -103,7 +103,7 @@ def attack_list(text: str) -> list[str]:
 
 @_checked
 def logger_list(text: str) -> tuple[str, ...]:
-    return Each(Choice(LOGGERS))([part.strip() for part in text.split(",")], "--log")
+    return Each(Choice(tuple(LOGGERS)))([part.strip() for part in text.split(",")], "--log")
 
 
 @_checked

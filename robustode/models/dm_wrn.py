@@ -18,7 +18,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .blocks import init_weights
-from .contract import LayerOneModel, Normalize
+from .contract import LayerOneModel, Normalize, check_input
 from .zoo import register_model
 
 BN_MOMENTUM = 0.01  # Wang et al.'s training code (decay 0.99 in DeepMind's); PyTorch's default is 0.1
@@ -96,6 +96,11 @@ class DMWideResNet(LayerOneModel):
     def stem(self) -> nn.Sequential:
         """Layer one, built from the model's own modules (it owns no parameters, so the keys stay RobustBench's)."""
         return nn.Sequential(self.norm, self.init_conv)
+
+    def layer_one(self, x: torch.Tensor) -> torch.Tensor:
+        """The stem's two modules called directly: no Sequential built on every forward and attack step."""
+        check_input(x, self.input_shape, type(self).__name__)
+        return self.init_conv(self.norm(x))
 
     def rest(self, z: torch.Tensor) -> torch.Tensor:
         return self._head(self.layer(z))

@@ -81,7 +81,7 @@ class TrainConfig:
     # minibatches between progress updates (each one reads back from the device)
     log_every: int = rule(50, INT1)
     # Experiment logs written beside metrics.csv each data epoch: "tensorboard", "wandb" (training/loggers.py)
-    log: tuple[str, ...] = rule((), Each(Choice(LOGGERS)))
+    log: tuple[str, ...] = rule((), Each(Choice(tuple(LOGGERS))))
     # With extra data (fit's extra=): its share of every minibatch, floor(F x batch_size) images
     # (Wang et al. 2023: 0.7); without extra data it is unused.
     extra_fraction: float = rule(0.7, BELOW_ONE.typed_(), label="extra_fraction (share of extra images)")

@@ -14,8 +14,6 @@ from pathlib import Path
 
 from ..errors import ConfigError
 
-LOGGERS = ("tensorboard", "wandb")
-
 
 def scalars(row: dict) -> dict[str, float]:
     """The row's numbers (None, text and non-finite values left out), named by what they measure."""
@@ -59,8 +57,11 @@ class Wandb:
         self.run.finish()
 
 
+LOGGERS = {"tensorboard": TensorBoard, "wandb": Wandb}  # --log's kinds, each its class
+
+
 def open_loggers(kinds, run_dir: Path | None, config: dict) -> list:
     """The loggers asked for (``TrainConfig.log``), writing into the run directory."""
     if kinds and run_dir is None:
         raise ConfigError(f"log={list(kinds)} writes into the run directory: give out_dir (--out)")
-    return [{"tensorboard": TensorBoard, "wandb": Wandb}[kind](run_dir, run_dir.name, config) for kind in kinds]
+    return [LOGGERS[kind](run_dir, run_dir.name, config) for kind in kinds]

@@ -104,10 +104,11 @@ class Trainer(TrainerState):
                 # Stats cost a host sync: every log_every, or when a line is due (ranks must agree: one process)
                 due = i % s.log_every == 0 or i == self.estimate_at or (progress.wants_line and not self.dist.enabled)
                 if self.watch and due and i < n:
-                    stop = self._read_back(e, i, n, tally, progress)
+                    stop = self._read_back(e, i, n, tally, progress)  # moves the progress line, with the stats
                     if stop is not None:
                         break
-                progress.update(i)
+                else:
+                    progress.update(i)
         loss, acc, count = tally.totals()
         stop = stop or self._end_epoch(e, loss)
         seconds = all_max(tally.elapsed())  # the slowest rank's time
