@@ -141,8 +141,10 @@ def fitted_to_data(settings, asked: TrainConfig, n_train: int, n_held_out: int) 
     the data's when it is a preset's or a default (the settings, hence config.json and the record, keep the
     value used; the lines returned say so in the log)."""
     lowered, changes = [], {}
-    sizes = [("batch_size", n_train, "training images"), ("eval_n", n_held_out, "held-out images")]
-    for name, have, what in sizes[:1] + sizes[1:] * (settings.eval_every > 0):
+    sizes = [("batch_size", n_train, "training images")]
+    if settings.eval_every > 0:  # eval_n matters only to the held-out evaluations
+        sizes.append(("eval_n", n_held_out, "held-out images"))
+    for name, have, what in sizes:
         value = getattr(settings, name)
         if value <= have:
             continue
