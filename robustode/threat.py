@@ -53,11 +53,12 @@ class ThreatModel:
         return describe(self.norm, self.eps)
 
 
-def describe(norm: str, eps: float | None) -> str:
-    """How a threat model is named in logs, records and tables."""
+def describe(norm: str, eps: float | None, symbol: bool = False) -> str:
+    """How a threat model is named in logs, records and tables; ``symbol`` writes L-inf as 'L∞' (reports)."""
     if norm == CORRUPTIONS:
         return "common corruptions"
-    return f"{'L-inf' if norm == 'linf' else 'L2'} eps {eps_text(eps)}"
+    linf = "L∞" if symbol else "L-inf"
+    return f"{linf if norm == 'linf' else 'L2'} eps {eps_text(eps)}"
 
 
 def eps_text(eps: float) -> str:

@@ -24,7 +24,7 @@ from robustode.defenses import create_defense, defenses, register_defense
 from robustode.defenses.base import Defense
 from robustode.errors import ConfigError
 from robustode.evaluation import evaluate as evaluate_built
-from robustode.threat import DEFAULT_EPS, ThreatModel, eps_text
+from robustode.threat import DEFAULT_EPS, ThreatModel, describe, eps_text
 from robustode.training import TrainConfig
 
 PACKAGE = Path(ro.__file__).parent
@@ -83,6 +83,9 @@ def test_the_default_budget_is_defined_once():
 def test_the_threat_model_checks_its_fields_and_describes_itself():
     assert ThreatModel(eps="4/255").describe() == "L-inf eps 4/255"
     assert ThreatModel(norm="l2", eps=0.5).describe() == "L2 eps 0.5"
+    assert describe("linf", 8 / 255, symbol=True) == "L∞ eps 8/255"  # the report's spelling
+    assert describe("l2", 0.5, symbol=True) == "L2 eps 0.5"
+    assert describe("corruptions", None, symbol=True) == "common corruptions"
     assert eps_text(8 / 255) == "8/255" and eps_text(0.03) == "0.03"
     with pytest.raises(ConfigError, match=r"eps must lie in \(0, 1\]"):
         ThreatModel(eps=2)

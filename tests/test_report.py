@@ -16,7 +16,7 @@ from robustode.records import Record, save_in
 from robustode.report import embed, group_records, pareto_front, render, write_report
 from robustode.report.cells import decimals, short_commit
 from robustode.report.cost import flops_unit, time_unit
-from robustode.report.tables import eps_text
+from robustode.threat import eps_text
 
 ROOT = Path(__file__).resolve().parent.parent
 

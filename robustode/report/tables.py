@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ..records import Record
-from ..threat import CORRUPTIONS, THREATS, eps_text
+from ..threat import THREATS, describe
 from .rows import Row, seed_rows
 from .significance import mark_significance
 
@@ -66,9 +66,7 @@ class Group:
 
     @property
     def threat(self) -> str:
-        if self.norm == CORRUPTIONS:
-            return "common corruptions"
-        return f"{'L∞' if self.norm == 'linf' else 'L2'} eps {eps_text(self.eps)}"
+        return describe(self.norm, self.eps, symbol=True)
 
     @property
     def devices(self) -> list[str]:
