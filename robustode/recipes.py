@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .errors import ConfigError
-from .registry import Registry, parse_spec
+from .registry import Registry
+from .specs import parse_spec, same_value, spec_text
 from .threat import DEFAULT_EPS
 
 recipes = Registry("recipe")
@@ -125,17 +126,16 @@ def _defense(recipe: Recipe, defense: str | None) -> tuple[str, list[str]]:
         own_name, own = parse_spec(recipe.defense, "defense")
         if own_name == name:
             for key in own.keys() & settings.keys():
-                if own[key] != settings[key]:
+                if not same_value(own[key], settings[key]):
                     notes.append(f"{key}: {settings[key]!r} (given) over the recipe's {own[key]!r}")
             settings = {**own, **settings}
         else:
             notes.append(f"defense: {defense} (given) over the recipe's {recipe.defense}")
     for key, value in recipe.modifiers.items():
-        if key in settings and settings[key] != value:
+        if key in settings and not same_value(value, settings[key]):
             notes.append(f"{key}: {settings[key]!r} (given) over the recipe's {value!r}")
         settings.setdefault(key, value)
-    inner = ", ".join(f"{k}={v}" for k, v in settings.items())
-    return (f"{name}({inner})" if inner else name), notes
+    return spec_text(name, settings), notes
 
 
 def _shown(model) -> str:

@@ -33,9 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from .errors import ConfigError, DuplicateNameError, UnknownNameError, UnknownSpecError
-from .specs import (_declared_defaults, _same, _spec_text, normalized_spec, parse_spec,  # noqa: F401
-                    spec_value, split_specs, spelling)  # the grammar lives in specs.py; these names stay importable here
-
+from .specs import declared_defaults, parse_spec, same_value, spec_text
 
 
 @dataclass(frozen=True)
@@ -134,8 +132,8 @@ class Registry:
         one spec when 2/255 is pgd-1's step. Run names, records and tables use it: one name, one row."""
         name, settings = parse_spec(spec, self.kind)
         factory, parsed, _ = self.resolve(name)  # nothing is built: an entrance builds each object once
-        values = {**_declared_defaults(factory), **(defaults or {}), **parsed}
-        return _spec_text(name, {k: v for k, v in settings.items() if not (k in values and _same(values[k], v))})
+        values = {**declared_defaults(factory), **(defaults or {}), **parsed}
+        return spec_text(name, {k: v for k, v in settings.items() if not (k in values and same_value(values[k], v))})
 
     def _merge(self, spec: str, parsed: dict, settings: dict, overrides: dict) -> dict:
         """The spec's parentheses refine its name (``pgd-7(steps=9)``: 9 steps); an override that

@@ -67,7 +67,7 @@ def normalized_spec(spec: str, kind: str = "spec") -> str:
     (a whole fraction of 255 as "2/255", else the shortest decimal): " pgd-1 ( alpha = 0.5 ) " -> "pgd-1(alpha=0.5)".
     No registry is consulted, so a record's spec normalizes the same whatever is registered today."""
     name, settings = parse_spec(spec, kind)
-    return _spec_text(name, settings)
+    return spec_text(name, settings)
 
 
 def spelling(spec: str) -> str:
@@ -79,7 +79,8 @@ def spelling(spec: str) -> str:
         return spec
 
 
-def _spec_text(name: str, settings: dict) -> str:
+def spec_text(name: str, settings: dict) -> str:
+    """``name(key=value, ...)`` in the one spelling: settings sorted by key, values as ``normalized_spec`` writes them."""
     items = ", ".join(f"{k}={_value_text(settings[k])}" for k in sorted(settings))
     return f"{name}({items})" if items else name
 
@@ -90,7 +91,7 @@ def _value_text(value: Any) -> str:
     return fraction_text(value) if isinstance(value, float) else str(value)
 
 
-def _declared_defaults(factory: Callable[..., Any]) -> dict[str, Any]:
+def declared_defaults(factory: Callable[..., Any]) -> dict[str, Any]:
     """The defaults a factory declares: a dataclass's field defaults, a function's keyword defaults."""
     if dataclasses.is_dataclass(factory):
         return {f.name: f.default for f in dataclasses.fields(factory) if f.default is not dataclasses.MISSING}
@@ -101,7 +102,7 @@ def _declared_defaults(factory: Callable[..., Any]) -> dict[str, Any]:
     return {p.name: p.default for p in params if p.default is not p.empty}
 
 
-def _same(default: Any, value: Any) -> bool:
+def same_value(default: Any, value: Any) -> bool:
     """A setting equal to its default (numbers compared as numbers: 0.5 == 1/2, 10 == 10.0)."""
     if isinstance(default, bool) or isinstance(value, bool):
         return default is value

@@ -8,7 +8,7 @@ import numpy as np
 
 from robustode.defenses import defenses
 from robustode.records import load_record, make_record, record_filename, save_new
-from robustode.registry import parse_spec
+from robustode.specs import parse_spec
 from robustode.stats import wilson
 
 

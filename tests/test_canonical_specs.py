@@ -12,9 +12,9 @@ from robustode.attacks.spec import build
 from robustode.cli.commands import run_name
 from robustode.cli.parser import build_parser
 from robustode.defenses import create_defense
-from robustode.registry import normalized_spec
 from robustode.report import render
 from robustode.report.tables import group_records
+from robustode.specs import normalized_spec
 
 
 def test_equivalent_defense_specs_have_one_spelling():

@@ -23,8 +23,9 @@ from robustode.training.schedules import onecycle
 
 def test_wang2023_sets_the_papers_settings_and_given_ones_win_with_a_note():
     model, defense, config, notes = apply_recipe("wang2023", None, None, TrainConfig(), set(), extra_data="x")
-    assert model == "dm_wrn28_10" and defense.startswith("trades-10(beta=5, step_size=") and notes == ()
-    assert "label_smoothing=0.1, ema_decay=0.995" in defense
+    assert model == "dm_wrn28_10" and notes == ()
+    assert defense == ("trades-10(beta=5, bn_mode=train-frozen, ema_decay=0.995, eps=8/255, label_smoothing=0.1, "
+                       "step_size=2/255)")  # the one spelling (robustode.specs.spec_text): settings sorted by key
     assert (config.batch_size, config.lr, config.epochs, config.nesterov, config.weight_decay) == (512, 0.2, 400, True,
                                                                                                   5e-4)
     assert (config.schedule, config.cyclic_peak, config.extra_fraction, config.ema_style) == (
@@ -35,7 +36,8 @@ def test_wang2023_sets_the_papers_settings_and_given_ones_win_with_a_note():
                                                  TrainConfig(lr=0.1, extra_fraction=0.5),
                                                  {"lr", "extra_fraction"}, extra_data="x")
     assert (config.lr, config.extra_fraction, config.batch_size) == (0.1, 0.5, 512)
-    assert "beta=6" in defense and "label_smoothing=0.2" in defense and "ema_decay=0.995" in defense
+    assert defense == ("trades-10(beta=6, bn_mode=train-frozen, ema_decay=0.995, eps=8/255, label_smoothing=51/255, "
+                       "step_size=2/255)")  # 0.2 is 51/255: a whole fraction of 255 is written as one
     assert set(notes) == {"model: resnet20 (given) over the recipe's dm_wrn28_10",
                           "beta: 6 (given) over the recipe's 5", "label_smoothing: 0.2 (given) over the recipe's 0.1",
                           "lr: 0.1 (given) over the recipe's 0.2", "extra_fraction: 0.5 (given) over the recipe's 0.7"}
@@ -66,7 +68,7 @@ def test_wang2023s_attack_normalizes_by_batch_statistics_and_only_the_loss_moves
 
 def test_another_method_drops_the_recipes_method_settings_and_keeps_its_modifiers():
     _, defense, _, notes = apply_recipe("wang2023", None, "pgd-10", TrainConfig(), set())
-    assert defense == "pgd-10(label_smoothing=0.1, ema_decay=0.995)"
+    assert defense == "pgd-10(ema_decay=0.995, label_smoothing=0.1)"
     assert notes[0].startswith("no extra data given") and notes[1].startswith("defense: pgd-10 (given) over")
 
 
@@ -87,7 +89,7 @@ def test_unknown_recipes_missing_methods_and_conflicts_are_refused_in_one_line()
 
 def test_fastat_is_the_benchmarks_common_settings():
     model, defense, config, _ = apply_recipe("fastat", None, "n-fgsm", TrainConfig(), set())
-    assert (model, defense) == ("preact_resnet18", "n-fgsm(label_smoothing=0.4)")
+    assert (model, defense) == ("preact_resnet18", "n-fgsm(label_smoothing=102/255)")  # 0.4, in the one spelling
     assert (config.epochs, config.batch_size, config.lr, config.schedule, config.cyclic_peak) == (
         100, 128, 0.1, "onecycle", 0.3)
 

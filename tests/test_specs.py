@@ -15,7 +15,7 @@ from robustode.data import make_synthetic
 from robustode.defenses import create_defense
 from robustode.errors import ConfigError, UnknownNameError
 from robustode.records import load_record
-from robustode.registry import spec_value
+from robustode.specs import spec_value
 from robustode.api import fit
 
 pytestmark = pytest.mark.usefixtures("one_thread", "data_dir")

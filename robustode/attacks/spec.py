@@ -1,7 +1,7 @@
 """The attack registry and the Attack object it builds from a spec string.
 
 A spec string names a registry entry, optionally with keyword settings (the
-registry's grammar, robustode.registry.parse_spec):
+registry's grammar, robustode.specs.parse_spec):
 
     "pgd-20"                         PGD, 20 steps, eps 8/255, step 2/255
     "pgd-50(restarts=5, norm=l2, eps=0.5)"
@@ -17,7 +17,8 @@ from typing import Any, NamedTuple
 import torch
 
 from ..errors import ConfigError
-from ..registry import Registry, parse_spec, split_specs
+from ..registry import Registry
+from ..specs import parse_spec, split_specs
 
 attacks = Registry("attack")
 

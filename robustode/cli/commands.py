@@ -48,7 +48,7 @@ def defense_spec(args) -> str:
     The spec then names the modifiers everywhere it appears: record, leaderboard, checkpoint.
     """
     from ..errors import ConfigError
-    from ..registry import parse_spec
+    from ..specs import parse_spec
 
     added = _modifiers(args)
     if not added:

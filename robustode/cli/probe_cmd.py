@@ -6,7 +6,7 @@ import dataclasses
 import json
 
 from ..errors import ConfigError
-from ..registry import parse_spec
+from ..specs import parse_spec
 from ..threat import DEFAULT_EPS
 from .parser import _checked, _command, _data_options, positive_int
 from .types import budget

@@ -52,7 +52,7 @@ DefenseSpecError = UnknownSpecError  # a spec of no registered form: an unknown 
 def create_defense(spec: str, **overrides) -> Defense:
     """Build the defense ``spec``: "pgd-10", "yopo-5-3", "pgd-10(alpha=2/255)"; keyword overrides set fields.
 
-    The spec grammar is the registry's (robustode.registry.parse_spec), so the same
+    The spec grammar is the registry's (robustode.specs.parse_spec), so the same
     string works from Python, the CLI and a record. Raises DefenseSpecError for a
     spec of no known form and ConfigError for out-of-range values (``yopo-0-3``),
     unknown fields or a field set twice; every message lists the valid forms. ``defense.spec`` is the

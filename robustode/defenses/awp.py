@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from .. import dist
-from .common import frozen_bn_stats, sgd_step
+from ..modes import frozen_bn_stats
+from .common import sgd_step
 
 Objective = Callable[[], tuple[torch.Tensor, torch.Tensor]]  # () -> (training loss, logits of the batch)
 

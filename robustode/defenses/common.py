@@ -6,7 +6,6 @@ from collections.abc import Callable
 
 import torch
 
-from ..modes import bn_mode, frozen_bn_stats  # noqa: F401  (the defenses' mode switches, from here)
 from ..rules import Choice
 from .base import StepOutput
 

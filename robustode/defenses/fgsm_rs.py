@@ -10,9 +10,10 @@ from typing import ClassVar
 import torch
 
 from ..attacks.pgd import run_pgd
+from ..modes import bn_mode
 from ..rules import COUNT, POSITIVE, STEP, rule
 from .base import Defense, EpochStop, Preset, StepOutput
-from .common import BN_MODE, active_autocast_dtype, bn_mode, output, sgd_step
+from .common import BN_MODE, active_autocast_dtype, output, sgd_step
 
 log = logging.getLogger("robustode")
 

@@ -9,10 +9,11 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
+from ..modes import bn_mode
 from ..rules import COUNT, NONNEG, STEP, TRAINING_BUDGET, rule
 from .awp import descend
 from .base import Defense, Preset, StepOutput
-from .common import BN_MODE, bn_mode, output, sign_ascent
+from .common import BN_MODE, output, sign_ascent
 
 
 def mart_loss(logits: torch.Tensor, logits_adv: torch.Tensor, y: torch.Tensor, beta: float,

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ..attacks.pgd import run_pgd
+from ..modes import bn_mode
 from ..rules import COUNT, NONNEG, STEP, rule
 from .awp import descend
 from .base import Defense, Preset, StepOutput
-from .common import BN_MODE, active_autocast_dtype, bn_mode, output
+from .common import BN_MODE, active_autocast_dtype, output
 from .natural import yopo_baseline
 
 

@@ -9,12 +9,13 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..modes import frozen_bn_stats
 from ..rules import COUNT, STEP, rule
 from ..split import LayerSplit, split_model
 from ..split.affine import layer_one_is_affine, weight_gradient_product
 from ..split.discovery import example_batch
 from .base import Defense, Preset, StepOutput
-from .common import clip_delta, frozen_bn_stats, random_start
+from .common import clip_delta, random_start
 
 
 def hamiltonian(layer_one: Callable, x: torch.Tensor, eta: torch.Tensor, p: torch.Tensor) -> torch.Tensor:

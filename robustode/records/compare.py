@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import RecordError
-from ..registry import spelling
+from ..specs import spelling
 from ..stats import interval, mcnemar_exact
 from ..text import pct, table
 from .build import Evaluated

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ..records import Record
-from ..registry import spelling
+from ..specs import spelling
 from ..stats import interval as proportion_interval
 from ..threat import CORRUPTIONS
 
