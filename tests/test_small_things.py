@@ -78,8 +78,8 @@ def test_a_record_and_a_comparison_print_as_tables():
     assert text.splitlines()[2].split()[:2] == ["clean", f"{record.evaluation.clean_acc:.2%}"] and repr(record) == text
     rows = compare(record, record)
     assert isinstance(rows, list) and rows[0].metric == "clean" and rows[0].p_value == 1.0
-    assert str(rows).splitlines()[0].split() == ["a", "b", "only", "a", "only", "b", "McNemar", "p", "p", "<",
-                                                 "0.05"]
+    assert str(rows).splitlines()[0].split() == ["a", "b", "a-b", "only", "a", "only", "b", "McNemar", "p", "p",
+                                                 "<", "0.05"]
     assert str(rows).splitlines()[1].split()[:2] == ["clean", f"{record.evaluation.clean_acc:.2%}"]
 
 

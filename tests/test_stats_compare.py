@@ -99,8 +99,9 @@ def test_robustode_compare_prints_the_p_value(tmp_path, capsys):
     record_with_points(tmp_path, "b", b)
     assert main(["compare", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 0
     out = capsys.readouterr().out
+    assert out.splitlines()[0].endswith("the same 80 points of synthetic, L-inf eps 8/255")  # threat.describe
     pgd = next(line for line in out.splitlines() if "pgd-20" in line)
-    assert "50.00" in pgd and "+25.00" in pgd and f"{mcnemar_exact(20, 0):.3g}" in pgd and "*" in pgd
+    assert pgd.split() == ["pgd-20", "50.00%", "25.00%", "+25.00", "20", "0", f"{mcnemar_exact(20, 0):.3g}", "yes"]
 
 
 def test_combine_takes_the_worst_case_per_point_over_evaluations(tmp_path):

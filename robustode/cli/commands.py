@@ -227,24 +227,9 @@ def cmd_demo(args) -> int:
 
 
 def show_summary(record, where: Path) -> None:
-    """The result as a small table; under torchrun only rank 0 prints it."""
+    """The record as ``print(record)`` shows it; under torchrun only rank 0 prints it."""
     from ..dist import context
 
-    if context().rank != 0:
-        return
-    ev, tr = record.evaluation, record.training
-    table = Table(title=f"{record.model.name} / {record.defense.spec} on {record.dataset.name} "
-                        f"({record.dataset.kind})")
-    for column in ("clean", *ev.robust, "train time", "epochs", "n", "device"):
-        table.add_column(column)
-    trained = "unknown" if tr.seconds is None else f"{tr.seconds:.1f} s"  # None: a checkpoint robustode did not train
-    table.add_row(f"{ev.clean_acc:.2%}", *(f"{acc:.2%}" for acc in ev.robust.values()), trained,
-                  str(tr.epochs), str(ev.n), record.provenance.device)
-    console.print(table)
-    if record.notes:
-        console.print(f"[yellow]note: {record.notes}[/yellow]", highlight=False)
-    if ev.flags.fired:
-        console.print(f"[yellow]gradient-masking flags fired: {', '.join(ev.flags.fired)}[/yellow]")
-    if tr.stopped_early:
-        console.print(f"[yellow]training stopped early: {tr.stopped_early}[/yellow]")
-    console.print(f"results in {where}", highlight=False)
+    if context().rank == 0:
+        console.print(str(record), highlight=False, markup=False)
+        console.print(f"results in {where}", highlight=False)

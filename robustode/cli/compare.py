@@ -3,27 +3,19 @@
 from __future__ import annotations
 
 from rich.console import Console
-from rich.table import Table
 
 console = Console(soft_wrap=True)  # piped output keeps each line whole
 
 
 def cmd_compare(args) -> int:
     from ..records import compare, find_record, load_record
+    from ..threat import describe
 
     a, b = load_record(find_record(args.first)), load_record(find_record(args.second))
     rows = compare(a, b)
-    console.print(f"A = {_name(a)}, B = {_name(b)}: the same {a.evaluation.n} points of {a.dataset.name}, "
-                  f"{a.evaluation.norm} eps {a.evaluation.eps:.4g}", highlight=False)
-    table = Table()
-    for column in ("metric", "A %", "B %", "A-B", "only A", "only B", "p", ""):
-        table.add_column(column, justify="left" if column in ("metric", "") else "right", no_wrap=True)
-    for r in rows:
-        table.add_row(r.metric, f"{100 * r.a:.2f}", f"{100 * r.b:.2f}", f"{100 * (r.a - r.b):+.2f}", str(r.only_a),
-                      str(r.only_b), f"{r.p_value:.3g}", "*" if r.significant else "")
-    console.print(table)
-    console.print("A-B: percentage points; only A / only B: points one of the two gets right and the other "
-                  "not; p: two-sided exact McNemar test on them; *: p < 0.05", highlight=False)
+    console.print(f"a = {_name(a)}, b = {_name(b)}: the same {a.evaluation.n} points of {a.dataset.name}, "
+                  f"{describe(a.evaluation.norm, a.evaluation.eps)}", highlight=False)
+    console.print(str(rows), highlight=False, markup=False)
     return 0
 
 

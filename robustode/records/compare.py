@@ -44,12 +44,15 @@ class Comparison:
 
 
 class Comparisons(list):
-    """The rows of ``compare``: a list of Comparison that prints as a table."""
+    """The rows of ``compare``: a list of Comparison that prints as the table ``robustode compare`` shows."""
 
     def __str__(self) -> str:
-        rows = [[c.metric, pct(c.a), pct(c.b), str(c.only_a), str(c.only_b), f"{c.p_value:.3g}",
-                 "yes" if c.significant else "no"] for c in self]
-        return table(["", "a", "b", "only a", "only b", "McNemar p", f"p < {SIGNIFICANCE}"], rows)
+        rows = [[c.metric, pct(c.a), pct(c.b), f"{100 * (c.a - c.b):+.2f}", str(c.only_a), str(c.only_b),
+                 f"{c.p_value:.3g}", "yes" if c.significant else "no"] for c in self]
+        legend = ("a-b: percentage points; only a / only b: the points one run gets right and the other not, "
+                  "on which McNemar's exact two-sided test is run")
+        header = ["", "a", "b", "a-b", "only a", "only b", "McNemar p", f"p < {SIGNIFICANCE}"]
+        return f"{table(header, rows)}\n{legend}"
 
     __repr__ = __str__
 

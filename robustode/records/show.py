@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..progress import duration
 from ..text import accuracy_rows, table
-from ..threat import eps_text
+from ..threat import describe
 
 
 def record_text(record) -> str:
@@ -16,6 +16,6 @@ def record_text(record) -> str:
                f"trained {tr.epochs} epoch(s), seed {tr.seed}, {duration(tr.seconds)} on "
                f"{record.provenance.device}" + (f"; stopped early: {tr.stopped_early}" if tr.stopped_early else ""))
     fired = ", ".join(ev.flags.fired) or "none"
-    evaluated = f"evaluated on {ev.n} test points at {ev.norm} eps {eps_text(ev.eps)}; masking flags: {fired}"
+    evaluated = f"evaluated on {ev.n} test points, {describe(ev.norm, ev.eps)}; masking flags: {fired}"
     notes = f"\nnote: {record.notes}" if record.notes else ""
     return f"{head}\n{table(['', 'accuracy', '95% interval'], rows)}\n{trained}\n{evaluated}{notes}"
