@@ -20,7 +20,21 @@ from .types import Split
 PAD = 4  # pixels of zero padding around a random crop, as in the CIFAR recipes
 
 
-class DeviceLoader:
+class EpochLoader:
+    """What every robustode loader shares: its batches follow from (seed, epoch) alone, so its state is those two."""
+
+    seed: int
+    epoch: int  # the epoch the next iter() yields
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "seed": self.seed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch = int(state["epoch"])
+        self.seed = int(state.get("seed", self.seed))
+
+
+class DeviceLoader(EpochLoader):
     """Iterate over a split in float batches ``(x, y)`` that live on ``device``.
 
     Args:
@@ -71,8 +85,7 @@ class DeviceLoader:
         self.epoch = 0  # the epoch the next iter() yields
 
     def __len__(self) -> int:
-        full, rest = divmod(len(self.labels), self.batch_size)
-        return full + (not self.drop_last and rest >= self.world_size)
+        return batch_count(len(self.labels), self.batch_size, self.drop_last, self.world_size)
 
     def global_batch_size(self, index: int) -> int:
         """Examples in global minibatch ``index`` (0-based) over all ranks."""
@@ -82,13 +95,12 @@ class DeviceLoader:
         # Draw everything for the epoch up front, on the CPU, so that the batches are
         # the same on every device and the epoch advances as soon as iter() is called.
         n = len(self.labels)
-        gen = torch.Generator().manual_seed(_mix(self.seed, self.epoch))
+        gen = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
         self.epoch += 1
         order = torch.randperm(n, generator=gen) if self.shuffle else torch.arange(n)
         shifts = flips = None
         if self.augment:
-            shifts = torch.randint(0, 2 * PAD + 1, (n, 2), generator=gen).to(self.device)
-            flips = (torch.rand(n, generator=gen) < 0.5).to(self.device)
+            shifts, flips = (draw.to(self.device) for draw in crop_flip_draws(gen, n))
         return self._batches(order.to(self.device), shifts, flips)
 
     def _batches(self, order, shifts, flips):
@@ -101,16 +113,27 @@ class DeviceLoader:
                 # Offsets and flips are indexed by position in the epoch, not by
                 # example, so they stay independent of the order (and of the sharding).
                 images = crop_flip(images, shifts[first:last], flips[first:last])
-            if self.channels_last:  # reordered as uint8: a quarter of the bytes of the float copy
-                images = images.contiguous(memory_format=torch.channels_last)
-            yield images.float().div_(255), self.labels[idx]
+            yield to_float(images, self.channels_last), self.labels[idx]
 
-    def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "seed": self.seed}
 
-    def load_state_dict(self, state: dict) -> None:
-        self.epoch = int(state["epoch"])
-        self.seed = int(state.get("seed", self.seed))
+def batch_count(n: int, batch_size: int, drop_last: bool, world_size: int) -> int:
+    """Minibatches in an epoch of ``n`` examples: the last, incomplete one unless ``drop_last`` or it has fewer
+    than ``world_size`` examples (a rank would get none)."""
+    full, rest = divmod(n, batch_size)
+    return full + (not drop_last and rest >= world_size)
+
+
+def to_float(images: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """A uint8 batch as floats in [0, 1], in channels_last memory format if asked."""
+    if channels_last:  # reordered as uint8: a quarter of the bytes of the float copy
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images.float().div_(255)
+
+
+def crop_flip_draws(gen: torch.Generator, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` crop offsets (n, 2) in [0, 2 * PAD] and flips (n,), drawn on the CPU from ``gen`` in that order."""
+    shifts = torch.randint(0, 2 * PAD + 1, (n, 2), generator=gen)
+    return shifts, torch.rand(n, generator=gen) < 0.5
 
 
 def crop_flip(images: torch.Tensor, shifts: torch.Tensor, flips: torch.Tensor, pad: int = PAD) -> torch.Tensor:
@@ -137,6 +160,6 @@ def shard_bounds(size: int, rank: int, world_size: int) -> tuple[int, int]:
     return lo, lo + base + (rank < extra)
 
 
-def _mix(seed: int, epoch: int) -> int:
+def epoch_seed(seed: int, epoch: int) -> int:
     """One well-spread generator seed per (seed, epoch) pair."""
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0])

@@ -23,12 +23,10 @@ import torch
 
 from ..utils import resolve_device
 from .extra import ExtraSet
-from .loader import _mix as epoch_seed
-from .loader import crop_flip, shard_bounds
+from .loader import EpochLoader, batch_count, crop_flip, crop_flip_draws, epoch_seed, shard_bounds, to_float
 from .prefetch import Prefetch
 from .types import Split
 
-PAD = 4
 ROWS = 1 << 16  # images per block when an extra set is copied to the device
 
 
@@ -60,7 +58,7 @@ class Stream:
         return self._order
 
 
-class MixedLoader:
+class MixedLoader(EpochLoader):
     """Iterate over float minibatches ``(x, y)`` on ``device``, ``extra_share(fraction, batch_size)`` of each
     from ``extra``; the arguments not listed are DeviceLoader's.
 
@@ -76,8 +74,7 @@ class MixedLoader:
         self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
         self.n_extra = extra_share(fraction, batch_size)
         self.n_base = batch_size - self.n_extra
-        full, rest = divmod(len(split), batch_size)
-        self.batches = full + (not drop_last and rest >= world_size)
+        self.batches = batch_count(len(split), batch_size, drop_last, world_size)
         self.device = resolve_device(device)
         self.images, self.labels = split.images.to(self.device), split.labels.to(self.device)
         self.extra, self.augment, self.seed, self.channels_last = extra, augment, seed, channels_last
@@ -116,9 +113,8 @@ class MixedLoader:
         shifts = flips = None
         if self.augment:
             gen = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
-            total = self.batches * self.batch_size
-            shifts = torch.randint(0, 2 * PAD + 1, (total, 2), generator=gen)[positions].to(self.device)
-            flips = (torch.rand(total, generator=gen) < 0.5)[positions].to(self.device)
+            shifts, flips = (draw[positions].to(self.device)
+                             for draw in crop_flip_draws(gen, self.batches * self.batch_size))
         # One copy of the epoch's indices to the device: a copy per batch would wait for the device each time.
         base = torch.from_numpy(np.stack(bases)).to(self.device)
         return self._batches(base, self._extra_batches(extras), shifts, flips)
@@ -144,16 +140,7 @@ class MixedLoader:
             if self.augment:
                 width = width or len(labels)
                 images = crop_flip(images, shifts[i * width:(i + 1) * width], flips[i * width:(i + 1) * width])
-            if self.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            yield images.float().div_(255), labels
-
-    def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "seed": self.seed}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.epoch = int(state["epoch"])
-        self.seed = int(state.get("seed", self.seed))
+            yield to_float(images, self.channels_last), labels
 
 
 def _to_device(extra: ExtraSet, device: torch.device) -> torch.Tensor:
