@@ -31,7 +31,8 @@ from .data import DataSet
 from .defenses.base import Defense
 from .dist import context
 from .entrance import (DEFAULT_ATTACKS, apply_recipe, build_attacks, build_defense, build_eval_attack, build_model,
-                       build_threat, check_model_name, check_n, load_data, load_extra, recipe_defense, train_config)
+                       build_threat, check_model_name, check_n, evaluate_loaded, load_data, load_extra, recipe_defense,
+                       train_config)
 from .errors import ConfigError, DataError
 from .evaluation import EvalResult, evaluate_sharded
 from .evaluation.state import STATE_DIR, evaluation_state, weights_digest
@@ -236,11 +237,9 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | DataSet | Non
     trained = TrainResult.from_checkpoint(ckpt, model_from_state(ckpt, checkpoint, device))
     dataset = load_data(data or trained.run.data.name, data_dir)
     note = _other_data(trained.run.data, dataset)
-    check_n(n, dataset)
-    if state is not None:
-        state = evaluation_state(state, ckpt.get("digest"), dataset.name, n, built, threat, batch_size, masking_checks)
-    result = evaluation.evaluate(trained.model, dataset, built, threat, n=n, batch_size=batch_size, device=device,
-                                 quiet=quiet, masking_checks=masking_checks, state=state, surrogate=train_surrogate)
+    result = evaluate_loaded(trained.model, dataset, built, threat, lambda: ckpt.get("digest"), n=n,
+                             batch_size=batch_size, device=device, quiet=quiet, masking_checks=masking_checks,
+                             state=state)
     evaluated = DatasetInfo(**{**dataset.describe(), "n_train": trained.run.data.n_train})  # trained on
     return run_record(trained, result, dataset=evaluated, label=label, command=command, notes=note)
 

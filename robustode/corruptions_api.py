@@ -13,11 +13,11 @@ from torch import nn
 
 from .data import DataSet
 from .data.corruptions import CorruptionSet
-from .entrance import build_robustbench, load_corruption_data
+from .entrance import load_corruption_data
 from .errors import ConfigError
 from .evaluation.corruptions import CorruptionResult, evaluate_corruptions
-from .records import DatasetInfo, Evaluated, checkpoint_record, run_record
-from .robustbench_api import origin, published_figures
+from .records import DatasetInfo, Evaluated, run_record
+from .robustbench_api import evaluate_entry
 from .threat import CORRUPTIONS, ThreatModel
 from .training import TrainResult, load_checkpoint
 from .training.checkpoint import model_from_state
@@ -53,13 +53,11 @@ def evaluate_checkpoint_corruptions(checkpoint: str | Path, data: str | Corrupti
     device = resolve_device(device)
     corrupted, clean_set = load_corruption_data(data, clean, data_dir)
     if robustbench is not None:
-        figures = published_figures(published, robustbench, CORRUPTIONS)
-        model = build_robustbench(robustbench, checkpoint, trust_pickle).to(device)
-        result = evaluate_corruptions(model, corrupted, clean_set, n=n, batch_size=batch_size, device=device,
-                                      quiet=quiet)
         trained_on = clean_set.describe()["n_train"]  # its clean training set (entries may add external data)
-        return checkpoint_record(*origin(robustbench, checkpoint, model, figures), result,
-                                 DatasetInfo(**corrupted.describe(trained_on)), label=label, command=command)
+        return evaluate_entry(robustbench, checkpoint, CORRUPTIONS, lambda model: evaluate_corruptions(
+            model, corrupted, clean_set, n=n, batch_size=batch_size, device=device, quiet=quiet),
+            DatasetInfo(**corrupted.describe(trained_on)), device=device, trust_pickle=trust_pickle,
+            published=published, label=label, command=command)
     if published is not None:
         raise ConfigError("published figures belong to a RobustBench entry: pass robustbench=NAME (--robustbench)")
     ckpt = load_checkpoint(checkpoint)

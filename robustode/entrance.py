@@ -6,11 +6,12 @@ takes objects.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
+from . import evaluation
 from .attacks.spec import Attack, build_all
 from .data import DataSet, load_dataset
 from .data.corruptions import CorruptionSet, load_corruptions
@@ -18,6 +19,7 @@ from .data.extra import ExtraSet, open_extra
 from .defenses import create_defense
 from .defenses.base import Defense
 from .errors import ConfigError, DataError
+from .evaluation.state import evaluation_state
 from .interop.robustbench_keys import load_strict, read_checkpoint, to_robustode
 from .interop.robustbench_zoo import layout_of, model_for
 from .models import create as create_model
@@ -27,6 +29,7 @@ from .rules import BUDGET
 from .threat import DEFAULT_EPS, ThreatModel
 from .training import TrainConfig
 from .training.held_out import held_out_attack
+from .training.surrogate import train_surrogate
 from .utils import check_positive_int
 
 DEFAULT_ATTACKS = ("pgd-20",)
@@ -116,6 +119,19 @@ def check_n(n: int | None, dataset: DataSet) -> None:
     if n > len(dataset.test):
         raise DataError(f"asked to evaluate n={n} test images, but the {dataset.name} test set has only "
                         f"{len(dataset.test)}")
+
+
+def evaluate_loaded(model: nn.Module, dataset: DataSet, attacks: list[Attack], threat: ThreatModel,
+                    key: Callable[[], str | None], *, n: int | None, batch_size: int, device: torch.device,
+                    quiet: bool, masking_checks: bool, state=None) -> evaluation.EvalResult:
+    """A loaded checkpoint's evaluation, after checking ``n``: robustode's evaluator with its surrogate. With
+    ``state`` (a folder) the per-point progress is kept there, in a file named after ``key()`` (the weights'
+    digest, computed only then) and the evaluation asked for: the same call after a kill resumes."""
+    check_n(n, dataset)
+    if state is not None:
+        state = evaluation_state(state, key(), dataset.name, n, attacks, threat, batch_size, masking_checks)
+    return evaluation.evaluate(model, dataset, attacks, threat, n=n, batch_size=batch_size, device=device,
+                               quiet=quiet, masking_checks=masking_checks, state=state, surrogate=train_surrogate)
 
 
 def build_robustbench(name: str, checkpoint, trust_pickle: bool = False) -> nn.Module:

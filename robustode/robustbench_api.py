@@ -8,16 +8,21 @@ evaluator into records, and robustode's records and weights in its format.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from torch import nn
 
-from . import evaluation
 from .data import DataSet
-from .entrance import DEFAULT_ATTACKS, build_attacks, build_robustbench, build_threat, check_n, load_data
+from .entrance import (
+    DEFAULT_ATTACKS,
+    build_attacks,
+    build_robustbench,
+    build_threat,
+    evaluate_loaded,
+    load_data,
+)
 from .errors import ConfigError
-from .evaluation.state import evaluation_state
 from .files import content_digest, sha256_file
 from .interop.robustbench_export import THREAT_FOLDERS, export, export_paths, model_info
 from .interop.robustbench_published import read_published
@@ -25,7 +30,6 @@ from .records import DatasetInfo, Evaluated, Record, checkpoint_record, load_rec
 from .threat import DEFAULT_EPS
 from .training import load_checkpoint
 from .training.checkpoint import model_from_state
-from .training.surrogate import train_surrogate
 from .utils import resolve_device
 
 
@@ -59,17 +63,25 @@ def evaluate_robustbench(name: str, checkpoint: str | Path, data: str | DataSet 
     device = resolve_device(device)
     threat = build_threat(eps)
     built = build_attacks(attacks, threat)
-    figures = published_figures(published, name, threat.norm)
-    model = build_robustbench(name, checkpoint, trust_pickle).to(device)
     dataset = load_data(data, data_dir)
-    check_n(n, dataset)
-    if state is not None:
-        # The entry's name beside its weights: the name decides the model the weights are loaded into.
-        state = evaluation_state(state, content_digest([name, model.state_dict()]), dataset.name, n, built, threat,
-                                 batch_size, masking_checks)
-    result = evaluation.evaluate(model, dataset, built, threat, n=n, batch_size=batch_size, device=device,
-                                 quiet=quiet, masking_checks=masking_checks, surrogate=train_surrogate, state=state)
-    return checkpoint_record(*origin(name, checkpoint, model, figures), result, DatasetInfo(**dataset.describe()), label=label,
+
+    def run(model: nn.Module):  # the entry's name beside its weights: the name decides the model they load into
+        return evaluate_loaded(model, dataset, built, threat, lambda: content_digest([name, model.state_dict()]), n=n,
+                               batch_size=batch_size, device=device, quiet=quiet, masking_checks=masking_checks,
+                               state=state)
+
+    return evaluate_entry(name, checkpoint, threat.norm, run, DatasetInfo(**dataset.describe()), device=device,
+                          trust_pickle=trust_pickle, published=published, label=label, command=command)
+
+
+def evaluate_entry(name: str, checkpoint: str | Path, norm: str, run: Callable[[nn.Module], object],
+                   dataset: DatasetInfo, *, device, trust_pickle: bool, published, label: str | None,
+                   command: str | None) -> Evaluated:
+    """The record of RobustBench entry ``name``'s weights evaluated by ``run(model)`` on ``dataset``: its
+    published figures for ``norm`` are read (and checked) first, then the model is built strictly."""
+    figures = published_figures(published, name, norm)
+    model = build_robustbench(name, checkpoint, trust_pickle).to(device)
+    return checkpoint_record(*origin(name, checkpoint, model, figures), run(model), dataset, label=label,
                              command=command)
 
 
