@@ -1,5 +1,6 @@
 """Data sets: synthetic, torchvision's (offline), the CIFAR-10 JPEG copy, load_dataset options."""
 
+import re
 import tarfile
 import urllib.error
 import urllib.request
@@ -12,6 +13,7 @@ from PIL import Image
 
 from robustode.data import cifar10_jpeg as jpeg_module
 from robustode.data import load_dataset, make_synthetic
+from robustode.data.catalog import data_folder
 from robustode.data.torchvision_sets import _cifar_split, _svhn_split
 from robustode.errors import ConfigError, DataError, UnknownNameError
 
@@ -187,3 +189,22 @@ def test_the_default_data_folder_need_not_exist_yet(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     data = load_dataset(f"imagefolder:{tmp_path / 'tree'}")
     assert len(data.train) == 2 and (tmp_path / "home" / ".cache" / "robustode").is_dir()  # its decode cache
+
+
+def test_the_data_folder_is_the_first_source_given_and_one_the_user_names_must_exist(tmp_path, monkeypatch):
+    monkeypatch.setenv("ROBUSTODE_DATA", str(tmp_path / "env"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert data_folder(tmp_path) == (tmp_path, "--data-dir") and data_folder() == (tmp_path / "env", "$ROBUSTODE_DATA")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(DataError, match=re.escape(f"data folder {tmp_path / 'file'} (from --data-dir) is a file, not a "
+                                                  "folder; create it first, or leave --data-dir out for "
+                                                  "$ROBUSTODE_DATA or ~/.cache/robustode")):
+        load_dataset("synthetic", data_dir=tmp_path / "file")
+    with pytest.raises(DataError, match=re.escape(f"data folder {tmp_path / 'env'} (from $ROBUSTODE_DATA) does not "
+                                                  "exist; create it first, or leave $ROBUSTODE_DATA out for "
+                                                  "~/.cache/robustode")):
+        load_dataset("synthetic")
+    monkeypatch.delenv("ROBUSTODE_DATA")
+    default = data_folder()
+    assert default == (tmp_path / "home" / ".cache" / "robustode", "~/.cache/robustode") and not default.by_user
+    assert len(load_dataset("synthetic", n_train=4, n_test=4).train) == 4  # the default need not exist yet

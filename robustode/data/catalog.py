@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 from ..errors import DataError
 from ..registry import Registry
@@ -12,25 +13,45 @@ from .types import DataSet
 datasets = Registry("dataset")
 
 DATA_ENV = "ROBUSTODE_DATA"
+SOURCES = ("--data-dir", f"${DATA_ENV}", "~/.cache/robustode")  # who names the data folder, the first given wins
+
+
+class DataFolder(NamedTuple):
+    """Where data sets live, and which of ``SOURCES`` named the folder."""
+
+    path: Path
+    named_by: str
+
+    @property
+    def by_user(self) -> bool:
+        """Named by the user, so it must exist; the default folder is made when needed."""
+        return self.named_by != SOURCES[-1]
+
+
+def data_folder(data_dir: str | os.PathLike | None = None) -> DataFolder:
+    """The data folder: ``data_dir``, else ``$ROBUSTODE_DATA``, else ``~/.cache/robustode``, with its source."""
+    if data_dir is not None:
+        return DataFolder(Path(data_dir).expanduser(), SOURCES[0])
+    if os.environ.get(DATA_ENV):
+        return DataFolder(Path(os.environ[DATA_ENV]).expanduser(), SOURCES[1])
+    return DataFolder(Path.home() / ".cache" / "robustode", SOURCES[2])
 
 
 def data_root(data_dir: str | os.PathLike | None = None) -> Path:
     """The data directory: ``data_dir``, else ``$ROBUSTODE_DATA``, else ``~/.cache/robustode``."""
-    if data_dir is None:
-        data_dir = os.environ.get(DATA_ENV) or Path.home() / ".cache" / "robustode"
-    return Path(data_dir).expanduser()
+    return data_folder(data_dir).path
 
 
-def check_data_dir(data_dir: str | os.PathLike, named_by: str = "--data-dir") -> Path:
-    """A data folder the user named (``--data-dir``, ``$ROBUSTODE_DATA``) must exist: a typo would otherwise
-    get a data set downloaded and a decode cache of hundreds of MB written into a new folder."""
-    path = data_root(data_dir)
-    if not path.is_dir():
-        what = "is a file, not a folder" if path.exists() else "does not exist"
-        instead = f"${DATA_ENV} or ~/.cache/robustode" if named_by == "--data-dir" else "~/.cache/robustode"
-        raise DataError(f"data folder {path} (from {named_by}) {what}; create it first, or leave {named_by} "
-                        f"out for {instead}")
-    return path
+def check_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
+    """``data_root``, where a folder the user named (``--data-dir``, ``$ROBUSTODE_DATA``) must exist: a typo
+    would otherwise get a data set downloaded and a decode cache of hundreds of MB written into a new folder."""
+    folder = data_folder(data_dir)
+    if folder.by_user and not folder.path.is_dir():
+        what = "is a file, not a folder" if folder.path.exists() else "does not exist"
+        instead = " or ".join(SOURCES[SOURCES.index(folder.named_by) + 1:])
+        raise DataError(f"data folder {folder.path} (from {folder.named_by}) {what}; create it first, or leave "
+                        f"{folder.named_by} out for {instead}")
+    return folder.path
 
 
 def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download: bool = True,
@@ -52,13 +73,7 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download:
         >>> data.test.images.shape
         torch.Size([100, 3, 32, 32])
     """
-    if data_dir is not None:
-        root = check_data_dir(data_dir)
-    elif os.environ.get(DATA_ENV):  # named by the user too: a mistyped one is an error, never ignored
-        root = check_data_dir(os.environ[DATA_ENV], named_by=f"${DATA_ENV}")
-    else:
-        root = data_root()
-    data = datasets.get(name, data_dir=root, download=download, **options)
+    data = datasets.get(name, data_dir=check_data_dir(data_dir), download=download, **options)
     data.train = data.train.subset(train_subset, f"{data.name} training set")
     data.test = data.test.subset(test_subset, f"{data.name} test set")
     return data
