@@ -11,8 +11,8 @@ from training_utils import Plain, data, tiny
 
 import robustode as ro
 from robustode.defenses import create_defense
-from robustode.errors import ConfigError
-from robustode.records import load_record, run_record
+from robustode.errors import CheckpointError, ConfigError
+from robustode.records import DatasetInfo, ExtraInfo, load_record, run_record
 from robustode.api import fit
 from robustode.training import DefenseSetup, RunInfo, TrainConfig, TrainResult, TrainSettings, load_checkpoint
 
@@ -44,6 +44,19 @@ def test_a_checkpoint_carries_the_run_description_and_the_result_reads_back(tmp_
     assert back.images_per_second == pytest.approx(result.images_per_second, rel=1e-9)
     assert (back.passes_per_image, back.nominal_epochs) == (result.passes_per_image, result.nominal_epochs)
     assert back.run_dir == str(tmp_path)
+
+
+def test_a_run_descriptions_data_is_built_and_checked_field_by_field():
+    described = fit(tiny(), Plain(), data(), config=TrainConfig(epochs=1), quiet=True).run.to_dict()
+    older = {k: v for k, v in described["data"].items() if k not in ("source", "extra")}  # before they existed
+    assert RunInfo.from_dict({**described, "data": older}).data == DatasetInfo(**older)
+    extra = {"source": "g.npz", "count": 30, "shape": [32, 32, 3], "histogram": [3] * 10, "digest": "ab",
+             "digest_of": "files", "fraction": 0.5}
+    assert RunInfo.from_dict({**described, "data": {**older, "extra": extra}}).data.extra == ExtraInfo(**extra)
+    for bad, field in [({**older, "n_train": 0}, "data.n_train"), ({**older, "extra": {**extra, "fraction": 2}},
+                                                                     "data.extra.fraction")]:
+        with pytest.raises(CheckpointError, match=f"malformed run description .*field '{field}' must lie in"):
+            RunInfo.from_dict({**described, "data": bad})
 
 
 def test_resume_reads_the_description_written_by_this_version(tmp_path):

@@ -56,10 +56,6 @@ class DatasetInfo:
     source: str = ""  # where the data was read from
     extra: ExtraInfo | None = None  # the extra training set mixed into every minibatch; None: there was none
 
-    def __post_init__(self):
-        if isinstance(self.extra, dict):  # as a run description (config.json, a checkpoint) holds it
-            self.extra = ExtraInfo(**self.extra)
-
 
 @dataclass
 class OptimizerInfo:

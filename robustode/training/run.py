@@ -15,10 +15,12 @@ import torch
 from torch import nn
 
 from ..defenses import defenses
-from ..errors import CheckpointError, ConfigError, UnknownNameError
+from ..errors import CheckpointError, ConfigError, RecordError, UnknownNameError
 from ..models import count_parameters
 from ..records.migrate import single_step_before_v3
+from ..records.parts import ExtraInfo
 from ..records.schema import DatasetInfo, Provenance
+from ..records.validate import build
 from ..utils import provenance
 from .config import TRAJECTORY_KEYS, TrainConfig, TrainSettings
 
@@ -81,7 +83,7 @@ class RunInfo:
     def describe(cls, settings: TrainSettings, requested: TrainConfig, model: nn.Module, defense,
                  data, extra=None) -> RunInfo:
         device = torch.device(settings.device)
-        mixed = None if extra is None else {**extra.describe(), "fraction": settings.extra_fraction}
+        mixed = None if extra is None else ExtraInfo(**extra.describe(), fraction=settings.extra_fraction)
         return cls(settings, requested, ModelSetup.of(model, data.num_classes), DefenseSetup.of(defense),
                    DatasetInfo(**data.describe(), extra=mixed), Provenance(**provenance(device, settings.precision)))
 
@@ -100,9 +102,10 @@ class RunInfo:
             model = dict(d["model"])
             model["class_name"] = model.pop("class")
             return cls(TrainSettings.from_dict(d["train"]), TrainConfig.from_dict(d["requested"]),
-                       ModelSetup(**model), DefenseSetup.from_dict(d["defense"]), DatasetInfo(**d["data"]),
+                       ModelSetup(**model), DefenseSetup.from_dict(d["defense"]),
+                       build(DatasetInfo, d["data"], source, "data.", lenient=True),  # older ones lack source, extra
                        Provenance(**d["provenance"]))
-        except (KeyError, TypeError, AttributeError) as err:
+        except (KeyError, TypeError, AttributeError, RecordError) as err:
             raise CheckpointError(f"{source}: malformed run description ({type(err).__name__}: {err})") from None
 
     def resume_conflicts(self, new: RunInfo, assumed: dict | None = None) -> list[str]:
