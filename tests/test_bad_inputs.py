@@ -162,3 +162,31 @@ def test_the_cli_refuses_bad_input_in_one_line(tmp_path, capsys, argv):
     assert len(lines) == 1, err
     assert lines[0].startswith(f"robustode {argv[0]}: error:") and "Traceback" not in err
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(("convert", "text", "message"), [
+    ("positive_number", "0", "the value must be > 0, got 0"),
+    ("below_one", "1", "the value must lie strictly between 0 and 1, got 1"),
+    ("positive_int", "0", "the value must be a positive integer, got 0"),
+    ("count", "-1", "the value must be an integer >= 0, got '-1'"),
+    ("seed_list", "0,x", "a seed must be an integer >= 0, got 'x'"),
+    ("class_count", "1", "the class count must be an integer >= 2, got 1"),
+    ("input_shape", "3,0,8", "each of C,H,W must be a positive integer, got 0"),
+])
+def test_an_option_type_refuses_in_the_words_of_its_rule(convert, text, message):
+    import argparse
+
+    from robustode.cli import tool_parsers, types
+
+    convert = getattr(types, convert, None) or getattr(tool_parsers, convert)
+    with pytest.raises(argparse.ArgumentTypeError) as err:
+        convert(text)
+    assert str(err.value) == message
+
+
+def test_an_option_type_takes_what_its_rule_lets_through():
+    from robustode.cli import tool_parsers, types
+
+    assert (types.positive_number("8/255"), types.below_one("0.5"), types.positive_int("3"), types.count("0"),
+            types.seed_list("0, 2"), tool_parsers.class_count("2"), tool_parsers.input_shape("3x32x32")) == \
+        (8 / 255, 0.5, 3, 0, [0, 2], 2, (3, 32, 32))

@@ -13,7 +13,7 @@ from ..threat import DEFAULT_EPS
 from ..training.config import PRECISIONS
 from ..training.loggers import LOGGERS
 from ..training.schedules import SCHEDULES
-from .types import (_checked, _integer, attack_list, below_one, budget, count, fraction, gigabytes,  # noqa: F401
+from .types import (_checked, attack_list, below_one, budget, count, fraction, gigabytes,  # noqa: F401
                     logger_list, positive_int, positive_number, run_folder, seed_list)  # (re-exported)
 
 EPILOG = "Budgets and step sizes accept fractions: --eps 8/255, --defense 'pgd-10(alpha=2/255)'."

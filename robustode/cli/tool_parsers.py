@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from ..errors import ConfigError
+from ..rules import COUNT, Number
 from .data_cmd import data
 from .listing import KINDS
-from .parser import _checked, _command, _data_options, _integer, positive_int
+from .parser import _checked, _command, _data_options, positive_int
 from .probe_cmd import probe_parser
 from .robustbench_cmd import export_parser
 
@@ -27,12 +28,15 @@ def input_shape(text: str) -> tuple[int, int, int]:
     parts = text.replace("x", ",").split(",")
     if len(parts) != 3:
         raise ConfigError(f"expected C,H,W such as 3,32,32, got {text!r}")
-    return tuple(_integer(p.strip(), 1) for p in parts)
+    return tuple(COUNT(p, "each of C,H,W") for p in parts)
+
+
+CLASSES = Number(2, integer=True, says="be an integer >= 2")  # one logit is no classifier: every prediction is right
 
 
 @_checked
 def class_count(text: str) -> int:
-    return _integer(text, 2)  # one logit is no classifier: every prediction is right
+    return CLASSES(text, "the class count")
 
 
 def output_key(text: str) -> int | str:

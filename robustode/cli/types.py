@@ -7,10 +7,9 @@ import argparse
 import re
 
 from ..errors import ConfigError
-from ..rules import BELOW_ONE, BUDGET, NONNEG, Choice, Each
+from ..rules import BELOW_ONE, BUDGET, COUNT, COUNT0, NONNEG, OPEN_UNIT, POSITIVE, Choice, Each
 from ..specs import split_specs
 from ..training.loggers import LOGGERS
-from ..utils import parse_fraction
 
 
 def _checked(parse):
@@ -33,38 +32,22 @@ def budget(text: str) -> float:
 
 @_checked
 def positive_number(text: str) -> float:
-    value = parse_fraction(text)
-    if not value > 0:
-        raise ConfigError(f"expected a number > 0, got {text}")
-    return value
-
-
-def _integer(text: str, minimum: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise ConfigError(f"expected an integer, got {text!r}") from None
-    if value < minimum:
-        raise ConfigError(f"expected an integer >= {minimum}, got {value}")
-    return value
+    return POSITIVE(text, "the value")
 
 
 @_checked
 def below_one(text: str) -> float:
-    value = parse_fraction(text)
-    if not 0 < value < 1:
-        raise ConfigError(f"expected a number in (0, 1), got {text}")
-    return value
+    return OPEN_UNIT(text, "the value")
 
 
 @_checked
 def positive_int(text: str) -> int:
-    return _integer(text, 1)
+    return COUNT(text, "the value")
 
 
 @_checked
 def count(text: str) -> int:
-    return _integer(text, 0)
+    return COUNT0(text, "the value")
 
 
 def _no_empty_item(text: str, example: str) -> None:
@@ -76,7 +59,7 @@ def _no_empty_item(text: str, example: str) -> None:
 @_checked
 def seed_list(text: str) -> list[int]:
     _no_empty_item(text, "0,1,2")
-    seeds = [_integer(part.strip(), 0) for part in text.split(",") if part.strip()]
+    seeds = [COUNT0(part, "a seed") for part in text.split(",") if part.strip()]
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"expected distinct seeds separated by commas, e.g. 0,1,2, got {text!r}")
     return seeds
