@@ -10,7 +10,6 @@ permissions the user's umask gives (not mkstemp's private 0600).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import secrets
 import tempfile
@@ -75,22 +74,22 @@ def check_output_file(path: str | os.PathLike, *, force: bool = False, what: str
     return path
 
 
+NOT_RECORDS = ("config.json", "manifest.json")  # the other JSON files robustode writes beside records
+
+
+def is_record_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is named as robustode names records: record.json, eval-record*.json, *-record*.json, or a
+    records folder's NAME__MODEL__...json; never config.json or manifest.json (``records.record_files``)."""
+    name = Path(path).name
+    return name.endswith(".json") and name not in NOT_RECORDS and ("record" in name or name.count("__") >= 3)
+
+
 def holds_records(folder: str | os.PathLike) -> bool:
-    """Whether ``folder`` holds result records: JSON objects with a ``schema_version``, or their per-point
-    files (``points-*.npz``)."""
+    """Whether ``folder`` holds result records: files named as records (``is_record_file``), or their
+    per-point files (``points-*.npz``)."""
     folder = Path(folder)
-    if not folder.is_dir():
-        return False
-    if next(folder.glob("points-*.npz"), None) is not None:
-        return True
-    for path in folder.glob("*.json"):
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):  # unreadable or not JSON: not a record
-            continue
-        if isinstance(data, dict) and "schema_version" in data:
-            return True
-    return False
+    return folder.is_dir() and (next(folder.glob("points-*.npz"), None) is not None
+                                or any(is_record_file(p) for p in folder.glob("*.json")))
 
 
 def check_output_dir(path: str | os.PathLike, *, what: str = "output folder") -> Path:

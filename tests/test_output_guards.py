@@ -12,6 +12,7 @@ from robustode.cli import main
 from robustode.errors import ConfigError
 from robustode.files import check_output_file, holds_records
 from robustode.records import load_records, save_in
+from robustode.records.io import record_files
 from robustode.report import write_report
 
 
@@ -57,6 +58,12 @@ def test_records_may_go_into_a_records_folder(records, tmp_path):
     (tmp_path / "plain").mkdir()
     (tmp_path / "plain" / "list.json").write_text(json.dumps(["schema_version"]))
     assert not holds_records(tmp_path / "plain")
+    (tmp_path / "named").mkdir()
+    (tmp_path / "named" / "data__model__defense__s0.json").write_text("{}")  # named as records are named
+    assert holds_records(tmp_path / "named")
+    below = {p.parent for p in record_files(tmp_path)}  # what the leaderboard reads: the same definition
+    assert below == {records, tmp_path / "named"}
+    assert all(holds_records(f) == (f in below) for f in (records, tmp_path / "named", tmp_path / "plain"))
     assert check_output_file(records / "new.json", record=True) == records / "new.json"
 
 

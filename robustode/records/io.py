@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 from ..errors import RecordError
-from ..files import write_atomic
+from ..files import NOT_RECORDS, is_record_file, write_atomic
 from .consistency import check_consistent
 from .points import load_points, points_file, save_points
 from .schema import Record
@@ -135,20 +135,13 @@ def load_record(path: str | os.PathLike) -> Record:
     return dataclasses.replace(Record.from_dict(data, source=str(path)), path=path)
 
 
-NOT_RECORDS = ("config.json", "manifest.json")  # the other JSON files robustode writes beside records
-
-
 def record_files(folder: Path) -> list[Path]:
     """The records in ``folder`` and below it: the folder's own ``*.json`` (a records folder, or one run
     directory), and in the folders below (run directories) the files named like records: record.json,
     eval-record*.json, *-record*.json, and a records folder's NAME__MODEL__...json; never config.json,
-    manifest.json or a hidden folder's files."""
-    def is_record(path: Path) -> bool:
-        name = path.name
-        return name not in NOT_RECORDS and ("record" in name or name.count("__") >= 3)
-
+    manifest.json or a hidden folder's files (``files.is_record_file``)."""
     top = [p for p in folder.glob("*.json") if p.name not in NOT_RECORDS]
-    below = [p for p in folder.rglob("*.json") if p.parent != folder and is_record(p)
+    below = [p for p in folder.rglob("*.json") if p.parent != folder and is_record_file(p)
              and not any(part.startswith(".") for part in p.relative_to(folder).parts)]
     return sorted(top) + sorted(below)
 
